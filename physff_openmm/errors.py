@@ -1,0 +1,76 @@
+"""One exception hierarchy for physff-openmm.
+
+Every error the package raises on purpose is a :class:`PhysFFError`. Subclasses
+also inherit the matching built-in exception (``ValueError``, ``OSError``, ...)
+so that callers who catch those keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PhysFFError",
+    "MoleculeError",
+    "MoleculeParseError",
+    "MoleculeFileError",
+    "UnsupportedElementError",
+    "RadicalError",
+    "ChargeError",
+    "MissingHydrogenError",
+    "ModelError",
+    "BackendError",
+    "ConfigError",
+    "QMError",
+    "DependencyError",
+]
+
+
+class PhysFFError(Exception):
+    """Base class of every error raised on purpose by physff-openmm."""
+
+
+class MoleculeError(PhysFFError, ValueError):
+    """A molecule cannot be used: bad structure, chemistry or charge."""
+
+
+class MoleculeParseError(MoleculeError):
+    """A SMILES string or file content could not be parsed."""
+
+
+class MoleculeFileError(MoleculeError, OSError):
+    """A molecule file is missing, unreadable, empty or of an unknown format."""
+
+
+class UnsupportedElementError(MoleculeError):
+    """An atom's element is outside the supported set (H C N O F S Cl Br P)."""
+
+
+class RadicalError(MoleculeError):
+    """An atom carries unpaired electrons."""
+
+
+class ChargeError(MoleculeError):
+    """Formal charges are missing, inconsistent or do not add up to the given total."""
+
+
+class MissingHydrogenError(MoleculeError):
+    """Hydrogens are implicit or missing; the model needs every atom explicit."""
+
+
+class ModelError(PhysFFError, ValueError):
+    """Unknown model name, unreadable or corrupt model file."""
+
+
+class BackendError(PhysFFError, ValueError):
+    """Unknown backend or OpenMM platform, or one that is not available here."""
+
+
+class ConfigError(PhysFFError, ValueError):
+    """A configuration value or option is invalid."""
+
+
+class QMError(PhysFFError, RuntimeError):
+    """A quantum-chemistry calculation failed or was asked for at an unknown level."""
+
+
+class DependencyError(PhysFFError, ImportError):
+    """An optional dependency is needed for this feature but is not installed."""

@@ -1,0 +1,372 @@
+"""Per-topology parameters: charges, pair parameters C_0..C_13, E_lin and the switch.
+
+:func:`parameterize` runs the graph model once per topology. Atoms whose
+embeddings agree (symmetry-equivalent atoms, repeated molecules) form one
+class; non-covalent pair parameters depend only on the two classes, so they are
+a small class-by-class table, and covalent pairs carry their own entries.
+Results are cached on disk, keyed by canonical SMILES and the model file's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rdkit import Chem
+
+from .energy import N_PARAMETERS
+from .errors import ModelError, PhysFFError
+from .graph import bond_features, covalent_pairs, mol_to_graph
+from .model import PhysFFModel
+
+__all__ = ["ParameterSet", "parameterize", "default_cache_dir", "CLASS_TOLERANCE"]
+
+#: Two atoms share a class when their embeddings differ by less than this (max abs).
+CLASS_TOLERANCE: float = 1e-4
+_CACHE_VERSION = 1
+
+
+@dataclass
+class ParameterSet:
+    """Charges and pair parameters of one topology (one molecule or a complex).
+
+    Units: charges in e, C_0 in kcal/mol Angstrom^6, C_1 in kcal/mol Angstrom^12,
+    C_{2k} in kcal/mol, C_{2k+1} in Angstrom, energies in kcal/mol, distances in Angstrom.
+
+    Attributes
+    ----------
+    symbols : list[str]
+        Element symbols in the molecule's atom order.
+    charges : np.ndarray
+        (n,) partial charges, e.
+    covalent_pairs : np.ndarray
+        (m, 2) zero-based covalent pairs, i < j, sorted.
+    covalent_parameters : np.ndarray
+        (m, 14) C_0..C_13 of each covalent pair.
+    atom_classes : np.ndarray
+        (n,) class of each atom (atoms with identical embeddings share one).
+    class_parameters : np.ndarray
+        (n_classes, n_classes, 14) symmetric table of non-covalent C_0..C_13.
+    energy_offset : float
+        E_lin, kcal/mol (a constant, not a force).
+    switch : tuple[float, float]
+        (r_on, r_off) of the short-range terms, Angstrom.
+    fragments : list[tuple[int, ...]]
+        Atom indices of each connected fragment.
+    """
+
+    symbols: list[str]
+    charges: np.ndarray
+    covalent_pairs: np.ndarray
+    covalent_parameters: np.ndarray
+    atom_classes: np.ndarray
+    class_parameters: np.ndarray
+    energy_offset: float
+    switch: tuple[float, float]
+    fragments: list[tuple[int, ...]]
+    smiles: str = ""
+    model_name: str = ""
+    model_hash: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.class_parameters.shape[0])
+
+    @property
+    def total_charge(self) -> int:
+        return int(round(float(self.charges.sum())))
+
+    def pair_parameters(self) -> np.ndarray:
+        """(n, n, 14) symmetric C_0..C_13: covalent entries for bonded pairs, non-covalent otherwise.
+
+        The diagonal (an atom with itself) is zero.
+        """
+        cls = self.atom_classes
+        out = self.class_parameters[cls[:, None], cls[None, :]].copy()
+        i, j = self.covalent_pairs[:, 0], self.covalent_pairs[:, 1]
+        out[i, j] = self.covalent_parameters
+        out[j, i] = self.covalent_parameters
+        idx = np.arange(len(cls))
+        out[idx, idx] = 0.0
+        return out
+
+    def covalent_matrix(self) -> np.ndarray:
+        """(n, n) bool, True for covalent pairs."""
+        m = np.zeros((self.n_atoms, self.n_atoms), dtype=bool)
+        i, j = self.covalent_pairs[:, 0], self.covalent_pairs[:, 1]
+        m[i, j] = m[j, i] = True
+        return m
+
+    # --- persistence ------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "charges": self.charges,
+            "covalent_pairs": self.covalent_pairs,
+            "covalent_parameters": self.covalent_parameters,
+            "atom_classes": self.atom_classes,
+            "class_parameters": self.class_parameters,
+        }
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "symbols": list(self.symbols),
+            "energy_offset": float(self.energy_offset),
+            "switch": [float(x) for x in self.switch],
+            "fragments": [list(map(int, f)) for f in self.fragments],
+            "smiles": self.smiles,
+            "model_name": self.model_name,
+            "model_hash": self.model_hash,
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write to an ``.npz`` file (written whole or not at all)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial.npz")
+        np.savez(tmp, header=np.asarray(json.dumps(self._header())), **self._arrays())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ParameterSet":
+        """Read a file written by :meth:`save`."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                arrays = {k: z[k] for k in ("charges", "covalent_pairs", "covalent_parameters", "atom_classes", "class_parameters")}
+        except (OSError, KeyError, ValueError) as exc:
+            raise PhysFFError(f"cannot read parameter file {str(path)!r}: {exc}") from None
+        return cls(
+            symbols=header["symbols"],
+            energy_offset=header["energy_offset"],
+            switch=tuple(header["switch"]),
+            fragments=[tuple(f) for f in header["fragments"]],
+            smiles=header["smiles"],
+            model_name=header["model_name"],
+            model_hash=header["model_hash"],
+            metadata=header["metadata"],
+            **arrays,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary with units in the key names."""
+        return {
+            "smiles": self.smiles,
+            "model": {"name": self.model_name, "sha256": self.model_hash},
+            "symbols": list(self.symbols),
+            "charges_e": self.charges.tolist(),
+            "energy_offset_kcal_mol": float(self.energy_offset),
+            "switch_angstrom": [float(x) for x in self.switch],
+            "fragments": [list(map(int, f)) for f in self.fragments],
+            "covalent_pairs": self.covalent_pairs.tolist(),
+            "covalent_parameters": self.covalent_parameters.tolist(),
+            "atom_classes": self.atom_classes.tolist(),
+            "class_parameters": self.class_parameters.tolist(),
+            "parameter_units": ["kcal/mol A^6", "kcal/mol A^12"] + ["kcal/mol", "A"] * 6,
+        }
+
+
+# --- the model, run once per topology ---------------------------------------------------
+
+def _assign_classes(h: np.ndarray, tol: float) -> np.ndarray:
+    """Greedy clustering of embeddings: atom -> class index, classes in first-seen order."""
+    reps: list[np.ndarray] = []
+    out = np.empty(len(h), dtype=np.int64)
+    scale = max(1.0, float(np.abs(h).max())) if len(h) else 1.0
+    for a, row in enumerate(h):
+        for k, rep in enumerate(reps):
+            if np.abs(row - rep).max() <= tol * scale:
+                out[a] = k
+                break
+        else:
+            out[a] = len(reps)
+            reps.append(row)
+    return out
+
+
+@torch.no_grad()
+def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
+    """Charges, classes, class table and covalent parameters of ``mol`` (input atom order)."""
+    g = mol_to_graph(mol)
+    h = model.embed(g.x, g.edge_index, g.edge_attr)
+    classes = _assign_classes(h.double().numpy(), CLASS_TOLERANCE)
+    n_cls = int(classes.max()) + 1 if len(classes) else 0
+    # one embedding per class (the mean), so class members get bit-identical parameters
+    hc = torch.zeros(n_cls, h.shape[1], dtype=h.dtype).index_add_(0, torch.from_numpy(classes), h)
+    hc /= torch.bincount(torch.from_numpy(classes), minlength=n_cls).to(h.dtype).unsqueeze(1)
+    h_sym = hc[torch.from_numpy(classes)]
+    q = model.charges(h_sym, g.fragment_index, g.fragment_charge).numpy()
+    # non-covalent class table from the upper triangle of class pairs
+    ci, cj = np.triu_indices(n_cls)
+    e_nc = torch.tensor(bond_features(None), dtype=h.dtype).expand(len(ci), -1)
+    tri = model.pair_parameters(hc[ci], hc[cj], e_nc).numpy()
+    table = np.zeros((n_cls, n_cls, N_PARAMETERS))
+    table[ci, cj] = tri
+    table[cj, ci] = tri
+    pairs, feats = covalent_pairs(mol)
+    if len(pairs):
+        cov = model.pair_parameters(h_sym[pairs[:, 0]], h_sym[pairs[:, 1]], torch.from_numpy(feats)).numpy()
+    else:
+        cov = np.zeros((0, N_PARAMETERS))
+    species = g.species
+    e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))
+    return {"charges": q, "classes": classes, "table": table, "pairs": pairs, "cov": cov, "e_lin": e_lin}
+
+
+# --- disk cache -------------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    """``$PHYSFF_CACHE_DIR``, else ``$XDG_CACHE_HOME/physff-openmm``, else ``~/.cache/physff-openmm``."""
+    env = os.environ.get("PHYSFF_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "physff-openmm"
+
+
+def _cache_path(cache_dir: Path, smiles: str, model_hash: str) -> Path:
+    key = hashlib.sha256(f"{_CACHE_VERSION}|{model_hash}|{smiles}".encode()).hexdigest()
+    return cache_dir / key[:2] / f"{key}.npz"
+
+
+def _canonical(mol: Chem.Mol) -> tuple[str, np.ndarray]:
+    """Canonical SMILES (explicit H kept) and each atom's canonical rank."""
+    ranks = np.asarray(Chem.CanonicalRankAtoms(mol, breakTies=True), dtype=np.int64)
+    return Chem.MolToSmiles(mol), ranks
+
+
+def _cache_store(path: Path, result: dict[str, Any], ranks: np.ndarray) -> None:
+    """Store a model result in canonical-rank order."""
+    inv = np.empty_like(ranks)
+    inv[ranks] = np.arange(len(ranks))
+    pairs = ranks[result["pairs"]] if len(result["pairs"]) else result["pairs"]
+    pairs = np.sort(pairs, axis=1) if len(pairs) else pairs
+    order = np.lexsort((pairs[:, 1], pairs[:, 0])) if len(pairs) else np.zeros(0, dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.partial.npz")
+    np.savez(
+        tmp,
+        charges=result["charges"][inv],
+        classes=result["classes"][inv],
+        table=result["table"],
+        pairs=pairs[order],
+        cov=result["cov"][order],
+        e_lin=np.asarray(result["e_lin"]),
+    )
+    tmp.replace(path)
+
+
+def _cache_load(path: Path, mol: Chem.Mol, ranks: np.ndarray) -> dict[str, Any] | None:
+    """Map a cached result back to ``mol``'s atom order; None when absent or inconsistent."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            c = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(c["charges"]) != len(ranks):
+        return None
+    pairs, _ = covalent_pairs(mol)
+    if len(pairs) != len(c["pairs"]):
+        return None
+    cov = np.zeros((len(pairs), N_PARAMETERS))
+    if len(pairs):
+        rp = np.sort(ranks[pairs], axis=1)
+        n = len(ranks)
+        cached_keys = c["pairs"][:, 0] * n + c["pairs"][:, 1]
+        keys = rp[:, 0] * n + rp[:, 1]
+        pos = np.searchsorted(cached_keys, keys)
+        if np.any(pos >= len(cached_keys)) or np.any(cached_keys[np.minimum(pos, len(cached_keys) - 1)] != keys):
+            return None
+        cov = c["cov"][pos]
+    return {
+        "charges": c["charges"][ranks],
+        "classes": c["classes"][ranks],
+        "table": c["table"],
+        "pairs": pairs,
+        "cov": cov,
+        "e_lin": float(c["e_lin"]),
+    }
+
+
+def parameterize(
+    molecule,
+    model="default",
+    *,
+    charge: int | None = None,
+    cache: bool | str | Path = True,
+) -> ParameterSet:
+    """Predict charges and pair parameters of a molecule or complex.
+
+    Parameters
+    ----------
+    molecule : rdkit.Chem.Mol, str or path
+        RDKit Mol with explicit hydrogens (several fragments form a complex),
+        a SMILES string, or a path to an SDF/MOL/PDB/XYZ file.
+    model : str, path or PhysFFModel
+        Registered model name (see :func:`physff_openmm.available_models`) or model file.
+    charge : int, optional
+        Total charge; checked against the formal charges (needed for XYZ files).
+    cache : bool or path
+        Use the on-disk cache (True: :func:`default_cache_dir`; a path: that folder; False: off).
+
+    Returns
+    -------
+    ParameterSet
+    """
+    from .molecule import load_molecule
+    from .registry import load_model
+
+    t0 = time.perf_counter()
+    mol = load_molecule(molecule, charge=charge)
+    net = load_model(model)
+    if net.file_hash is None:
+        net_hash = "unsaved-" + hashlib.sha256(str(id(net)).encode()).hexdigest()[:16]
+        cache = False
+    else:
+        net_hash = net.file_hash
+    smiles, ranks = _canonical(mol)
+    result = None
+    path = None
+    if cache:
+        cache_dir = default_cache_dir() if cache is True else Path(cache)
+        path = _cache_path(cache_dir, smiles, net_hash)
+        if path.is_file():
+            result = _cache_load(path, mol, ranks)
+    hit = result is not None
+    if result is None:
+        try:
+            result = _run_model(mol, net)
+        except (KeyError, IndexError) as exc:
+            raise ModelError(f"model {net.name!r} cannot handle this molecule: {exc}") from None
+        if path is not None:
+            try:
+                _cache_store(path, result, ranks)
+            except OSError:
+                pass  # a read-only cache folder must not stop parameterization
+    frags = [tuple(int(a) for a in f) for f in Chem.GetMolFrags(mol, asMols=False, sanitizeFrags=False)]
+    return ParameterSet(
+        symbols=[a.GetSymbol() for a in mol.GetAtoms()],
+        charges=np.asarray(result["charges"], dtype=np.float64),
+        covalent_pairs=np.asarray(result["pairs"], dtype=np.int64).reshape(-1, 2),
+        covalent_parameters=np.asarray(result["cov"], dtype=np.float64).reshape(-1, N_PARAMETERS),
+        atom_classes=np.asarray(result["classes"], dtype=np.int64),
+        class_parameters=np.asarray(result["table"], dtype=np.float64),
+        energy_offset=float(result["e_lin"]),
+        switch=(float(net.config.r_on), float(net.config.r_off)),
+        fragments=frags,
+        smiles=smiles,
+        model_name=net.name or "",
+        model_hash=net_hash,
+        metadata={"cache_hit": hit, "seconds": time.perf_counter() - t0},
+    )

@@ -1,0 +1,312 @@
+"""From a ParameterSet to an OpenMM System, with two backends that give the same energy.
+
+``backend="torch"``
+    A TorchForce (openmm-torch) for the switched Gaussian short-range terms and a
+    CustomNonbondedForce for Coulomb + C6/C12, with C_0 and C_1 looked up in
+    Discrete2DFunction class tables and covalent pairs excluded.
+``backend="native"``
+    OpenMM's own forces, no torch at run time. For molecules and small complexes
+    every pair is listed: a NonbondedForce whose exceptions carry each pair's
+    exact Coulomb and C6/C12 terms (sigma^6 = C_1/C_0, epsilon = C_0^2 / (4 C_1)),
+    and a CustomBondForce with each pair's Gaussians. For systems too large to
+    list, a CustomNonbondedForce with class tables and a CustomBondForce for the
+    covalent pairs.
+
+Units at the boundary are OpenMM's: nm, kJ/mol. Force groups: Coulomb + C6/C12
+in :data:`LONG_RANGE_GROUP`, short-range Gaussians in :data:`SHORT_RANGE_GROUP`.
+E_lin is a constant, not a force: see ``ParameterSet.energy_offset``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import openmm
+from openmm.app import element as _element
+
+from .energy import GAUSSIAN_CENTERS, N_GAUSSIANS, WIDTH_EPSILON
+from .errors import BackendError
+from .parameters import ParameterSet
+from .units import ANGSTROM_TO_NM, COULOMB_KJ_NM, KCAL_TO_KJ
+
+__all__ = [
+    "BACKENDS",
+    "LONG_RANGE_GROUP",
+    "SHORT_RANGE_GROUP",
+    "NATIVE_LISTED_PAIR_LIMIT",
+    "create_system",
+    "get_platform",
+    "available_platforms",
+]
+
+BACKENDS = ("torch", "native")
+#: Force group of Coulomb + C6/C12.
+LONG_RANGE_GROUP = 1
+#: Force group of the switched Gaussian short-range terms.
+SHORT_RANGE_GROUP = 2
+#: The native backend lists every pair up to this many pairs, then uses class tables.
+NATIVE_LISTED_PAIR_LIMIT = 2_000_000
+
+# C_0 (kcal/mol A^6) -> kJ/mol nm^6, C_1 (kcal/mol A^12) -> kJ/mol nm^12
+_C0_TO_OPENMM = KCAL_TO_KJ * ANGSTROM_TO_NM**6
+_C1_TO_OPENMM = KCAL_TO_KJ * ANGSTROM_TO_NM**12
+_PLATFORM_PREFERENCE = ("CUDA", "OpenCL", "CPU", "Reference")
+
+
+def _f(x: float) -> str:
+    """A float literal for a Lepton expression, at full precision."""
+    return repr(float(x))
+
+
+def _switch_expression(r_on_nm: float, r_off_nm: float) -> str:
+    """Lepton expression of S(r) (r in nm), defining ``sw``."""
+    return (
+        f"sw = select(step(r - {_f(r_off_nm)}), 0, select(step(r - {_f(r_on_nm)}), 1 - xs^3*(10 - 15*xs + 6*xs^2), 1)); "
+        f"xs = (r - {_f(r_on_nm)}) / {_f(r_off_nm - r_on_nm)}"
+    )
+
+
+def _gaussian_sum(amp: str, inv_w: str) -> str:
+    """sum_k A_k exp(-(r - mu_k)^2 * g_k) in nm; ``amp``/``inv_w`` are name templates with {k}."""
+    terms = [
+        f"{amp.format(k=k)}*exp(-(r - {_f(GAUSSIAN_CENTERS[k] * ANGSTROM_TO_NM)})^2*{inv_w.format(k=k)})"
+        for k in range(N_GAUSSIANS)
+    ]
+    return " + ".join(terms)
+
+
+def _gaussian_openmm_parameters(c: np.ndarray) -> np.ndarray:
+    """C_0..C_13 rows (kcal/mol, Angstrom) -> [A_1..A_6 (kJ/mol), g_1..g_6 (nm^-2)] rows."""
+    amps = c[:, 2::2] * KCAL_TO_KJ
+    inv_w = 1.0 / ((c[:, 3::2] ** 2 + WIDTH_EPSILON) * ANGSTROM_TO_NM**2)
+    return np.concatenate([amps, inv_w], axis=1)
+
+
+def _short_range_bond_force(pairs: np.ndarray, params: np.ndarray, r_on: float, r_off: float) -> openmm.CustomBondForce:
+    """CustomBondForce with the switched Gaussians of the listed pairs (C_0..C_13 rows)."""
+    expr = f"sw*({_gaussian_sum('a{k}', 'g{k}')}); " + _switch_expression(r_on * ANGSTROM_TO_NM, r_off * ANGSTROM_TO_NM)
+    force = openmm.CustomBondForce(expr)
+    for k in range(N_GAUSSIANS):
+        force.addPerBondParameter(f"a{k}")
+    for k in range(N_GAUSSIANS):
+        force.addPerBondParameter(f"g{k}")
+    values = _gaussian_openmm_parameters(params)
+    for (i, j), v in zip(pairs.tolist(), values.tolist()):
+        force.addBond(i, j, v)
+    force.setName("physff short-range Gaussians")
+    force.setForceGroup(SHORT_RANGE_GROUP)
+    return force
+
+
+def _add_particles(system: openmm.System, params: ParameterSet) -> None:
+    for symbol in params.symbols:
+        system.addParticle(_element.Element.getBySymbol(symbol).mass)
+
+
+def _class_table_function(table: np.ndarray) -> openmm.Discrete2DFunction:
+    n = table.shape[0]
+    # Discrete2DFunction value (x, y) is values[x + n*y]; the table is symmetric
+    return openmm.Discrete2DFunction(n, n, table.T.reshape(-1).tolist())
+
+
+def _native_listed(system: openmm.System, params: ParameterSet) -> None:
+    n = params.n_atoms
+    q = params.charges
+    full = params.pair_parameters()
+    cov = params.covalent_matrix()
+    iu, ju = np.triu_indices(n, 1)
+    nb = openmm.NonbondedForce()
+    nb.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
+    nb.setName("physff Coulomb + C6/C12 (exact per pair)")
+    nb.setForceGroup(LONG_RANGE_GROUP)
+    for k in range(n):
+        nb.addParticle(float(q[k]), 1.0, 0.0)
+    c0 = np.abs(full[iu, ju, 0]) * _C0_TO_OPENMM
+    c1 = np.abs(full[iu, ju, 1]) * _C1_TO_OPENMM
+    is_cov = cov[iu, ju]
+    # C6/C12 as a Lennard-Jones exception needs both coefficients; the rare others go to a bond force
+    lj_ok = (c0 > 0) & (c1 > 0) & np.isfinite(c1 / np.where(c0 > 0, c0, 1.0))
+    safe_c0 = np.where(lj_ok, c0, 1.0)
+    safe_c1 = np.where(lj_ok, c1, 1.0)
+    sigma = np.where(lj_ok, (safe_c1 / safe_c0) ** (1.0 / 6.0), 1.0)
+    eps = np.where(lj_ok, safe_c0 * safe_c0 / (4.0 * safe_c1), 0.0)
+    qq = q[iu] * q[ju]
+    fallback = openmm.CustomBondForce("c1/r^12 - c0/r^6")
+    fallback.addPerBondParameter("c0")
+    fallback.addPerBondParameter("c1")
+    for k in range(len(iu)):
+        i, j = int(iu[k]), int(ju[k])
+        if is_cov[k]:
+            nb.addException(i, j, 0.0, 1.0, 0.0)
+        elif lj_ok[k]:
+            nb.addException(i, j, float(qq[k]), float(sigma[k]), float(eps[k]))
+        else:
+            nb.addException(i, j, float(qq[k]), 1.0, 0.0)
+            fallback.addBond(i, j, [float(c0[k]), float(c1[k])])
+    system.addForce(nb)
+    if fallback.getNumBonds():
+        fallback.setName("physff C6/C12 (pairs without a Lennard-Jones form)")
+        fallback.setForceGroup(LONG_RANGE_GROUP)
+        system.addForce(fallback)
+    system.addForce(_short_range_bond_force(np.stack([iu, ju], 1), full[iu, ju], *params.switch))
+
+
+def _native_classes(system: openmm.System, params: ParameterSet) -> None:
+    r_on, r_off = (x * ANGSTROM_TO_NM for x in params.switch)
+    table = params.class_parameters
+    expr = (
+        f"{_f(COULOMB_KJ_NM)}*q1*q2/r - c0/r^6 + c1/r^12 + sw*({_gaussian_sum('a{k}', 'g{k}')}); "
+        + _switch_expression(r_on, r_off)
+        + "; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2); "
+        + "; ".join(f"a{k} = ta{k}(cls1, cls2); g{k} = tg{k}(cls1, cls2)" for k in range(N_GAUSSIANS))
+    )
+    force = openmm.CustomNonbondedForce(expr)
+    force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+    force.addPerParticleParameter("q")
+    force.addPerParticleParameter("cls")
+    nc = table.shape[0]
+    flat = table.reshape(nc * nc, -1)
+    force.addTabulatedFunction("tc0", _class_table_function((np.abs(flat[:, 0]) * _C0_TO_OPENMM).reshape(nc, nc)))
+    force.addTabulatedFunction("tc1", _class_table_function((np.abs(flat[:, 1]) * _C1_TO_OPENMM).reshape(nc, nc)))
+    gauss = _gaussian_openmm_parameters(flat)
+    for k in range(N_GAUSSIANS):
+        force.addTabulatedFunction(f"ta{k}", _class_table_function(gauss[:, k].reshape(nc, nc)))
+        force.addTabulatedFunction(f"tg{k}", _class_table_function(gauss[:, N_GAUSSIANS + k].reshape(nc, nc)))
+    for k in range(params.n_atoms):
+        force.addParticle([float(params.charges[k]), float(params.atom_classes[k])])
+    for i, j in params.covalent_pairs.tolist():
+        force.addExclusion(i, j)
+    force.setName("physff pair potential (class tables)")
+    force.setForceGroup(LONG_RANGE_GROUP)
+    system.addForce(force)
+    if len(params.covalent_pairs):
+        system.addForce(
+            _short_range_bond_force(params.covalent_pairs, params.covalent_parameters, *params.switch)
+        )
+
+
+def _torch_backend(system: openmm.System, params: ParameterSet, layout: str, precision: str) -> None:
+    import torch
+
+    from .torchforce import ShortRangeModule
+
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from openmmtorch import TorchForce
+    except ImportError as exc:  # pragma: no cover - openmmtorch is a dependency
+        raise BackendError(f"backend 'torch' needs openmmtorch ({exc}); use backend='native'") from None
+    table = params.class_parameters
+    nc = table.shape[0]
+    expr = f"{_f(COULOMB_KJ_NM)}*q1*q2/r - c0/r^6 + c1/r^12; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2)"
+    force = openmm.CustomNonbondedForce(expr)
+    force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+    force.addPerParticleParameter("q")
+    force.addPerParticleParameter("cls")
+    force.addTabulatedFunction("tc0", _class_table_function(np.abs(table[:, :, 0]) * _C0_TO_OPENMM))
+    force.addTabulatedFunction("tc1", _class_table_function(np.abs(table[:, :, 1]) * _C1_TO_OPENMM))
+    for k in range(params.n_atoms):
+        force.addParticle([float(params.charges[k]), float(params.atom_classes[k])])
+    for i, j in params.covalent_pairs.tolist():
+        force.addExclusion(i, j)
+    force.setName("physff Coulomb + C6/C12 (class tables)")
+    force.setForceGroup(LONG_RANGE_GROUP)
+    system.addForce(force)
+    dtype = {"double": torch.float64, "single": torch.float32}[precision]
+    module = torch.jit.script(ShortRangeModule(params, layout=layout, dtype=dtype))
+    tf = TorchForce(module)
+    tf.setName("physff short-range Gaussians (TorchForce)")
+    tf.setForceGroup(SHORT_RANGE_GROUP)
+    tf.setUsesPeriodicBoundaryConditions(False)
+    system.addForce(tf)
+
+
+def create_system(
+    parameter_set_or_molecule,
+    backend: str = "torch",
+    *,
+    model="default",
+    charge: int | None = None,
+    layout: str = "auto",
+    precision: str = "double",
+) -> openmm.System:
+    """Build an OpenMM System (atoms in the molecule's order) with the physff energy.
+
+    Parameters
+    ----------
+    parameter_set_or_molecule : ParameterSet, rdkit.Chem.Mol, str or path
+        Parameters, or anything :func:`physff_openmm.parameterize` accepts.
+    backend : {"torch", "native"}
+        TorchForce + CustomNonbondedForce, or OpenMM's own forces only.
+    model : str or path
+        Model used when a molecule is given.
+    charge : int, optional
+        Total charge, when a molecule is given.
+    layout : {"auto", "listed", "classes"}
+        Every pair listed, or class tables (for systems too large to list).
+    precision : {"double", "single"}
+        Arithmetic of the TorchForce module.
+
+    Returns
+    -------
+    openmm.System
+        Energies in kJ/mol without the constant E_lin (``energy_offset``).
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if layout not in ("auto", "listed", "classes"):
+        raise BackendError(f"unknown layout {layout!r}; choose 'auto', 'listed' or 'classes'")
+    if precision not in ("double", "single"):
+        raise BackendError(f"unknown precision {precision!r}; choose 'double' or 'single'")
+    if isinstance(parameter_set_or_molecule, ParameterSet):
+        params = parameter_set_or_molecule
+    else:
+        from .parameters import parameterize
+
+        params = parameterize(parameter_set_or_molecule, model=model, charge=charge)
+    system = openmm.System()
+    _add_particles(system, params)
+    if backend == "torch":
+        _torch_backend(system, params, layout, precision)
+    else:
+        n_pairs = params.n_atoms * (params.n_atoms - 1) // 2
+        use_tables = layout == "classes" or (layout == "auto" and n_pairs > NATIVE_LISTED_PAIR_LIMIT)
+        (_native_classes if use_tables else _native_listed)(system, params)
+    return system
+
+
+def available_platforms() -> list[str]:
+    """Names of the OpenMM platforms present, fastest first."""
+    names = [openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())]
+    ordered = [p for p in _PLATFORM_PREFERENCE if p in names]
+    return ordered + sorted(set(names) - set(ordered))
+
+
+def _usable(platform_name: str) -> bool:
+    """Whether a Context can be created on this platform (a plugin may load without a device)."""
+    if platform_name not in _usable_cache:
+        system = openmm.System()
+        system.addParticle(1.0)
+        try:
+            openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform_name))
+            _usable_cache[platform_name] = True
+        except Exception:
+            _usable_cache[platform_name] = False
+    return _usable_cache[platform_name]
+
+
+_usable_cache: dict[str, bool] = {}
+
+
+def get_platform(name: str | None = None) -> openmm.Platform:
+    """An OpenMM platform by name (case-insensitive), or the fastest usable one when None."""
+    present = available_platforms()
+    if name is None:
+        for p in present:
+            if _usable(p):
+                return openmm.Platform.getPlatformByName(p)
+    for p in present:
+        if p.lower() == str(name).lower():
+            return openmm.Platform.getPlatformByName(p)
+    raise BackendError(f"OpenMM platform {name!r} is not available here; available: {', '.join(present)}")
