@@ -29,7 +29,7 @@ from .model import PhysFFModel
 __all__ = ["ParameterSet", "parameterize", "default_cache_dir", "CLASS_TOLERANCE"]
 
 #: Two atoms share a class when their embeddings differ by less than this (max abs).
-CLASS_TOLERANCE: float = 1e-4
+CLASS_TOLERANCE: float = 1e-6
 _CACHE_VERSION = 1
 
 
@@ -195,11 +195,28 @@ def _assign_classes(h: np.ndarray, tol: float) -> np.ndarray:
     return out
 
 
+def _float64_copy(model: PhysFFModel) -> PhysFFModel:
+    """A float64 copy of the model, made once and kept on it, for inference.
+
+    Double precision makes parameters independent of atom order and of the rest
+    of a complex to ~1e-12, where float32 rounding would show at ~1e-6.
+    """
+    copy = getattr(model, "_float64_copy", None)
+    if copy is None or copy[0] != model.file_hash:
+        import copy as _copy
+
+        twin = _copy.deepcopy(model).double().eval()
+        object.__setattr__(model, "_float64_copy", (model.file_hash, twin))
+        return twin
+    return copy[1]
+
+
 @torch.no_grad()
 def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
     """Charges, classes, class table and covalent parameters of ``mol`` (input atom order)."""
+    model = _float64_copy(model)
     g = mol_to_graph(mol)
-    h = model.embed(g.x, g.edge_index, g.edge_attr)
+    h = model.embed(g.x.double(), g.edge_index, g.edge_attr.double())
     classes = _assign_classes(h.double().numpy(), CLASS_TOLERANCE)
     n_cls = int(classes.max()) + 1 if len(classes) else 0
     # one embedding per class (the mean), so class members get bit-identical parameters
@@ -216,7 +233,7 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
     table[cj, ci] = tri
     pairs, feats = covalent_pairs(mol)
     if len(pairs):
-        cov = model.pair_parameters(h_sym[pairs[:, 0]], h_sym[pairs[:, 1]], torch.from_numpy(feats)).numpy()
+        cov = model.pair_parameters(h_sym[pairs[:, 0]], h_sym[pairs[:, 1]], torch.from_numpy(feats).double()).numpy()
     else:
         cov = np.zeros((0, N_PARAMETERS))
     species = g.species

@@ -150,33 +150,49 @@ def _native_listed(system: openmm.System, params: ParameterSet) -> None:
     system.addForce(_short_range_bond_force(np.stack([iu, ju], 1), full[iu, ju], *params.switch))
 
 
-def _native_classes(system: openmm.System, params: ParameterSet) -> None:
-    r_on, r_off = (x * ANGSTROM_TO_NM for x in params.switch)
+def _long_range_class_force(params: ParameterSet) -> openmm.CustomNonbondedForce:
+    """Coulomb + C6/C12 over non-covalent pairs, C_0 and C_1 from class tables."""
     table = params.class_parameters
-    expr = (
-        f"{_f(COULOMB_KJ_NM)}*q1*q2/r - c0/r^6 + c1/r^12 + sw*({_gaussian_sum('a{k}', 'g{k}')}); "
-        + _switch_expression(r_on, r_off)
-        + "; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2); "
-        + "; ".join(f"a{k} = ta{k}(cls1, cls2); g{k} = tg{k}(cls1, cls2)" for k in range(N_GAUSSIANS))
-    )
+    expr = f"{_f(COULOMB_KJ_NM)}*q1*q2/r - c0/r^6 + c1/r^12; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2)"
     force = openmm.CustomNonbondedForce(expr)
     force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
     force.addPerParticleParameter("q")
     force.addPerParticleParameter("cls")
-    nc = table.shape[0]
-    flat = table.reshape(nc * nc, -1)
-    force.addTabulatedFunction("tc0", _class_table_function((np.abs(flat[:, 0]) * _C0_TO_OPENMM).reshape(nc, nc)))
-    force.addTabulatedFunction("tc1", _class_table_function((np.abs(flat[:, 1]) * _C1_TO_OPENMM).reshape(nc, nc)))
-    gauss = _gaussian_openmm_parameters(flat)
-    for k in range(N_GAUSSIANS):
-        force.addTabulatedFunction(f"ta{k}", _class_table_function(gauss[:, k].reshape(nc, nc)))
-        force.addTabulatedFunction(f"tg{k}", _class_table_function(gauss[:, N_GAUSSIANS + k].reshape(nc, nc)))
+    force.addTabulatedFunction("tc0", _class_table_function(np.abs(table[:, :, 0]) * _C0_TO_OPENMM))
+    force.addTabulatedFunction("tc1", _class_table_function(np.abs(table[:, :, 1]) * _C1_TO_OPENMM))
     for k in range(params.n_atoms):
         force.addParticle([float(params.charges[k]), float(params.atom_classes[k])])
     for i, j in params.covalent_pairs.tolist():
         force.addExclusion(i, j)
-    force.setName("physff pair potential (class tables)")
+    force.setName("physff Coulomb + C6/C12 (class tables)")
     force.setForceGroup(LONG_RANGE_GROUP)
+    return force
+
+
+def _native_classes(system: openmm.System, params: ParameterSet) -> None:
+    r_on, r_off = (x * ANGSTROM_TO_NM for x in params.switch)
+    system.addForce(_long_range_class_force(params))
+    expr = (
+        f"sw*({_gaussian_sum('a{k}', 'g{k}')}); "
+        + _switch_expression(r_on, r_off)
+        + "; "
+        + "; ".join(f"a{k} = ta{k}(cls1, cls2); g{k} = tg{k}(cls1, cls2)" for k in range(N_GAUSSIANS))
+    )
+    force = openmm.CustomNonbondedForce(expr)
+    force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+    force.addPerParticleParameter("cls")
+    table = params.class_parameters
+    nc = table.shape[0]
+    gauss = _gaussian_openmm_parameters(table.reshape(nc * nc, -1))
+    for k in range(N_GAUSSIANS):
+        force.addTabulatedFunction(f"ta{k}", _class_table_function(gauss[:, k].reshape(nc, nc)))
+        force.addTabulatedFunction(f"tg{k}", _class_table_function(gauss[:, N_GAUSSIANS + k].reshape(nc, nc)))
+    for k in range(params.n_atoms):
+        force.addParticle([float(params.atom_classes[k])])
+    for i, j in params.covalent_pairs.tolist():
+        force.addExclusion(i, j)
+    force.setName("physff short-range Gaussians (class tables)")
+    force.setForceGroup(SHORT_RANGE_GROUP)
     system.addForce(force)
     if len(params.covalent_pairs):
         system.addForce(
@@ -197,22 +213,7 @@ def _torch_backend(system: openmm.System, params: ParameterSet, layout: str, pre
             from openmmtorch import TorchForce
     except ImportError as exc:  # pragma: no cover - openmmtorch is a dependency
         raise BackendError(f"backend 'torch' needs openmmtorch ({exc}); use backend='native'") from None
-    table = params.class_parameters
-    nc = table.shape[0]
-    expr = f"{_f(COULOMB_KJ_NM)}*q1*q2/r - c0/r^6 + c1/r^12; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2)"
-    force = openmm.CustomNonbondedForce(expr)
-    force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
-    force.addPerParticleParameter("q")
-    force.addPerParticleParameter("cls")
-    force.addTabulatedFunction("tc0", _class_table_function(np.abs(table[:, :, 0]) * _C0_TO_OPENMM))
-    force.addTabulatedFunction("tc1", _class_table_function(np.abs(table[:, :, 1]) * _C1_TO_OPENMM))
-    for k in range(params.n_atoms):
-        force.addParticle([float(params.charges[k]), float(params.atom_classes[k])])
-    for i, j in params.covalent_pairs.tolist():
-        force.addExclusion(i, j)
-    force.setName("physff Coulomb + C6/C12 (class tables)")
-    force.setForceGroup(LONG_RANGE_GROUP)
-    system.addForce(force)
+    system.addForce(_long_range_class_force(params))
     dtype = {"double": torch.float64, "single": torch.float32}[precision]
     module = torch.jit.script(ShortRangeModule(params, layout=layout, dtype=dtype))
     tf = TorchForce(module)

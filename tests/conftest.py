@@ -1,0 +1,34 @@
+"""Shared fixtures: a deterministic test model, a private parameter cache, tolerances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Never write into the user's ~/.cache during tests."""
+    monkeypatch.setenv("PHYSFF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "physff-cache"))
+
+
+@pytest.fixture(scope="session")
+def test_model_path(tmp_path_factory):
+    """A randomly initialised model with non-trivial parameters, saved to a file.
+
+    Its feats_net output layer is scaled up so that every term of the formula
+    (Gaussians, C6/C12, Coulomb) contributes to energies and forces.
+    """
+    from physff_openmm.model import ModelConfig, PhysFFModel, save_model_file
+
+    torch.manual_seed(1234)
+    model = PhysFFModel(ModelConfig(hidden=32, pair_hidden=32, n_steps=3))
+    with torch.no_grad():
+        model.feats_net[-1].weight.normal_(0.0, 0.3)
+        model.feats_net[-1].bias.normal_(0.0, 0.3)
+        model.charge_net[-1].weight.normal_(0.0, 0.3)
+        model.elin_weights.copy_(torch.linspace(-300.0, -100.0, len(model.config.elements), dtype=torch.float64))
+        model.elin_bias.fill_(-5.0)
+    path = tmp_path_factory.mktemp("models") / "test-model.pt"
+    save_model_file(model, path, {"name": "test-random"})
+    return path

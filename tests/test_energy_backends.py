@@ -1,0 +1,185 @@
+"""OpenMM energies and forces of both backends against an independent NumPy evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from openmm import unit
+
+import physff_openmm as pf
+from physff_openmm import energy
+from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+from physff_openmm.system import LONG_RANGE_GROUP, SHORT_RANGE_GROUP
+from physff_openmm.torchforce import ShortRangeModule
+from physff_openmm.units import ANGSTROM_TO_NM, KJ_TO_KCAL
+
+from reference_energy import reference_energy
+
+# tolerances, with units
+REL_ENERGY_TOL = 1e-6  # relative, OpenMM vs NumPy (the contract)
+FD_FORCE_TOL = 1e-5  # kcal/mol/A absolute + the same relative, Reference platform (double)
+CPU_FORCE_TOL = 1e-3  # relative to the largest force component, CPU platform (mixed precision)
+
+MOLECULES = {
+    "chlorobenzoic thioether (S, Cl, cation)": "OC(=O)c1ccc(Cl)cc1SC[NH3+]",
+    "bromo phosphate ester (Br, P)": "COP(=O)(OC)Oc1ccc(Br)cc1",
+    "acetate (anion)": "CC(=O)[O-]",
+    "fluoro amide": "FC(F)(F)C(=O)NC",
+}
+PLATFORMS = ["Reference", "CPU"]
+BACKENDS = [("native", "listed"), ("native", "classes"), ("torch", "listed"), ("torch", "classes")]
+
+
+def perturbed(smiles: str, seed: int = 0, amplitude: float = 0.08):
+    mol = ensure_conformer(load_molecule(smiles), seed=seed)
+    rng = np.random.default_rng(seed)
+    pos = positions_angstrom(mol) + rng.normal(0.0, amplitude, (mol.GetNumAtoms(), 3))
+    return mol, pos
+
+
+def openmm_state(system, pos_angstrom, platform="Reference", groups=None):
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(pos_angstrom * ANGSTROM_TO_NM)
+    kw = {} if groups is None else {"groups": groups}
+    st = ctx.getState(getEnergy=True, getForces=True, **kw)
+    e = st.getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
+    f = st.getForces(asNumpy=True).value_in_unit(unit.kilocalorie_per_mole / unit.angstrom)
+    return e, np.asarray(f)
+
+
+@pytest.fixture(scope="module")
+def cases(test_model_path):
+    out = {}
+    for name, smi in MOLECULES.items():
+        mol, pos = perturbed(smi)
+        out[name] = (pf.parameterize(mol, model=test_model_path), pos)
+    return out
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("backend,layout", BACKENDS)
+@pytest.mark.parametrize("name", list(MOLECULES))
+def test_energy_matches_numpy_reference(cases, name, backend, layout, platform):
+    params, pos = cases[name]
+    ref = reference_energy(params, pos)
+    system = pf.create_system(params, backend=backend, layout=layout)
+    e, _ = openmm_state(system, pos, platform)
+    total = e + params.energy_offset
+    pair_part = ref["total"] - params.energy_offset
+    # relative to the total and, stricter, to the pair energy alone
+    assert total == pytest.approx(ref["total"], rel=REL_ENERGY_TOL)
+    assert e == pytest.approx(pair_part, rel=REL_ENERGY_TOL, abs=1e-6 * max(1.0, abs(ref["coulomb"])))
+
+
+@pytest.mark.parametrize("backend,layout", BACKENDS)
+def test_force_groups_split_long_and_short_range(cases, backend, layout):
+    params, pos = cases["bromo phosphate ester (Br, P)"]
+    ref = reference_energy(params, pos)
+    system = pf.create_system(params, backend=backend, layout=layout)
+    e_lr, _ = openmm_state(system, pos, groups={LONG_RANGE_GROUP})
+    e_sr, _ = openmm_state(system, pos, groups={SHORT_RANGE_GROUP})
+    assert e_lr == pytest.approx(ref["coulomb"] + ref["c6_c12"], rel=REL_ENERGY_TOL)
+    assert e_sr == pytest.approx(ref["short_range"], rel=REL_ENERGY_TOL, abs=1e-9)
+
+
+def _fd_forces(params, pos, h=1e-5):
+    f = np.zeros_like(pos)
+    for a in range(len(pos)):
+        for d in range(3):
+            p = pos.copy()
+            p[a, d] += h
+            ep = reference_energy(params, p)["total"]
+            p[a, d] -= 2 * h
+            em = reference_energy(params, p)["total"]
+            f[a, d] = -(ep - em) / (2 * h)
+    return f
+
+
+@pytest.mark.parametrize("backend,layout", BACKENDS)
+def test_forces_match_central_finite_differences(cases, backend, layout):
+    params, pos = cases["chlorobenzoic thioether (S, Cl, cation)"]
+    fd = _fd_forces(params, pos)
+    system = pf.create_system(params, backend=backend, layout=layout)
+    _, f = openmm_state(system, pos, "Reference")
+    np.testing.assert_allclose(f, fd, rtol=FD_FORCE_TOL, atol=FD_FORCE_TOL * max(1.0, np.abs(fd).max()))
+    _, f_cpu = openmm_state(system, pos, "CPU")
+    np.testing.assert_allclose(f_cpu, fd, atol=CPU_FORCE_TOL * np.abs(fd).max())
+
+
+def test_torch_module_equals_energy_module(cases):
+    """The TorchScript module and energy.pair_energy_terms are one formula."""
+    params, pos = cases["fluoro amide"]
+    n = params.n_atoms
+    iu, ju = np.triu_indices(n, 1)
+    c = torch.tensor(params.pair_parameters()[iu, ju])
+    p = torch.tensor(pos)
+    r = torch.linalg.vector_norm(p[iu] - p[ju], dim=1)
+    q = torch.tensor(params.charges)
+    cov = torch.tensor(params.covalent_matrix()[iu, ju])
+    _, _, sr = energy.pair_energy_terms(r, q[iu], q[ju], c, cov, *params.switch)
+    for layout in ("listed", "classes"):
+        module = torch.jit.script(ShortRangeModule(params, layout=layout))
+        e_kj = module(torch.tensor(pos * ANGSTROM_TO_NM))
+        assert float(e_kj) * KJ_TO_KCAL == pytest.approx(float(sr.sum()), rel=1e-12, abs=1e-12)
+
+
+def test_switch_is_smooth_at_its_ends():
+    r_on, r_off = 5.0, 6.0
+    r = torch.tensor([r_on - 1e-3, r_on, r_on + 1e-7, 5.5, r_off - 1e-7, r_off, r_off + 1e-3], dtype=torch.float64, requires_grad=True)
+    s = energy.switch(r, r_on, r_off)
+    (ds,) = torch.autograd.grad(s.sum(), r)
+    s = s.detach()
+    assert s[0] == 1.0 and s[1] == 1.0 and s[5] == 0.0 and s[6] == 0.0
+    assert float(s[3]) == pytest.approx(0.5)
+    assert abs(float(ds[2])) < 1e-9 and abs(float(ds[4])) < 1e-9  # zero slope at both ends
+
+
+def test_energy_continuous_through_switching_region(test_model_path):
+    """Two molecules pulled apart through r_on..r_off: no jump in energy, forces bounded and smooth."""
+    mol = load_molecule("O.O")
+    mol = ensure_conformer(mol)
+    params = pf.parameterize(mol, model=test_model_path)
+    r_on, r_off = params.switch
+    pos0 = positions_angstrom(mol)
+    frag_b = list(params.fragments[1])
+    system = pf.create_system(params, backend="native")
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    # place water B so that its oxygen's distance to water A's oxygen spans the switch region
+    o_a = pos0[0]
+    o_b = pos0[frag_b[0]]
+    direction = np.array([1.0, 0.0, 0.0])
+    energies = []
+    distances = np.linspace(r_on - 0.5, r_off + 0.5, 401)
+    for d in distances:
+        pos = pos0.copy()
+        pos[frag_b] += o_a + d * direction - o_b
+        ctx.setPositions(pos * ANGSTROM_TO_NM)
+        energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole))
+    e = np.asarray(energies)
+    step = np.abs(np.diff(e))
+    # a jump would show as one step far larger than its neighbours; smooth => steps vary slowly
+    assert step.max() < 5 * np.median(step) + 1e-9
+    second = np.abs(np.diff(e, 2))
+    assert second.max() < 1e-2
+
+
+def test_nonbonded_cutoff_methods_agree(cases):
+    """All nonbonded forces in a System use NoCutoff (OpenMM requires them to agree)."""
+    params, _ = cases["acetate (anion)"]
+    for backend, layout in BACKENDS:
+        system = pf.create_system(params, backend=backend, layout=layout)
+        for f in system.getForces():
+            if isinstance(f, openmm.NonbondedForce):
+                assert f.getNonbondedMethod() == openmm.NonbondedForce.NoCutoff
+            if isinstance(f, openmm.CustomNonbondedForce):
+                assert f.getNonbondedMethod() == openmm.CustomNonbondedForce.NoCutoff
+
+
+def test_atom_order_and_masses(cases):
+    params, _ = cases["bromo phosphate ester (Br, P)"]
+    system = pf.create_system(params, backend="native")
+    masses = [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())]
+    expected = [openmm.app.element.Element.getBySymbol(s).mass.value_in_unit(unit.dalton) for s in params.symbols]
+    assert masses == expected

@@ -1,0 +1,196 @@
+"""ParameterSet contract, invariances, fragment independence, cache and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import openmm
+import pytest
+from openmm import unit
+from rdkit import Chem
+from scipy.spatial.transform import Rotation
+
+import physff_openmm as pf
+from physff_openmm.molecule import combine_molecules, ensure_conformer, load_molecule, positions_angstrom
+from physff_openmm.units import ANGSTROM_TO_NM
+
+from reference_energy import reference_energy
+
+
+def openmm_energy(params, pos, backend="native"):
+    system = pf.create_system(params, backend=backend)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pos * ANGSTROM_TO_NM)
+    e = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
+    return e + params.energy_offset
+
+
+def test_contract_shapes_and_symmetry(test_model_path):
+    smi = "OC(=O)c1ccc(Cl)cc1SC[NH3+]"
+    mol = load_molecule(smi)
+    p = pf.parameterize(smi, model=test_model_path)
+    n = mol.GetNumAtoms()
+    assert p.charges.shape == (n,)
+    assert p.covalent_pairs.shape == (mol.GetNumBonds(), 2)
+    assert np.all(p.covalent_pairs[:, 0] < p.covalent_pairs[:, 1])
+    c = p.pair_parameters()
+    assert c.shape == (n, n, 14)
+    np.testing.assert_array_equal(c, c.transpose(1, 0, 2))
+    assert isinstance(p.energy_offset, float)
+    assert len(p.switch) == 2 and 0 < p.switch[0] < p.switch[1]
+    assert p.charges.sum() == pytest.approx(1.0, abs=1e-12)
+    # covalent entries differ from the non-covalent table entries of the same classes
+    i, j = p.covalent_pairs[0]
+    cls = p.atom_classes
+    assert not np.allclose(c[i, j], p.class_parameters[cls[i], cls[j]])
+
+
+def test_symmetry_equivalent_atoms_share_classes(test_model_path):
+    p = pf.parameterize("CC(C)(C)O", model=test_model_path)  # tert-butanol: 3 equivalent methyls
+    mol = load_molecule("CC(C)(C)O")
+    ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=False))
+    for a in range(mol.GetNumAtoms()):
+        for b in range(mol.GetNumAtoms()):
+            if ranks[a] == ranks[b]:
+                assert p.atom_classes[a] == p.atom_classes[b]
+                assert p.charges[a] == p.charges[b]
+    assert p.n_classes < mol.GetNumAtoms()
+
+
+@pytest.mark.parametrize("smiles,total", [("CC(=O)[O-]", -1), ("C[NH3+]", 1), ("OC(=O)CCS(=O)(=O)[O-].[Na+]".replace(".[Na+]", ""), -1)])
+def test_charges_sum_to_formal_charge(test_model_path, smiles, total):
+    p = pf.parameterize(smiles, model=test_model_path)
+    assert p.charges.sum() == pytest.approx(total, abs=1e-12)
+
+
+def test_rotation_translation_invariance(test_model_path):
+    mol = ensure_conformer(load_molecule("COP(=O)(OC)Oc1ccc(Br)cc1"))
+    p = pf.parameterize(mol, model=test_model_path)
+    pos = positions_angstrom(mol)
+    e0 = openmm_energy(p, pos)
+    rot = Rotation.from_euler("zyx", [37.0, -71.0, 123.0], degrees=True)
+    moved = rot.apply(pos - pos.mean(0)) + np.array([12.0, -7.5, 3.3])
+    for backend in ("native", "torch"):
+        assert openmm_energy(p, moved, backend) == pytest.approx(e0, rel=1e-9)
+
+
+def test_permutation_invariance(test_model_path):
+    mol = ensure_conformer(load_molecule("OC(=O)c1ccc(Cl)cc1SC[NH3+]"))
+    p = pf.parameterize(mol, model=test_model_path, cache=False)
+    perm = np.random.default_rng(7).permutation(mol.GetNumAtoms()).tolist()
+    mol_p = Chem.RenumberAtoms(mol, perm)
+    p_p = pf.parameterize(mol_p, model=test_model_path, cache=False)
+    # float64 inference: atom order changes only the last bits
+    np.testing.assert_allclose(p_p.charges, p.charges[perm], atol=1e-10)
+    np.testing.assert_allclose(p_p.pair_parameters(), p.pair_parameters()[np.ix_(perm, perm)], rtol=1e-10, atol=1e-10)
+    e = openmm_energy(p, positions_angstrom(mol))
+    e_p = openmm_energy(p_p, positions_angstrom(mol_p))
+    assert e_p == pytest.approx(e, rel=1e-6)
+
+
+def test_far_apart_fragments_are_additive(test_model_path):
+    """Two neutral molecules 80 A apart: E(AB) = E(A) + E(B); parameters independent of the partner."""
+    a = ensure_conformer(load_molecule("CC(=O)NC"))
+    b = ensure_conformer(load_molecule("c1ccc(Cl)cc1O"))
+    pos_a, pos_b = positions_angstrom(a), positions_angstrom(b)
+    pos_b = pos_b - pos_b.mean(0) + pos_a.mean(0) + np.array([80.0, 0.0, 0.0])
+    ab = combine_molecules([a, b])
+    p_ab = pf.parameterize(ab, model=test_model_path)
+    p_a = pf.parameterize(a, model=test_model_path)
+    p_b = pf.parameterize(b, model=test_model_path)
+    na = a.GetNumAtoms()
+    np.testing.assert_allclose(p_ab.charges[:na], p_a.charges, atol=1e-10)
+    np.testing.assert_allclose(p_ab.charges[na:], p_b.charges, atol=1e-10)
+    c_ab = p_ab.pair_parameters()
+    np.testing.assert_allclose(c_ab[:na, :na], p_a.pair_parameters(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(c_ab[na:, na:], p_b.pair_parameters(), rtol=1e-10, atol=1e-10)
+    e_ab = openmm_energy(p_ab, np.vstack([pos_a, pos_b]))
+    e_a = openmm_energy(p_a, pos_a)
+    e_b = openmm_energy(p_b, pos_b)
+    # dipole-dipole coupling at 80 A is below 1e-3 kcal/mol
+    assert e_ab == pytest.approx(e_a + e_b, abs=1e-3)
+    assert p_ab.energy_offset == pytest.approx(p_a.energy_offset + p_b.energy_offset, abs=1e-9)
+
+
+def test_repeated_molecules_share_classes(test_model_path):
+    p = pf.parameterize("O.O.O", model=test_model_path)
+    assert p.n_classes == 2  # O and H
+    assert p.charges.sum() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cache_hit_returns_same_parameters_in_any_atom_order(test_model_path, tmp_path):
+    mol = load_molecule("COP(=O)(OC)Oc1ccc(Br)cc1")
+    first = pf.parameterize(mol, model=test_model_path, cache=tmp_path)
+    assert first.metadata["cache_hit"] is False
+    again = pf.parameterize(mol, model=test_model_path, cache=tmp_path)
+    assert again.metadata["cache_hit"] is True
+    np.testing.assert_array_equal(again.charges, first.charges)
+    np.testing.assert_array_equal(again.pair_parameters(), first.pair_parameters())
+    perm = np.random.default_rng(3).permutation(mol.GetNumAtoms()).tolist()
+    shuffled = pf.parameterize(Chem.RenumberAtoms(mol, perm), model=test_model_path, cache=tmp_path)
+    assert shuffled.metadata["cache_hit"] is True
+    np.testing.assert_allclose(shuffled.charges, first.charges[perm], atol=1e-12)
+    np.testing.assert_allclose(shuffled.pair_parameters(), first.pair_parameters()[np.ix_(perm, perm)], atol=1e-12)
+    assert any(tmp_path.rglob("*.npz"))
+
+
+def test_parameter_set_save_load_roundtrip(test_model_path, tmp_path):
+    p = pf.parameterize("CC(=O)[O-]", model=test_model_path)
+    p.save(tmp_path / "p.npz")
+    q = pf.ParameterSet.load(tmp_path / "p.npz")
+    np.testing.assert_array_equal(q.pair_parameters(), p.pair_parameters())
+    assert q.switch == p.switch and q.energy_offset == p.energy_offset and q.symbols == p.symbols
+    assert not list(tmp_path.glob("*partial*"))
+
+
+def test_reference_energy_uses_energy_offset(test_model_path):
+    mol = ensure_conformer(load_molecule("CCO"))
+    p = pf.parameterize(mol, model=test_model_path)
+    pos = positions_angstrom(mol)
+    assert openmm_energy(p, pos) == pytest.approx(reference_energy(p, pos)["total"], rel=1e-6)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(pf.ModelError, match="unknown model 'no-such-model'.*available models"):
+        pf.parameterize("CCO", model="no-such-model")
+
+
+def test_corrupt_model_file(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(pf.ModelError, match="cannot read model file"):
+        pf.parameterize("CCO", model=bad)
+
+
+def test_unknown_backend(test_model_path):
+    p = pf.parameterize("CCO", model=test_model_path)
+    with pytest.raises(pf.BackendError, match="unknown backend 'gromacs'"):
+        pf.create_system(p, backend="gromacs")
+    with pytest.raises(pf.BackendError, match="platform 'Metal' is not available"):
+        pf.get_platform("Metal")
+
+
+@pytest.mark.parametrize(
+    "molecule,error,match",
+    [
+        ("CC[I]", pf.UnsupportedElementError, "I"),
+        ("[CH3]", pf.RadicalError, "atom 0"),
+        ("C1CC", pf.MoleculeParseError, "C1CC"),
+        ("CC(=O)[O-]", pf.ChargeError, "-1"),
+    ],
+)
+def test_bad_molecules_raise_clear_errors(test_model_path, molecule, error, match):
+    kwargs = {"charge": 0} if error is pf.ChargeError else {}
+    with pytest.raises(error, match=match):
+        pf.parameterize(molecule, model=test_model_path, **kwargs)
+
+
+def test_missing_hydrogens_in_rdkit_mol(test_model_path):
+    with pytest.raises(pf.MissingHydrogenError, match="atom 0 \\(C\\)"):
+        pf.parameterize(Chem.MolFromSmiles("CCO"), model=test_model_path)
+
+
+def test_model_config_rejects_unknown_keys():
+    with pytest.raises(pf.ConfigError, match="unknown model config keys \\['hiden'\\]"):
+        pf.ModelConfig.from_dict({"hiden": 3})
