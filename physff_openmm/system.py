@@ -200,19 +200,27 @@ def _native_classes(system: openmm.System, params: ParameterSet) -> None:
         )
 
 
+def _import_torch_force():
+    """openmmtorch's TorchForce, without the 'simtk.openmm is deprecated' log line its import emits."""
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        from openmmtorch import TorchForce
+    except ImportError as exc:  # pragma: no cover - openmmtorch is a dependency
+        raise BackendError(f"backend 'torch' needs openmmtorch ({exc}); use backend='native'") from None
+    finally:
+        logging.disable(previous)
+    return TorchForce
+
+
 def _torch_backend(system: openmm.System, params: ParameterSet, layout: str, precision: str) -> None:
     import torch
 
     from .torchforce import ShortRangeModule
 
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from openmmtorch import TorchForce
-    except ImportError as exc:  # pragma: no cover - openmmtorch is a dependency
-        raise BackendError(f"backend 'torch' needs openmmtorch ({exc}); use backend='native'") from None
+    TorchForce = _import_torch_force()
     system.addForce(_long_range_class_force(params))
     dtype = {"double": torch.float64, "single": torch.float32}[precision]
     module = torch.jit.script(ShortRangeModule(params, layout=layout, dtype=dtype))
