@@ -1,0 +1,323 @@
+"""GFN2-xTB through tblite: energies, forces, geometry optimization and
+off-equilibrium sampling for training geometries.
+
+Units at this boundary: positions in Angstrom, energies in Hartree, forces in
+Hartree/Angstrom, temperatures in kelvin. tblite works in Bohr; the sampling
+integrates in OpenMM's consistent MD units (nm, ps, amu, kJ/mol). Every
+conversion factor comes from :mod:`physff_openmm.units` or :mod:`openmm.unit`.
+tblite is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DependencyError, QMError
+from ..units import ANGSTROM_TO_NM, BOHR_TO_ANGSTROM, HARTREE_TO_KCAL, KCAL_TO_KJ
+from .qm import _atomic_numbers
+
+__all__ = ["xtb_energy_forces", "xtb_optimize", "sample_off_equilibrium"]
+
+_INSTALL_HINT = "pip install physff-openmm[train]"
+_METHOD = "GFN2-xTB"
+
+#: Hartree -> kJ/mol
+_HARTREE_TO_KJ = HARTREE_TO_KCAL * KCAL_TO_KJ
+#: Hartree/Angstrom -> kJ/(mol nm)
+_FORCE_TO_MD = _HARTREE_TO_KJ / ANGSTROM_TO_NM
+
+# Sampling settings, in one place.
+_MD_TIMESTEP_FS = 0.5          # fs, velocity-Verlet step
+_MD_STRIDE = 20                # MD steps between snapshots
+_HESSIAN_STEP_ANGSTROM = 5e-3  # Angstrom, central-difference step of the Hessian
+_MIN_MODE_WAVENUMBER = 100.0   # cm^-1, floor on mode frequencies for thermal amplitudes
+
+
+def _md_constants() -> tuple[float, float, float]:
+    """(R in kJ/(mol K), MD time step in ps, speed of light in cm/ps), from openmm.unit."""
+    import openmm.unit as u
+    from openmm.unit import constants as c
+
+    gas_constant = c.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin)
+    timestep = (_MD_TIMESTEP_FS * u.femtosecond).value_in_unit(u.picosecond)
+    light = c.SPEED_OF_LIGHT_C.value_in_unit(u.centimeter / u.picosecond)
+    return gas_constant, timestep, light
+
+
+def _masses_amu(numbers: np.ndarray) -> np.ndarray:
+    import openmm.unit as u
+    from openmm.app.element import Element
+
+    return np.array(
+        [Element.getByAtomicNumber(int(z)).mass.value_in_unit(u.dalton) for z in numbers]
+    )
+
+
+class _XTB:
+    """A tblite calculator for one molecule; positions in Angstrom."""
+
+    def __init__(self, numbers, positions_angstrom, charge):
+        try:
+            from tblite.interface import Calculator
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise DependencyError(f"GFN2-xTB needs tblite: {_INSTALL_HINT}") from exc
+        self.numbers = _atomic_numbers(numbers)
+        pos = np.asarray(positions_angstrom, dtype=float)
+        n = len(self.numbers)
+        if pos.shape != (n, 3):
+            raise ConfigError(f"positions must have shape ({n}, 3), got {pos.shape}")
+        if int(charge) != charge:
+            raise ConfigError(f"charge must be an integer, got {charge!r}")
+        n_electrons = int(self.numbers.sum()) - int(charge)
+        if n_electrons < 0:
+            raise QMError(f"charge {charge} leaves {n_electrons} electrons")
+        try:
+            self._calc = Calculator(
+                _METHOD,
+                self.numbers,
+                pos / BOHR_TO_ANGSTROM,
+                charge=float(charge),
+                uhf=n_electrons % 2,
+            )
+            self._calc.set("verbosity", 0)
+        except Exception as exc:  # noqa: BLE001 - tblite raises RuntimeError / ValueError
+            raise QMError(f"cannot set up {_METHOD}: {exc}") from exc
+        self._restart = None
+
+    def __call__(self, positions_angstrom) -> tuple[float, np.ndarray]:
+        """Energy (Hartree) and gradient (Hartree/Angstrom) at ``positions_angstrom``."""
+        pos = np.asarray(positions_angstrom, dtype=float).reshape(-1, 3)
+        if not np.all(np.isfinite(pos)):
+            raise QMError(f"{_METHOD}: non-finite positions")
+        try:
+            self._calc.update(pos / BOHR_TO_ANGSTROM)
+            res = self._calc.singlepoint(self._restart)
+        except Exception as exc:  # noqa: BLE001
+            self._restart = None
+            raise QMError(f"{_METHOD} single point failed: {exc}") from exc
+        self._restart = res
+        return float(res.get("energy")), np.asarray(res.get("gradient")) / BOHR_TO_ANGSTROM
+
+
+def xtb_energy_forces(
+    numbers: Sequence[int | str], positions_angstrom, charge: int = 0
+) -> tuple[float, np.ndarray]:
+    """GFN2-xTB energy and forces.
+
+    Parameters
+    ----------
+    numbers : sequence of int or str
+        Atomic numbers (or element symbols); H C N O F S Cl Br P.
+    positions_angstrom : array_like
+        (n_atoms, 3) Angstrom.
+    charge : int
+        Total charge, e. An odd electron count runs as a doublet.
+
+    Returns
+    -------
+    energy : float
+        Hartree.
+    forces : numpy.ndarray
+        (n_atoms, 3) Hartree/Angstrom.
+    """
+    calc = _XTB(numbers, positions_angstrom, charge)
+    energy, grad = calc(positions_angstrom)
+    return energy, -grad
+
+
+def xtb_optimize(
+    numbers: Sequence[int | str],
+    positions_angstrom,
+    charge: int = 0,
+    *,
+    fmax: float = 1e-3,
+    max_steps: int = 500,
+) -> tuple[np.ndarray, float]:
+    """Minimize the GFN2-xTB energy with L-BFGS (scipy) on analytic gradients.
+
+    Parameters
+    ----------
+    numbers, positions_angstrom, charge
+        As in :func:`xtb_energy_forces`.
+    fmax : float
+        Convergence threshold on every atom's force norm, Hartree/Angstrom.
+    max_steps : int
+        Maximum number of L-BFGS iterations. When it is reached before ``fmax``,
+        a :class:`RuntimeWarning` is issued and the last geometry returned.
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        (n_atoms, 3) optimized positions, Angstrom.
+    energy : float
+        Energy at those positions, Hartree.
+    """
+    from scipy.optimize import minimize
+
+    if fmax <= 0 or max_steps < 1:
+        raise ConfigError(f"need fmax > 0 and max_steps >= 1, got {fmax!r}, {max_steps!r}")
+    calc = _XTB(numbers, positions_angstrom, charge)
+    x0 = np.asarray(positions_angstrom, dtype=float).ravel()
+
+    def fun(x):
+        energy, grad = calc(x)
+        return energy, grad.ravel()
+
+    x = x0
+    steps_left = int(max_steps)
+    # L-BFGS can stop in its line search when the energy change reaches the SCF
+    # noise; restarting from the last point with a fresh memory usually finishes.
+    for _ in range(3):
+        res = minimize(
+            fun,
+            x,
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": steps_left,
+                "gtol": fmax / np.sqrt(3.0),  # per component, so every atom's norm <= fmax
+                "ftol": 1e-15,
+                "maxcor": 30,
+            },
+        )
+        x = res.x
+        steps_left -= int(res.nit)
+        energy, grad = calc(x)
+        if np.linalg.norm(grad.reshape(-1, 3), axis=1).max() <= fmax or steps_left <= 0:
+            break
+    residual = np.linalg.norm(grad.reshape(-1, 3), axis=1).max()
+    if residual > fmax:
+        warnings.warn(
+            f"{_METHOD} optimization stopped with a residual force of {residual:.2e} "
+            f"Hartree/Angstrom (fmax {fmax:.1e}): {res.message}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return x.reshape(-1, 3), energy
+
+
+def _rigid_body_basis(positions_nm: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (3n, r) of mass-weighted translations and rotations (r = 5 or 6)."""
+    sqrt_m = np.sqrt(masses)
+    centre = (masses[:, None] * positions_nm).sum(0) / masses.sum()
+    r = positions_nm - centre
+    vectors = []
+    for axis in np.eye(3):
+        vectors.append((sqrt_m[:, None] * axis[None, :]).ravel())
+        vectors.append((sqrt_m[:, None] * np.cross(axis[None, :], r)).ravel())
+    b = np.array(vectors).T  # (3n, 6)
+    u, s, _ = np.linalg.svd(b, full_matrices=False)
+    rank = int((s > 1e-8 * s.max()).sum())  # 5 for a linear molecule
+    return u[:, :rank]
+
+
+def _hessian(calc: _XTB, positions_angstrom: np.ndarray) -> np.ndarray:
+    """(3n, 3n) Hessian, Hartree/Angstrom^2, central differences of analytic gradients."""
+    x0 = positions_angstrom.ravel()
+    h = _HESSIAN_STEP_ANGSTROM
+    hess = np.empty((x0.size, x0.size))
+    for k in range(x0.size):
+        xp, xm = x0.copy(), x0.copy()
+        xp[k] += h
+        xm[k] -= h
+        hess[k] = (calc(xp)[1].ravel() - calc(xm)[1].ravel()) / (2.0 * h)
+    return 0.5 * (hess + hess.T)
+
+
+def _sample_md(calc, positions, masses, n_samples, temperature_k, rng):
+    gas_constant, dt, _ = _md_constants()
+    kt = gas_constant * temperature_k  # kJ/mol
+    x = positions * ANGSTROM_TO_NM  # nm
+    v = rng.standard_normal(x.shape) * np.sqrt(kt / masses)[:, None]  # nm/ps
+    v -= (masses[:, None] * v).sum(0) / masses.sum()
+
+    def force(x_nm):
+        return -calc(x_nm / ANGSTROM_TO_NM)[1] * _FORCE_TO_MD  # kJ/(mol nm)
+
+    inv_m = 1.0 / masses[:, None]
+    f = force(x)
+    frames = []
+    for step in range(1, n_samples * _MD_STRIDE + 1):
+        v += 0.5 * dt * f * inv_m
+        x = x + dt * v
+        f = force(x)
+        v += 0.5 * dt * f * inv_m
+        if step % _MD_STRIDE == 0:
+            frames.append(x / ANGSTROM_TO_NM)
+    return np.array(frames)
+
+
+def _sample_normal_modes(calc, positions, masses, n_samples, temperature_k, rng):
+    gas_constant, _, light = _md_constants()
+    kt = gas_constant * temperature_k  # kJ/mol
+    n = len(masses)
+    if n == 1:
+        return np.repeat(positions[None], n_samples, axis=0)
+    hess = _hessian(calc, positions) * _HARTREE_TO_KJ / ANGSTROM_TO_NM**2  # kJ/(mol nm^2)
+    inv_sqrt_m = np.repeat(1.0 / np.sqrt(masses), 3)
+    hess_mw = hess * inv_sqrt_m[:, None] * inv_sqrt_m[None, :]  # ps^-2
+    rigid = _rigid_body_basis(positions * ANGSTROM_TO_NM, masses)
+    u, _, _ = np.linalg.svd(rigid, full_matrices=True)
+    internal = u[:, rigid.shape[1]:]  # orthonormal complement, (3n, 3n - r)
+    eigvals, vecs = np.linalg.eigh(internal.T @ hess_mw @ internal)
+    modes = internal @ vecs  # mass-weighted normal modes, columns
+    omega_min = 2.0 * np.pi * light * _MIN_MODE_WAVENUMBER  # rad/ps
+    curvature = np.maximum(np.abs(eigvals), omega_min**2)
+    sigma = np.sqrt(kt / curvature)  # nm sqrt(amu)
+    q = rng.standard_normal((n_samples, len(eigvals))) * sigma
+    displacement_nm = (q @ modes.T) * inv_sqrt_m  # (n_samples, 3n)
+    return positions[None] + displacement_nm.reshape(n_samples, n, 3) / ANGSTROM_TO_NM
+
+
+def sample_off_equilibrium(
+    numbers: Sequence[int | str],
+    positions_angstrom,
+    charge: int = 0,
+    n_samples: int = 4,
+    *,
+    method: str = "md",
+    temperature_k: float = 500.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Thermally distorted geometries around a (minimized) structure.
+
+    Parameters
+    ----------
+    numbers, positions_angstrom, charge
+        As in :func:`xtb_energy_forces`.
+    n_samples : int
+        Number of geometries.
+    method : {"md", "normal_modes"}
+        ``"md"``: velocity-Verlet MD on GFN2-xTB forces (0.5 fs step), started from
+        ``positions_angstrom`` with Maxwell-Boltzmann velocities at ``temperature_k``
+        (centre-of-mass motion removed); a snapshot every 20 steps (10 fs). Starting
+        at a minimum, equipartition leaves the geometry at roughly half that
+        temperature. ``"normal_modes"``: independent classical thermal displacements
+        along the normal modes of the finite-difference mass-weighted Hessian at
+        ``positions_angstrom`` (which should be a minimum); amplitudes
+        ``sqrt(kT) / omega``, with |omega| floored at 100 cm^-1.
+    temperature_k : float
+        Temperature, K.
+    seed : int
+        Random seed; the result is deterministic for a given seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_samples, n_atoms, 3) positions, Angstrom.
+    """
+    if n_samples < 1:
+        raise ConfigError(f"n_samples must be >= 1, got {n_samples!r}")
+    if not temperature_k > 0:
+        raise ConfigError(f"temperature_k must be > 0, got {temperature_k!r}")
+    if method not in ("md", "normal_modes"):
+        raise ConfigError(f"unknown sampling method {method!r}; valid: 'md', 'normal_modes'")
+    calc = _XTB(numbers, positions_angstrom, charge)
+    positions = np.asarray(positions_angstrom, dtype=float)
+    masses = _masses_amu(calc.numbers)
+    rng = np.random.default_rng(seed)
+    sampler = _sample_md if method == "md" else _sample_normal_modes
+    return sampler(calc, positions, masses, int(n_samples), float(temperature_k), rng)
