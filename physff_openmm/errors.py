@@ -21,6 +21,8 @@ __all__ = [
     "ConfigError",
     "QMError",
     "DependencyError",
+    "FileAccessError",
+    "SimulationError",
 ]
 
 
@@ -74,3 +76,11 @@ class QMError(PhysFFError, RuntimeError):
 
 class DependencyError(PhysFFError, ImportError):
     """An optional dependency is needed for this feature but is not installed."""
+
+
+class FileAccessError(PhysFFError, OSError):
+    """A file other than a molecule file (an output, a checkpoint) cannot be written or read."""
+
+
+class SimulationError(PhysFFError, RuntimeError):
+    """A simulation became unstable (NaN energies or coordinates) or could not run."""

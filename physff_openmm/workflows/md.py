@@ -1,0 +1,321 @@
+"""Molecular dynamics in vacuum: Langevin NVT or Verlet NVE, with reporters and checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import openmm
+from openmm import app, unit
+
+from ..errors import ConfigError, FileAccessError, SimulationError
+from ..units import KJ_TO_KCAL
+from ._files import atomic_output, check_output_path
+from .simulation import DEFAULT_TOLERANCE_KCAL_MOL_A, build_simulation, check_positive, minimize_context
+
+__all__ = ["run_md", "TRAJECTORY_SUFFIXES"]
+
+#: Trajectory formats of :func:`run_md`.
+TRAJECTORY_SUFFIXES: tuple[str, ...] = (".dcd", ".pdb")
+
+
+class _TrajectoryWriter:
+    """An OpenMM reporter writing positions to an open DCD or PDB file (frames every ``interval`` steps)."""
+
+    def __init__(self, handle, fmt: str, interval: int):
+        self._fh = handle
+        self._fmt = fmt
+        self._interval = interval
+        self._dcd = None
+        self._frames = 0
+
+    def describeNextReport(self, simulation):  # noqa: N802 - OpenMM reporter API
+        steps = self._interval - simulation.currentStep % self._interval
+        return (steps, True, False, False, False, None)
+
+    def report(self, simulation, state):
+        positions = state.getPositions(asNumpy=True)
+        if self._fmt == ".dcd":
+            if self._dcd is None:
+                self._dcd = app.DCDFile(
+                    self._fh,
+                    simulation.topology,
+                    simulation.integrator.getStepSize(),
+                    simulation.currentStep,
+                    self._interval,
+                )
+            self._dcd.writeModel(positions)
+        else:
+            if self._frames == 0:
+                app.PDBFile.writeHeader(simulation.topology, self._fh)
+            app.PDBFile.writeModel(simulation.topology, positions, self._fh, self._frames + 1)
+        self._frames += 1
+
+    def close(self, topology) -> None:
+        if self._fmt == ".pdb" and self._frames:
+            app.PDBFile.writeFooter(topology, self._fh)
+
+
+class _CheckpointWriter:
+    """An OpenMM reporter saving the State (XML: positions, velocities, step) every ``interval`` steps."""
+
+    def __init__(self, path: Path, interval: int):
+        self._path = path
+        self._interval = interval
+
+    def describeNextReport(self, simulation):  # noqa: N802 - OpenMM reporter API
+        steps = self._interval - simulation.currentStep % self._interval
+        return (steps, False, False, False, False, None)
+
+    def report(self, simulation, state):
+        save_checkpoint(simulation, self._path)
+
+
+def save_checkpoint(simulation: app.Simulation, path: str | os.PathLike) -> None:
+    """Save positions, velocities, time and step count as an OpenMM State XML file (portable, whole or absent)."""
+    state = simulation.context.getState(getPositions=True, getVelocities=True, getParameters=True)
+    xml = openmm.XmlSerializer.serialize(state)
+    with atomic_output(path) as tmp:
+        tmp.write_text(xml)
+
+
+def load_checkpoint(simulation: app.Simulation, path: str | os.PathLike) -> None:
+    """Restore a State saved by :func:`save_checkpoint` (step count and time included)."""
+    path = Path(path)
+    try:
+        xml = path.read_text()
+    except OSError as exc:
+        raise FileAccessError(f"cannot read restart file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        state = openmm.XmlSerializer.deserialize(xml)
+    except Exception:
+        state = None
+    if not isinstance(state, openmm.State):
+        raise ConfigError(f"restart file {str(path)!r} is not an OpenMM State XML file (written by --checkpoint)")
+    n_state = len(state.getPositions())
+    n_sys = simulation.system.getNumParticles()
+    if n_state != n_sys:
+        raise ConfigError(
+            f"restart file {str(path)!r} holds {n_state} atoms but the molecule has {n_sys}; "
+            "restart with the same molecule file"
+        )
+    simulation.context.setState(state)
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_md(
+    molecule,
+    steps: int,
+    *,
+    model="default",
+    backend: str = "native",
+    platform=None,
+    charge: int | None = None,
+    temperature_k: float = 300.0,
+    timestep_fs: float = 1.0,
+    friction_per_ps: float = 1.0,
+    ensemble: str = "nvt",
+    trajectory: str | os.PathLike | None = None,
+    report_csv: str | os.PathLike | None = None,
+    report_interval: int = 100,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_interval: int | None = None,
+    restart: str | os.PathLike | None = None,
+    minimize_first: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Run molecular dynamics of a molecule or complex in vacuum.
+
+    Velocities are drawn at ``temperature_k`` (also for NVE) after an optional
+    minimization; with ``restart`` the positions, velocities, time and step count
+    come from a checkpoint instead. The first frame (and state row) is the
+    starting state; then one every ``report_interval`` steps.
+
+    Parameters
+    ----------
+    molecule : rdkit.Chem.Mol, str or path
+        Anything :func:`physff_openmm.molecule.load_molecule` accepts.
+    steps : int
+        Number of time steps to run (after a restart: further steps).
+    model, backend, platform, charge
+        As in :func:`physff_openmm.workflows.build_simulation`.
+    temperature_k : float
+        Temperature of the thermostat and of the initial velocities, K.
+    timestep_fs : float
+        Time step, fs.
+    friction_per_ps : float
+        Langevin friction, 1/ps (NVT only).
+    ensemble : {"nvt", "nve"}
+        LangevinMiddleIntegrator or VerletIntegrator.
+    trajectory : path, optional
+        ``.dcd`` or ``.pdb`` trajectory file.
+    report_csv : path, optional
+        OpenMM StateDataReporter CSV: step, time (ps), potential, kinetic and total
+        energy (kJ/mol, without E_lin), temperature (K).
+    report_interval : int
+        Steps between trajectory frames and report rows.
+    checkpoint : path, optional
+        State XML file saved every ``checkpoint_interval`` steps and at the end; each
+        save replaces the previous one whole, so after an interruption the last
+        complete checkpoint remains.
+    checkpoint_interval : int, optional
+        Default: 10 x ``report_interval``.
+    restart : path, optional
+        Checkpoint written by an earlier run of the same molecule to continue from.
+    minimize_first : bool
+        Minimize before drawing velocities (ignored on restart).
+    seed : int, optional
+        Seed of the initial velocities and Langevin noise (default: random).
+    progress : bool, optional
+        Show a tqdm progress bar (default: when stderr is a terminal).
+
+    Returns
+    -------
+    dict
+        ``steps``, ``first_step``, ``last_step``, ``time_ps``, ``potential_energy_kcal_mol``
+        (absolute, E_lin included), ``kinetic_energy_kcal_mol``, ``temperature_k``
+        (instantaneous, from 3N degrees of freedom), ``wall_seconds``, ``ns_per_day``,
+        ``platform`` and the output paths.
+
+    Raises
+    ------
+    SimulationError
+        Energies or coordinates became NaN (the outputs are not written).
+    """
+    check_positive("steps", steps, integer=True)
+    check_positive("report_interval", report_interval, integer=True)
+    steps, report_interval = int(steps), int(report_interval)
+    if checkpoint_interval is None:
+        checkpoint_interval = 10 * report_interval
+    check_positive("checkpoint_interval", checkpoint_interval, integer=True)
+    checkpoint_interval = int(checkpoint_interval)
+    outputs = {}
+    if trajectory is not None:
+        outputs["trajectory"] = check_output_path(trajectory, what="trajectory", suffixes=TRAJECTORY_SUFFIXES)
+    if report_csv is not None:
+        outputs["report_csv"] = check_output_path(report_csv, what="state report")
+    if checkpoint is not None:
+        outputs["checkpoint"] = check_output_path(checkpoint, what="checkpoint")
+    if len({p.resolve() for p in outputs.values()}) != len(outputs):
+        raise ConfigError("the trajectory, state report and checkpoint must be different files")
+    if restart is not None and not Path(restart).is_file():
+        raise FileAccessError(f"restart file {str(restart)!r} does not exist")
+
+    sim = build_simulation(
+        molecule,
+        model=model,
+        backend=backend,
+        platform=platform,
+        charge=charge,
+        temperature_k=temperature_k,
+        timestep_fs=timestep_fs,
+        friction_per_ps=friction_per_ps,
+        ensemble=ensemble,
+        seed=seed,
+    )
+    if restart is not None:
+        load_checkpoint(sim, restart)
+    else:
+        if minimize_first:
+            minimize_context(sim.context, DEFAULT_TOLERANCE_KCAL_MOL_A)
+        if seed is None:
+            sim.context.setVelocitiesToTemperature(temperature_k * unit.kelvin)
+        else:
+            sim.context.setVelocitiesToTemperature(temperature_k * unit.kelvin, int(seed))
+    first_step = sim.currentStep
+    offset = sim.physff_parameters.energy_offset
+    platform_name = sim.context.getPlatform().getName()
+
+    with contextlib.ExitStack() as stack:
+        writers = []
+        if trajectory is not None:
+            tmp = stack.enter_context(atomic_output(outputs["trajectory"]))
+            fmt = outputs["trajectory"].suffix.lower()
+            fh = stack.enter_context(open(tmp, "wb" if fmt == ".dcd" else "w"))
+            traj = _TrajectoryWriter(fh, fmt, report_interval)
+            writers.append(traj)
+        if report_csv is not None:
+            tmp = stack.enter_context(atomic_output(outputs["report_csv"]))
+            fh = stack.enter_context(open(tmp, "w"))
+            writers.append(
+                app.StateDataReporter(
+                    fh,
+                    report_interval,
+                    step=True,
+                    time=True,
+                    potentialEnergy=True,
+                    kineticEnergy=True,
+                    totalEnergy=True,
+                    temperature=True,
+                    separator=",",
+                )
+            )
+        from tqdm.auto import tqdm
+
+        chunk = max(1, min(report_interval, steps // 100 or 1))
+        t0 = time.perf_counter()
+        try:
+            start_state = sim.context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+            for w in writers:  # the starting frame
+                w.report(sim, start_state)
+            sim.reporters.extend(writers)
+            if checkpoint is not None:
+                sim.reporters.append(_CheckpointWriter(outputs["checkpoint"], checkpoint_interval))
+            with tqdm(total=steps, unit="step", disable=not _progress_enabled(progress), file=sys.stderr) as bar:
+                done = 0
+                while done < steps:
+                    n = min(chunk, steps - done)
+                    sim.step(n)
+                    done += n
+                    bar.update(n)
+        except (ValueError, openmm.OpenMMException) as exc:  # StateDataReporter: "Energy is NaN"; NaN coordinates
+            raise SimulationError(
+                f"the simulation became unstable at step {sim.currentStep} ({str(exc).splitlines()[0]}); "
+                "try a smaller time step, or minimize the structure first"
+            ) from None
+        wall = time.perf_counter() - t0
+        state = sim.context.getState(getEnergy=True)
+        e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        e_kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        if not (math.isfinite(e_pot) and math.isfinite(e_kin)):
+            raise SimulationError(
+                f"the simulation became unstable (energy is {e_pot} kJ/mol at step {sim.currentStep}); "
+                "try a smaller time step, or minimize the structure first"
+            )
+        if trajectory is not None:
+            traj.close(sim.topology)
+        if checkpoint is not None:
+            save_checkpoint(sim, outputs["checkpoint"])
+        sim.reporters.clear()
+
+    gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    dof = 3 * sim.system.getNumParticles()
+    sim_time_ps = sim.context.getState().getTime().value_in_unit(unit.picosecond)
+    run_ps = steps * timestep_fs * unit.femtosecond.conversion_factor_to(unit.picosecond)
+    return {
+        "steps": steps,
+        "first_step": int(first_step),
+        "last_step": int(sim.currentStep),
+        "time_ps": sim_time_ps,
+        "potential_energy_kcal_mol": e_pot * KJ_TO_KCAL + offset,
+        "kinetic_energy_kcal_mol": e_kin * KJ_TO_KCAL,
+        "temperature_k": 2.0 * e_kin / (dof * gas_constant),
+        "wall_seconds": wall,
+        "ns_per_day": run_ps * 1e-3 / (wall / 86400.0) if wall > 0 else float("inf"),
+        "platform": platform_name,
+        "ensemble": ensemble,
+        **{k: str(v) for k, v in outputs.items()},
+    }

@@ -1,0 +1,85 @@
+"""The scripts in examples/ run end to end (subprocess, small test model) in under a minute each."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from physff_openmm import workflows as wf
+from test_workflows import write_bound_model
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+#: Each example must finish within this on the 2-core development machine (import included).
+MAX_SECONDS = 60.0
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("example-model") / "test-bound.pt"
+    write_bound_model(path)
+    return path
+
+
+def _run_example(name: str, model_path, out: Path, *extra) -> str:
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        PHYSFF_CACHE_DIR=str(out.parent / "physff-cache"),
+        MPLBACKEND="Agg",
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--model", str(model_path), "--out", str(out), "--platform", "CPU", *extra],
+        capture_output=True, text=True, env=env, timeout=2 * MAX_SECONDS,
+    )
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert elapsed < MAX_SECONDS, f"{name} took {elapsed:.1f} s"
+    return proc.stdout
+
+
+def test_md_drug_molecule(model_path, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "md"
+    stdout = _run_example("md_drug_molecule.py", model_path, out, "--steps", "300")
+    assert "300 steps" in stdout
+    report = wf.read_report_csv(out / "md.csv")
+    assert list(report["Step"]) == list(range(0, 301, 10))
+    assert np.all(np.isfinite(report["Potential Energy (kJ/mole)"]))
+    assert (out / "md.dcd").stat().st_size > 0
+    assert (out / "md.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_torsion_scan(model_path, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "scan"
+    stdout = _run_example("torsion_scan.py", model_path, out)
+    assert "24 points" in stdout
+    lines = (out / "scan.csv").read_text().splitlines()
+    assert lines[0] == "angle_deg,energy_kcal_mol" and len(lines) == 25
+    assert min(float(ln.split(",")[1]) for ln in lines[1:]) == 0.0
+    assert (out / "scan.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adenine_thymine(model_path, tmp_path):
+    out = tmp_path / "at"
+    stdout = _run_example("adenine_thymine.py", model_path, out)
+    start = re.search(r"starting hydrogen bonds .*: N6\(A\)-O4\(T\) ([\d.]+), N1\(A\)-N3\(T\) ([\d.]+)", stdout)
+    assert start, stdout
+    # the built Watson-Crick geometry: both donor-acceptor distances near 2.9 A
+    assert all(abs(float(d) - 2.9) < 0.15 for d in start.groups())
+    e_int = re.search(r"E\(A-T\) - E\(A\) - E\(T\) = (-?[\d.]+) kcal/mol", stdout)
+    assert e_int and np.isfinite(float(e_int.group(1)))
+    mol = Chem.MolFromMolFile(str(out / "adenine_thymine_minimized.sdf"), removeHs=False)
+    assert mol.GetNumAtoms() == 15 + 15 and len(Chem.GetMolFrags(mol)) == 2
+    assert (out / "adenine_thymine.json").is_file()

@@ -1,0 +1,528 @@
+"""The Python workflows end to end: energies, minimization, scans, MD, interaction energies, plots, files.
+
+All tests use a small random model (seed fixed) whose covalent pairs are held by a
+deep Gaussian well, so that molecules stay bonded in MD (see :func:`write_bound_model`),
+the Reference platform and the native backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from openmm import app, unit
+from rdkit import Chem
+
+import physff_openmm as pf
+from physff_openmm import workflows as wf
+from physff_openmm.errors import ConfigError, FileAccessError, MoleculeError, SimulationError
+from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+from physff_openmm.units import KCAL_TO_KJ
+
+PLATFORM = "Reference"
+
+# NVE energy conservation (ethanol, this test model, Reference platform, 0.5 fs, 400 steps = 0.2 ps
+# from 300 K after minimization): measured max |E(t) - E(0)| = 0.41 kJ/mol with a mean kinetic
+# energy of 21 kJ/mol (0.094 kJ/mol at 0.25 fs: the Verlet dt^2 scaling). The bound leaves room for
+# platform arithmetic; a broken integrator, or forces that are not the energy's gradient, drift by
+# tens of kJ/mol.
+NVE_MAX_DRIFT_KJ_MOL = 1.0
+NVE_STEPS = 400
+NVE_TIMESTEP_FS = 0.5
+# Covalent pairs of the test model sit near 1.2 A; a broken bond would leave this range.
+BONDED_MAX_ANGSTROM = 1.8
+# Components (float64 torch) against the OpenMM total on the Reference platform (double).
+COMPONENT_SUM_TOL_KCAL_MOL = 1e-6
+
+
+def write_bound_model(path) -> None:
+    """A small random model (seed 0) whose covalent pairs are bound and whose other pairs are not.
+
+    A random model has Gaussian amplitudes near zero, so nothing holds bonded atoms
+    together (covalent pairs have no C6/C12 term). Here feats_net gets one hidden unit
+    per layer that carries the input's "non-covalent" bit; the output bias of C_2 is -20
+    (a -200 kcal/mol Gaussian well at 1.2 A, width 0.4 A) and that unit cancels it for
+    non-covalent pairs, so only covalent pairs sit in a well (at about 1.2 A). The bias
+    of C_1 is lowered to -2.79 (C_1 about 1e4 kcal/mol A^12 instead of 1e5) so that the
+    C12 repulsion between atoms two bonds apart does not tear small ions such as NH4+
+    apart. E_lin weights are non-zero so that the offset matters in absolute energies.
+    """
+    from physff_openmm.graph import NONCOVALENT
+    from physff_openmm.model import ModelConfig, PhysFFModel, save_model_file
+
+    torch.manual_seed(0)
+    model = PhysFFModel(ModelConfig(hidden=32, pair_hidden=32, n_steps=3))
+    with torch.no_grad():
+        model.charge_net[-1].weight.normal_(0.0, 0.3)
+        first, second, last = model.feats_net[0], model.feats_net[2], model.feats_net[4]
+        unit = 0  # hidden unit 0 of both layers: SiLU(SiLU(10)) for non-covalent pairs, 0 for bonds
+        first.weight[unit].zero_()
+        first.bias[unit] = 0.0
+        first.weight[unit, 2 * model.config.hidden + NONCOVALENT] = 10.0
+        second.weight[unit].zero_()
+        second.bias[unit] = 0.0
+        second.weight[unit, unit] = 1.0
+        last.weight[:, unit] = 0.0
+        on = torch.nn.functional.silu(torch.nn.functional.silu(torch.tensor(10.0)))
+        last.bias[1] = -2.79
+        last.bias[2] = -20.0
+        last.weight[2, unit] = 20.0 / on
+        model.elin_weights.copy_(torch.linspace(-300.0, -100.0, len(model.config.elements), dtype=torch.float64))
+        model.elin_bias.fill_(-5.0)
+    save_model_file(model, path, {"name": "test-bound"})
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("workflow-model") / "test-bound.pt"
+    write_bound_model(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("PHYSFF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "physff-cache"))
+
+
+def _files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --- topology and simulation ------------------------------------------------------------
+
+def test_topology_has_one_residue_per_fragment_and_all_bonds():
+    ethanol, water = load_molecule("CCO"), load_molecule("O")
+    mol = pf.molecule.combine_molecules([ethanol, water])  # contiguous fragments
+    top = wf.topology_from_mol(mol)
+    assert top.getNumAtoms() == mol.GetNumAtoms()
+    assert [r.name for r in top.residues()] == ["M1", "M2"]
+    assert [len(list(r.atoms())) for r in top.residues()] == [9, 3]
+    assert top.getNumBonds() == mol.GetNumBonds()
+    assert [a.element.symbol for a in top.atoms()] == [a.GetSymbol() for a in mol.GetAtoms()]
+    # SMILES "CCO.O" interleaves the fragments (hydrogens last): atom order is kept,
+    # each fragment's contiguous runs become residues of the same name
+    mixed = load_molecule("CCO.O")
+    top = wf.topology_from_mol(mixed)
+    assert [a.element.symbol for a in top.atoms()] == [a.GetSymbol() for a in mixed.GetAtoms()]
+    assert [r.name for r in top.residues()] == ["M1", "M2", "M1", "M2"]
+    assert {(b[0].index, b[1].index) for b in top.bonds()} == {
+        (b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mixed.GetBonds()
+    }
+    orders = sorted(b.order for b in wf.topology_from_mol(load_molecule("C=O")).bonds())
+    assert orders == [1, 1, 2]
+
+
+@pytest.mark.parametrize("ensemble, kind", [("nvt", openmm.LangevinMiddleIntegrator), ("nve", openmm.VerletIntegrator)])
+def test_build_simulation(model_path, ensemble, kind):
+    sim = wf.build_simulation("CCO", model=model_path, platform=PLATFORM, ensemble=ensemble, timestep_fs=0.5, seed=1)
+    assert isinstance(sim, app.Simulation)
+    assert isinstance(sim.integrator, kind)
+    assert sim.integrator.getStepSize().value_in_unit(unit.femtoseconds) == pytest.approx(0.5)
+    assert sim.system.getNumParticles() == sim.topology.getNumAtoms() == 9
+    pos = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    np.testing.assert_allclose(pos, positions_angstrom(sim.physff_molecule), atol=1e-9)
+    sim.step(5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"ensemble": "npt"}, "unknown ensemble 'npt'"),
+        ({"timestep_fs": 0.0}, "timestep_fs must be positive"),
+        ({"temperature_k": -5.0}, "temperature_k must be positive"),
+        ({"backend": "cuda"}, "unknown backend"),
+    ],
+)
+def test_build_simulation_rejects_bad_settings(model_path, kwargs, match):
+    with pytest.raises((ConfigError, pf.BackendError), match=match):
+        wf.build_simulation("CCO", model=model_path, platform=PLATFORM, **kwargs)
+
+
+# --- energy -----------------------------------------------------------------------------
+
+def test_energy_components_sum_to_total_and_match_independent_reference(model_path):
+    from reference_energy import reference_energy
+
+    mol = ensure_conformer(load_molecule("CC(=O)[O-].[NH4+]"))
+    res = wf.energy(mol, model=model_path, platform=PLATFORM)
+    params = pf.parameterize(mol, model=model_path)
+    parts = res["coulomb_kcal_mol"] + res["c6_c12_kcal_mol"] + res["short_range_kcal_mol"]
+    assert res["energy_kcal_mol"] == pytest.approx(parts + res["energy_offset_kcal_mol"], abs=COMPONENT_SUM_TOL_KCAL_MOL)
+    assert res["energy_offset_kcal_mol"] == params.energy_offset != 0.0
+    assert res["energy_kj_mol"] == pytest.approx(res["energy_kcal_mol"] * KCAL_TO_KJ, rel=1e-12)
+    ref = reference_energy(params, positions_angstrom(mol))
+    assert res["energy_kcal_mol"] == pytest.approx(ref["total"], abs=1e-6)
+    assert res["coulomb_kcal_mol"] == pytest.approx(ref["coulomb"], abs=1e-6)
+    assert res["c6_c12_kcal_mol"] == pytest.approx(ref["c6_c12"], abs=1e-6)
+    assert res["short_range_kcal_mol"] == pytest.approx(ref["short_range"], abs=1e-6)
+    assert res["n_atoms"] == mol.GetNumAtoms() and res["n_fragments"] == 2 and res["platform"] == PLATFORM
+
+
+def test_energy_same_for_both_backends(model_path):
+    mol = ensure_conformer(load_molecule("CCO.O"))
+    native = wf.energy(mol, model=model_path, platform=PLATFORM, backend="native")
+    torch_ = wf.energy(mol, model=model_path, platform=PLATFORM, backend="torch")
+    assert torch_["backend"] == "torch"
+    assert torch_["energy_kcal_mol"] == pytest.approx(native["energy_kcal_mol"], abs=1e-6)
+
+
+# --- minimization -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("smiles", ["CC(=O)Nc1ccc(O)cc1", "O.O"])
+def test_minimize_lowers_energy_and_keeps_topology(model_path, smiles):
+    mol, res = wf.minimize(smiles, model=model_path, platform=PLATFORM)
+    assert res["final_energy_kcal_mol"] < res["initial_energy_kcal_mol"]
+    assert res["energy_change_kcal_mol"] == pytest.approx(res["final_energy_kcal_mol"] - res["initial_energy_kcal_mol"])
+    assert mol.GetNumConformers() == 1
+    assert Chem.MolToSmiles(mol) == Chem.MolToSmiles(load_molecule(smiles))
+    # the returned coordinates are the minimum: evaluating them again gives the final energy
+    again = wf.energy(mol, model=model_path, platform=PLATFORM)
+    assert again["energy_kcal_mol"] == pytest.approx(res["final_energy_kcal_mol"], abs=1e-6)
+    again_min, res2 = wf.minimize(mol, model=model_path, platform=PLATFORM)
+    assert res2["final_energy_kcal_mol"] == pytest.approx(res["final_energy_kcal_mol"], abs=0.05)
+
+
+def test_minimizer_that_raises_the_energy_is_undone(model_path, monkeypatch):
+    def squeeze(context, tolerance, max_iterations):  # a minimizer gone wrong: atoms pushed together
+        pos = context.getState(getPositions=True).getPositions(asNumpy=True)
+        context.setPositions(pos * 0.5)
+
+    monkeypatch.setattr(openmm.LocalEnergyMinimizer, "minimize", staticmethod(squeeze))
+    start = ensure_conformer(load_molecule("CCO"))
+    with pytest.warns(RuntimeWarning, match="did not lower the energy"):
+        mol, res = wf.minimize(start, model=model_path, platform=PLATFORM)
+    assert res["final_energy_kcal_mol"] == res["initial_energy_kcal_mol"]
+    np.testing.assert_allclose(positions_angstrom(mol), positions_angstrom(start), atol=1e-9)
+
+
+# --- torsion and conformer scans --------------------------------------------------------
+
+def _angle_difference(a: float, b: float) -> float:
+    """a - b wrapped into [-180, 180) degrees."""
+    return (a - b + 180.0) % 360.0 - 180.0
+
+
+def _scan_structures(sdf, dihedral):
+    """(target angle, reached angle, molecule) of each record of a scan's structure file."""
+    out = []
+    for rec in Chem.SDMolSupplier(str(sdf), removeHs=False):
+        reached = wf.dihedral_deg(positions_angstrom(rec), dihedral)
+        assert abs(_angle_difference(float(rec.GetProp("dihedral_deg")), reached)) < 0.01  # SDF rounding
+        out.append((float(rec.GetProp("angle_deg")), reached, rec))
+    return out
+
+
+def test_torsion_scan_rows_and_minimum(model_path, tmp_path):
+    sdf = tmp_path / "scan.sdf"
+    rows = wf.torsion_scan("CCCC", (0, 1, 2, 3), 30, model=model_path, platform=PLATFORM, output_structures=sdf)
+    assert len(rows) == 360 // 30
+    assert [a for a, _ in rows] == [-180.0 + 30.0 * k for k in range(12)]
+    energies = [e for _, e in rows]
+    assert min(energies) == 0.0 and all(e >= 0.0 for e in energies)
+    # butane: the eclipsed (0 deg) point is above the anti (180 deg) one
+    assert dict(rows)[0.0] > dict(rows)[-180.0]
+    records = _scan_structures(sdf, (0, 1, 2, 3))
+    assert [a for a, _, _ in records] == [a for a, _ in rows]
+    for angle, reached, _ in records:  # the stiff default restraint holds each angle
+        assert abs(_angle_difference(reached, angle)) < 0.5
+
+
+def test_torsion_scan_reports_energies_without_the_restraint(model_path, tmp_path):
+    # a soft restraint lets the angle give way by degrees, so that its energy would show
+    k = 50.0  # kcal/mol
+    sdf = tmp_path / "scan.sdf"
+    rows = wf.torsion_scan(
+        "CCCC", (0, 1, 2, 3), 30, model=model_path, platform=PLATFORM, restraint_kcal_mol=k, output_structures=sdf
+    )
+    records = _scan_structures(sdf, (0, 1, 2, 3))
+    restraint = [k * (1 - math.cos(math.radians(reached - angle))) for angle, reached, _ in records]
+    assert max(restraint) > 0.2
+    e_abs = np.array([wf.energy(rec, model=model_path, platform=PLATFORM)["energy_kcal_mol"] for _, _, rec in records])
+    # the reported energies are the unrestrained energies of those geometries, up to the 1e-4 A
+    # rounding of SDF coordinates times the forces that the restraint balances
+    np.testing.assert_allclose(e_abs - e_abs.min(), [e for _, e in rows], atol=0.02)
+
+
+@pytest.mark.parametrize(
+    "dihedral, match",
+    [
+        ((0, 1, 2, 14), r"atom index 14 is out of range; the molecule has 14 atoms"),
+        ((0, 2, 1, 3), r"atoms 0 \(C\) and 2 \(C\) are not bonded"),
+        ((0, 1, 2, 1), "must be distinct"),
+        ((0, 1, 2), "four integer atom indices"),
+        ((0, 1, 2, 3.0), "four integer atom indices"),
+    ],
+)
+def test_torsion_scan_rejects_bad_dihedrals(model_path, dihedral, match):
+    with pytest.raises(ConfigError, match=match):
+        wf.torsion_scan("CCCC", dihedral, 30, model=model_path, platform=PLATFORM)
+
+
+@pytest.mark.parametrize("step", [0, -15, 7, 360])
+def test_torsion_scan_rejects_bad_steps(model_path, step):
+    with pytest.raises(ConfigError, match="step_deg"):
+        wf.torsion_scan("CCCC", (0, 1, 2, 3), step, model=model_path, platform=PLATFORM)
+
+
+def test_conformer_scan_ranks_minimized_conformers(model_path):
+    mol, rows = wf.conformer_scan("CCCCO", 4, model=model_path, platform=PLATFORM, prune_rms_angstrom=0.0)
+    assert len(rows) == 4 == mol.GetNumConformers()
+    energies = [e for _, e in rows]
+    assert energies[0] == 0.0 and energies == sorted(energies)
+    assert [c.GetId() for c in mol.GetConformers()] == [cid for cid, _ in rows]
+    best = Chem.Mol(mol, confId=rows[0][0])
+    worst = Chem.Mol(mol, confId=rows[-1][0])
+    e_best = wf.energy(best, model=model_path, platform=PLATFORM)["energy_kcal_mol"]
+    e_worst = wf.energy(worst, model=model_path, platform=PLATFORM)["energy_kcal_mol"]
+    assert e_worst - e_best == pytest.approx(rows[-1][1], abs=1e-6)
+    with pytest.raises(MoleculeError, match="single molecule"):
+        wf.conformer_scan("CCO.O", 2, model=model_path, platform=PLATFORM)
+
+
+# --- molecular dynamics -----------------------------------------------------------------
+
+def test_nve_conserves_energy_and_keeps_bonds(model_path, tmp_path):
+    traj, csv = tmp_path / "nve.pdb", tmp_path / "nve.csv"
+    res = wf.run_md(
+        "CCO",
+        NVE_STEPS,
+        model=model_path,
+        platform=PLATFORM,
+        ensemble="nve",
+        timestep_fs=NVE_TIMESTEP_FS,
+        temperature_k=300.0,
+        trajectory=traj,
+        report_csv=csv,
+        report_interval=10,
+        seed=1,
+    )
+    assert res["last_step"] == NVE_STEPS and res["ensemble"] == "nve"
+    report = wf.read_report_csv(csv)
+    assert list(report["Step"]) == list(range(0, NVE_STEPS + 1, 10))
+    total = report["Total Energy (kJ/mole)"]
+    assert np.all(np.isfinite(total))
+    drift = float(np.abs(total - total[0]).max())
+    print(f"NVE drift: max |E(t) - E(0)| = {drift:.4f} kJ/mol over {NVE_STEPS} steps of {NVE_TIMESTEP_FS} fs")
+    assert drift < NVE_MAX_DRIFT_KJ_MOL
+    assert report["Kinetic Energy (kJ/mole)"].mean() > 10 * drift  # the bound is not trivially loose
+    pdb = app.PDBFile(str(traj))
+    assert pdb.getNumFrames() == NVE_STEPS // 10 + 1
+    bonds = [(b[0].index, b[1].index) for b in pdb.topology.bonds()]
+    assert len(bonds) == 8
+    for frame in range(pdb.getNumFrames()):
+        xyz = pdb.getPositions(asNumpy=True, frame=frame).value_in_unit(unit.angstrom)
+        lengths = [np.linalg.norm(xyz[i] - xyz[j]) for i, j in bonds]
+        assert max(lengths) < BONDED_MAX_ANGSTROM, f"a bond broke in frame {frame}: {max(lengths):.2f} A"
+
+
+def test_nvt_checkpoint_and_restart(model_path, tmp_path):
+    common = dict(model=model_path, platform=PLATFORM, report_interval=20, seed=5, temperature_k=300.0)
+    ck = tmp_path / "state.xml"
+    first = wf.run_md("CCO", 100, trajectory=tmp_path / "a.dcd", report_csv=tmp_path / "a.csv", checkpoint=ck, **common)
+    assert first["first_step"] == 0 and first["last_step"] == 100 and ck.is_file()
+    second = wf.run_md(
+        "CCO", 60, trajectory=tmp_path / "b.dcd", report_csv=tmp_path / "b.csv", restart=ck, checkpoint=ck, **common
+    )
+    assert second["first_step"] == 100 and second["last_step"] == 160
+    assert second["time_ps"] == pytest.approx(0.160)
+    steps = wf.read_report_csv(tmp_path / "b.csv")["Step"]
+    assert list(steps) == [100, 120, 140, 160]
+    assert (tmp_path / "b.dcd").stat().st_size > (tmp_path / "a.dcd").stat().st_size / 3
+    assert _files(tmp_path) == ["a.csv", "a.dcd", "b.csv", "b.dcd", "state.xml"]
+
+
+def test_restart_from_another_molecule_is_refused(model_path, tmp_path):
+    ck = tmp_path / "state.xml"
+    wf.run_md("CCO", 10, model=model_path, platform=PLATFORM, checkpoint=ck, report_interval=10)
+    with pytest.raises(ConfigError, match="holds 9 atoms but the molecule has 14"):
+        wf.run_md("CCCC", 10, model=model_path, platform=PLATFORM, restart=ck)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"steps": 0}, ConfigError, "steps must be positive"),
+        ({"timestep_fs": -1.0}, ConfigError, "timestep_fs must be positive"),
+        ({"temperature_k": 0.0}, ConfigError, "temperature_k must be positive"),
+        ({"report_interval": 0}, ConfigError, "report_interval must be positive"),
+        ({"trajectory": "missing-folder/t.dcd"}, FileAccessError, "does not exist"),
+        ({"trajectory": "t.xtc"}, ConfigError, "unsupported format"),
+        ({"restart": "nothing.xml"}, FileAccessError, "does not exist"),
+    ],
+)
+def test_run_md_rejects_bad_input_without_output(model_path, tmp_path, monkeypatch, kwargs, error, match):
+    monkeypatch.chdir(tmp_path)
+    args = {"steps": 10, "trajectory": "t.dcd", "report_csv": "s.csv", **kwargs}
+    steps = args.pop("steps")
+    with pytest.raises(error, match=match):
+        wf.run_md("CCO", steps, model=model_path, platform=PLATFORM, **args)
+    assert _files(tmp_path) == []
+
+
+def test_interrupted_md_leaves_no_partial_files(model_path, tmp_path, monkeypatch):
+    calls = []
+
+    def interrupted_step(self, steps):
+        calls.append(steps)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return original(self, steps)
+
+    original = app.Simulation.step
+    monkeypatch.setattr(app.Simulation, "step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        wf.run_md("CCO", 100, model=model_path, platform=PLATFORM, report_interval=10,
+                  trajectory=tmp_path / "t.dcd", report_csv=tmp_path / "s.csv")
+    assert _files(tmp_path) == []
+
+
+def test_unstable_md_raises_simulation_error(model_path, tmp_path):
+    from physff_openmm.workflows.simulation import with_positions
+
+    dimer = ensure_conformer(load_molecule("O.O"))
+    pos = positions_angstrom(dimer)
+    pos[4] = pos[2]  # a hydrogen of the second water on top of one of the first: r = 0, NaN energy
+    with pytest.raises(SimulationError, match="unstable at step 0"):
+        wf.run_md(with_positions(dimer, pos), 20, model=model_path, platform=PLATFORM, minimize_first=False,
+                  report_interval=1, report_csv=tmp_path / "s.csv", trajectory=tmp_path / "t.dcd")
+    assert _files(tmp_path) == []
+
+
+# --- interaction energy -----------------------------------------------------------------
+
+def test_interaction_energy_sign_convention(model_path):
+    """E(AB) - E(A) - E(B), each evaluated on its own, equals the sum of intermolecular pair terms."""
+    from reference_energy import reference_energy
+
+    dimer = ensure_conformer(load_molecule("O.O"))
+    res = wf.interaction_energy(dimer, model=model_path, platform=PLATFORM)
+    pos = positions_angstrom(dimer)
+    frags = [list(f) for f in Chem.GetMolFrags(dimer)]
+    assert res["fragments"] == frags == [[0, 2, 3], [1, 4, 5]]
+    monomers = Chem.GetMolFrags(dimer, asMols=True)
+    e_a = wf.energy(monomers[0], model=model_path, platform=PLATFORM)["energy_kcal_mol"]
+    e_b = wf.energy(monomers[1], model=model_path, platform=PLATFORM)["energy_kcal_mol"]
+    e_ab = wf.energy(dimer, model=model_path, platform=PLATFORM)["energy_kcal_mol"]
+    assert res["complex_energy_kcal_mol"] == pytest.approx(e_ab, abs=1e-8)
+    assert res["fragment_energies_kcal_mol"] == pytest.approx([e_a, e_b], abs=1e-8)
+    assert res["interaction_energy_kcal_mol"] == pytest.approx(e_ab - e_a - e_b, abs=1e-8)
+    # independent: E_lin cancels and only pairs between the two molecules remain
+    params = pf.parameterize(dimer, model=model_path)
+    ref_ab = reference_energy(params, pos)["total"]
+    ref_a = reference_energy(pf.parameterize(monomers[0], model=model_path), pos[frags[0]])["total"]
+    ref_b = reference_energy(pf.parameterize(monomers[1], model=model_path), pos[frags[1]])["total"]
+    assert res["interaction_energy_kcal_mol"] == pytest.approx(ref_ab - ref_a - ref_b, abs=1e-6)
+    assert res["interaction_energy_kj_mol"] == pytest.approx(res["interaction_energy_kcal_mol"] * KCAL_TO_KJ)
+
+
+def test_interaction_energy_vanishes_at_large_separation(model_path):
+    dimer = ensure_conformer(load_molecule("O.O"))
+    pos = positions_angstrom(dimer)
+    frags = [list(f) for f in Chem.GetMolFrags(dimer)]
+    pos[frags[1]] += np.array([50.0, 0.0, 0.0])
+    conf = dimer.GetConformer()
+    for i, xyz in enumerate(pos):
+        conf.SetAtomPosition(i, xyz.tolist())
+    res = wf.interaction_energy(dimer, model=model_path, platform=PLATFORM)
+    assert abs(res["interaction_energy_kcal_mol"]) < 0.05  # only the dipole-dipole tail is left at 50 A
+
+
+def test_interaction_energy_minimized_and_single_fragment(model_path):
+    res = wf.interaction_energy("O.O", minimize=True, model=model_path, platform=PLATFORM)
+    start = wf.interaction_energy("O.O", model=model_path, platform=PLATFORM)
+    assert res["minimized"] and not start["minimized"]
+    assert res["complex_energy_kcal_mol"] < start["complex_energy_kcal_mol"]
+    with pytest.raises(MoleculeError, match="at least two molecules"):
+        wf.interaction_energy("CCO", model=model_path, platform=PLATFORM)
+
+
+def _shipped_model_available() -> bool:
+    try:
+        from physff_openmm.registry import resolve_model
+
+        return resolve_model("default")[1].is_file()
+    except pf.PhysFFError:
+        return False
+
+
+@pytest.mark.skipif(not _shipped_model_available(), reason="the shipped 'default' model is not installed yet")
+def test_water_dimer_is_bound_with_shipped_model():
+    from physff_openmm.workflows.simulation import with_positions
+
+    # a hydrogen-bonded water dimer: O...O 2.9 A, donor O-H pointing at the acceptor O
+    water = load_molecule("O.O")
+    xyz = np.array([
+        [0.000, 0.000, 0.000],   # O donor
+        [2.910, 0.000, 0.000],   # O acceptor
+        [0.957, 0.000, 0.000],   # H (donated)
+        [-0.240, 0.927, 0.000],  # H
+        [3.150, -0.463, 0.800],  # H
+        [3.150, -0.463, -0.800],  # H
+    ])
+    # load_molecule keeps the SMILES order: O, O, then the hydrogens of the first and of the second
+    order = [a.GetSymbol() for a in water.GetAtoms()]
+    assert order == ["O", "O", "H", "H", "H", "H"]
+    dimer = with_positions(water, xyz)
+    res = wf.interaction_energy(dimer, minimize=True, platform=PLATFORM)
+    assert res["interaction_energy_kcal_mol"] < 0.0, res
+
+
+# --- plots and files --------------------------------------------------------------------
+
+def test_plots_are_written(tmp_path, model_path):
+    pytest.importorskip("matplotlib")
+    wf.plot_scan([(-180.0, 0.0), (-60.0, 3.0), (60.0, 3.0)], tmp_path / "scan.png", title="test")
+    wf.run_md("CCO", 40, model=model_path, platform=PLATFORM, report_interval=10, report_csv=tmp_path / "s.csv")
+    wf.plot_md_report(tmp_path / "s.csv", tmp_path / "md.png")
+    for name in ("scan.png", "md.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="unsupported format"):
+        wf.plot_scan([(0.0, 0.0)], tmp_path / "scan.xyz")
+    assert _files(tmp_path) == ["md.png", "s.csv", "scan.png"]
+
+
+def test_atomic_output_is_all_or_nothing(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)):
+            with wf.atomic_output(target) as tmp:
+                tmp.write_text("half")
+                raise exc
+        assert target.read_text() == "old" and _files(tmp_path) == ["out.txt"]
+    with wf.atomic_output(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and _files(tmp_path) == ["out.txt"]
+
+
+def test_check_output_path(tmp_path):
+    assert wf.check_output_path(tmp_path / "x.csv") == tmp_path / "x.csv"
+    with pytest.raises(FileAccessError, match="does not exist"):
+        wf.check_output_path(tmp_path / "no" / "x.csv")
+    with pytest.raises(FileAccessError, match="is a folder"):
+        wf.check_output_path(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileAccessError, match="is not a folder"):
+        wf.check_output_path(tmp_path / "file" / "x.csv")
+    with pytest.raises(ConfigError, match="unsupported format"):
+        wf.check_output_path(tmp_path / "x.mol2", suffixes=(".sdf", ".pdb"))
+
+
+def test_structures_round_trip(model_path, tmp_path):
+    mol, _ = wf.minimize("CC(=O)Nc1ccc(O)cc1.O", model=model_path, platform=PLATFORM)
+    for name in ("m.sdf", "m.pdb"):
+        wf.write_structures(mol, tmp_path / name)
+        back = load_molecule(tmp_path / name)
+        assert Chem.MolToSmiles(back) == Chem.MolToSmiles(mol)
+        np.testing.assert_allclose(positions_angstrom(back), positions_angstrom(mol), atol=1e-3)
+    assert math.isfinite(float(mol.GetProp("physff_energy_kcal_mol")))
+    two = Chem.Mol(mol)
+    two.AddConformer(Chem.Conformer(mol.GetConformer()), assignId=True)
+    with pytest.raises(ConfigError, match="one structure"):  # several structures go to SDF
+        wf.write_structures(two, tmp_path / "two.pdb")
+    wf.write_structures(two, tmp_path / "two.sdf")
+    assert len(Chem.SDMolSupplier(str(tmp_path / "two.sdf"))) == 2
+    assert _files(tmp_path) == ["m.pdb", "m.sdf", "two.sdf"]
