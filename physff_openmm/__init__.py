@@ -6,23 +6,23 @@ C6/C12 and six switched Gaussians). They are computed once per topology and
 turned into an OpenMM System.
 
 >>> import physff_openmm as pf
->>> params = pf.parameterize("CCO")            # doctest: +SKIP
->>> system = pf.create_system(params, backend="native")  # doctest: +SKIP
+>>> params = pf.parameterize("CC(=O)Nc1ccc(O)cc1")          # doctest: +SKIP
+>>> system = pf.create_system(params, backend="native")    # doctest: +SKIP
+
+Heavy modules (torch, torch-geometric, OpenMM) load on first use of the names
+that need them, so ``import physff_openmm`` and the command line start quickly.
 """
 
 from __future__ import annotations
 
-import warnings as _warnings
-
-with _warnings.catch_warnings():  # openmmtorch still imports simtk.openmm
-    _warnings.simplefilter("ignore", DeprecationWarning)
-    import openmm as _openmm  # noqa: F401
+import importlib
 
 from .errors import (
     BackendError,
     ChargeError,
     ConfigError,
     DependencyError,
+    FileAccessError,
     MissingHydrogenError,
     ModelError,
     MoleculeError,
@@ -31,26 +31,30 @@ from .errors import (
     PhysFFError,
     QMError,
     RadicalError,
+    SimulationError,
     UnsupportedElementError,
 )
-from .model import ModelConfig, PhysFFModel
-from .parameters import ParameterSet, parameterize
-from .registry import available_models, load_model, register_model
-from .system import create_system, get_platform
 
 __version__ = "0.1.0"
 
+# public name -> submodule that defines it (imported on first access)
+_LAZY = {
+    "parameterize": "parameters",
+    "ParameterSet": "parameters",
+    "create_system": "system",
+    "get_platform": "system",
+    "load_model": "registry",
+    "available_models": "registry",
+    "register_model": "registry",
+    "ModelConfig": "model",
+    "PhysFFModel": "model",
+    "load_molecule": "molecule",
+    "workflows": None,
+}
+
 __all__ = [
     "__version__",
-    "parameterize",
-    "create_system",
-    "ParameterSet",
-    "load_model",
-    "available_models",
-    "register_model",
-    "get_platform",
-    "ModelConfig",
-    "PhysFFModel",
+    *_LAZY,
     "PhysFFError",
     "MoleculeError",
     "MoleculeParseError",
@@ -64,4 +68,22 @@ __all__ = [
     "ConfigError",
     "QMError",
     "DependencyError",
+    "FileAccessError",
+    "SimulationError",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'physff_openmm' has no attribute {name!r}")
+    module = _LAZY[name]
+    if module is None:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
