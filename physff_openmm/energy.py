@@ -84,12 +84,17 @@ def short_range(r: Tensor, params: Tensor) -> Tensor:
     return (amplitudes * torch.exp(-(d * d) / (widths * widths + 1e-5))).sum(-1)
 
 
-def long_range(r: Tensor, q_i: Tensor, q_j: Tensor, c0: Tensor, c1: Tensor) -> Tensor:
-    """Coulomb plus C6/C12 energy E_LR(r), kcal/mol (r in Angstrom, charges in e)."""
+def _coulomb_c6_c12(r: Tensor, q_i: Tensor, q_j: Tensor, c0: Tensor, c1: Tensor) -> tuple[Tensor, Tensor]:
     inv_r = 1.0 / r
     inv_r6 = inv_r * inv_r * inv_r
     inv_r6 = inv_r6 * inv_r6
-    return COULOMB * q_i * q_j * inv_r - torch.abs(c0) * inv_r6 + torch.abs(c1) * inv_r6 * inv_r6
+    return COULOMB * q_i * q_j * inv_r, torch.abs(c1) * inv_r6 * inv_r6 - torch.abs(c0) * inv_r6
+
+
+def long_range(r: Tensor, q_i: Tensor, q_j: Tensor, c0: Tensor, c1: Tensor) -> Tensor:
+    """Coulomb plus C6/C12 energy E_LR(r), kcal/mol (r in Angstrom, charges in e)."""
+    coulomb, c6_c12 = _coulomb_c6_c12(r, q_i, q_j, c0, c1)
+    return coulomb + c6_c12
 
 
 def pair_energy_terms(
@@ -117,11 +122,9 @@ def pair_energy_terms(
         Switch of the short-range terms, Angstrom.
     """
     noncov = (~covalent).to(r.dtype)
-    inv_r = 1.0 / r
-    inv_r6 = inv_r * inv_r * inv_r
-    inv_r6 = inv_r6 * inv_r6
-    coulomb = noncov * COULOMB * q_i * q_j * inv_r
-    lj = noncov * (torch.abs(params[:, 1]) * inv_r6 * inv_r6 - torch.abs(params[:, 0]) * inv_r6)
+    coulomb, lj = _coulomb_c6_c12(r, q_i, q_j, params[:, 0], params[:, 1])
+    coulomb = noncov * coulomb
+    lj = noncov * lj
     sr = switch(r, r_on, r_off) * short_range(r, params)
     return coulomb, lj, sr
 
