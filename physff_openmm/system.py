@@ -200,9 +200,33 @@ def _native_classes(system: openmm.System, params: ParameterSet) -> None:
         )
 
 
+def _reload_torch_plugins() -> None:
+    """Load openmm-torch's OpenMM plugins that failed because torch was not loaded yet.
+
+    OpenMM loads its plugins when ``openmm`` is first imported. The openmm-torch
+    plugins link against libtorch and its CUDA libraries, which only resolve once
+    ``torch`` is imported; if ``openmm`` came first, TorchForce has no kernels.
+    """
+    import re
+
+    for failure in openmm.Platform.getPluginLoadFailures():
+        match = re.search(r"Error loading library (\S*libOpenMMTorch\S*\.(?:so|dylib|dll))", failure)
+        if match and match.group(1) not in _reloaded_plugins:
+            _reloaded_plugins.add(match.group(1))
+            try:
+                openmm.Platform.loadPluginLibrary(match.group(1))
+            except Exception:  # e.g. the OpenCL plugin without libOpenCL: not needed here
+                pass
+
+
+_reloaded_plugins: set[str] = set()
+
+
 def _import_torch_force():
-    """openmmtorch's TorchForce, without the 'simtk.openmm is deprecated' log line its import emits."""
+    """openmmtorch's TorchForce, with its plugins loaded, without the 'simtk.openmm' log line."""
     import logging
+
+    import torch  # noqa: F401  (loads libtorch and its CUDA libraries before the plugins)
 
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
@@ -212,6 +236,7 @@ def _import_torch_force():
         raise BackendError(f"backend 'torch' needs openmmtorch ({exc}); use backend='native'") from None
     finally:
         logging.disable(previous)
+    _reload_torch_plugins()
     return TorchForce
 
 

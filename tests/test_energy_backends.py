@@ -183,3 +183,24 @@ def test_atom_order_and_masses(cases):
     masses = [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())]
     expected = [openmm.app.element.Element.getBySymbol(s).mass.value_in_unit(unit.dalton) for s in params.symbols]
     assert masses == expected
+
+
+def test_torch_backend_works_when_openmm_is_imported_before_torch(test_model_path):
+    """OpenMM loads openmm-torch's plugins at import; without libtorch loaded they fail and must be reloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import openmm\n"
+        "import physff_openmm as pf\n"
+        "from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom\n"
+        f"p = pf.parameterize('CCO', model={str(test_model_path)!r}, cache=False)\n"
+        "s = pf.create_system(p, backend='torch')\n"
+        "m = ensure_conformer(load_molecule('CCO'))\n"
+        "c = openmm.Context(s, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName('Reference'))\n"
+        "c.setPositions(positions_angstrom(m) * 0.1)\n"
+        "print(c.getState(getEnergy=True).getPotentialEnergy()._value)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert np.isfinite(float(out.stdout.strip().splitlines()[-1]))
