@@ -1,0 +1,441 @@
+"""Typed training configurations, loaded from YAML; unknown keys are rejected.
+
+Every config is a tree of dataclasses. :func:`load_config` reads a YAML file
+(or a dict) into one, raising :class:`~physff_openmm.errors.ConfigError` that
+names the offending key and lists the valid ones. :func:`config_to_dict` gives
+the resolved config back, for checkpoints and model files.
+
+Units: learning rates are per optimizer step; ``noise_sigma`` is in Angstrom;
+loss weights are dimensionless multipliers of losses in kcal/mol (energies),
+kcal/mol/Angstrom (forces) and Hartree (stage-1 kinetic sums); times in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..model import ModelConfig
+
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "TrainerConfig",
+    "Stage1Config",
+    "Stage2LossConfig",
+    "Stage2Config",
+    "XTBDataConfig",
+    "MDCheckConfig",
+    "DevModelConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+]
+
+
+@dataclass
+class DataConfig:
+    """Data loading and the split (by molecule).
+
+    Attributes
+    ----------
+    split : list of float
+        Train, validation and test fractions of the molecules.
+    seed : int
+        Split and shuffling seed.
+    batch_size : int
+        Conformers per batch.
+    num_workers : int
+        DataLoader worker processes.
+    """
+
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    seed: int = 0
+    batch_size: int = 16
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if len(self.split) != 3 or any(x < 0 for x in self.split) or abs(sum(self.split) - 1) > 1e-6:
+            raise ConfigError(f"data.split must be three non-negative fractions summing to 1, got {self.split}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class OptimConfig:
+    """Adam with a step learning-rate schedule.
+
+    Attributes
+    ----------
+    lr : float
+        Initial learning rate.
+    weight_decay : float
+    lr_step_epochs : int
+        Multiply the learning rate by ``lr_gamma`` every this many epochs.
+    lr_gamma : float
+    grad_clip : float
+        Gradient-norm clip (0: off).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_step_epochs: int = 50
+    lr_gamma: float = 0.5
+    grad_clip: float = 10.0
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if self.lr_step_epochs < 1 or not 0 < self.lr_gamma <= 1:
+            raise ConfigError("optim.lr_step_epochs must be >= 1 and 0 < optim.lr_gamma <= 1")
+
+
+@dataclass
+class TrainerConfig:
+    """What Lightning's Trainer gets: devices, distribution, stopping and logging.
+
+    Attributes
+    ----------
+    max_epochs : int
+    max_time_minutes : float or None
+        Wall-clock limit (None: none).
+    patience : int
+        Early stopping on the validation loss after this many epochs without improvement (0: off).
+    accelerator : str
+        "cpu", "gpu", "auto", ...
+    devices : int or str
+        Devices per node ("auto", 1, 4, ...).
+    num_nodes : int
+    strategy : str
+        "auto", "ddp", "ddp_spawn", ... (DDP across GPUs and nodes).
+    precision : str
+        Lightning precision of the network ("32-true"); energies are float64 regardless.
+    seed : int
+    log_every_n_steps : int
+    deterministic : bool
+    keep : {"best", "last"}
+        Weights kept at the end: lowest validation loss, or the last epoch's (for
+        validation sets too small to choose by).
+    """
+
+    max_epochs: int = 100
+    max_time_minutes: float | None = None
+    patience: int = 20
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    log_every_n_steps: int = 10
+    deterministic: bool = False
+    keep: str = "best"
+
+    def __post_init__(self):
+        if self.keep not in ("best", "last"):
+            raise ConfigError(f"trainer.keep must be 'best' or 'last', got {self.keep!r}")
+        if self.max_epochs < 1:
+            raise ConfigError(f"trainer.max_epochs must be >= 1, got {self.max_epochs}")
+
+
+@dataclass
+class Stage1Config:
+    """Stage 1: the MPNN and its kinetic-energy heads on sums of KD terms.
+
+    Attributes
+    ----------
+    model : ModelConfig
+        Architecture (stored in the checkpoint; stage 2 reuses it).
+    data, optim, trainer
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class Stage2LossConfig:
+    """Loss of stage 2.
+
+    Attributes
+    ----------
+    kind : {"mae", "mse"}
+        Mean absolute or mean squared error (each term).
+    energy_weight : float
+        Weight of the total-energy term (kcal/mol per atom when ``per_atom``).
+    per_atom : bool
+        Divide energy errors by the number of atoms.
+    force_weight : float
+        Weight of the force term (kcal/mol/Angstrom per component), where forces exist.
+    interaction_weight : float
+        Weight of the interaction-energy term E(AB) - sum E(fragments), kcal/mol, where labelled.
+    noise_sigma : float
+        Gaussian noise added to training coordinates, Angstrom (0.005 in the paper).
+    """
+
+    kind: str = "mse"
+    energy_weight: float = 1.0
+    per_atom: bool = False
+    force_weight: float = 1.0
+    interaction_weight: float = 1.0
+    noise_sigma: float = 0.005
+
+    def __post_init__(self):
+        if self.kind not in ("mae", "mse"):
+            raise ConfigError(f"loss.kind must be 'mae' or 'mse', got {self.kind!r}")
+        if self.noise_sigma < 0:
+            raise ConfigError(f"loss.noise_sigma must be >= 0 Angstrom, got {self.noise_sigma}")
+
+
+@dataclass
+class Stage2Config:
+    """Stage 2: charges and pair parameters on energies (and forces), as a correction to E_lin.
+
+    Attributes
+    ----------
+    model : ModelConfig or None
+        Architecture when training without a stage-1 checkpoint (otherwise the checkpoint's is used).
+    freeze_embedding : bool
+        Keep the stage-1 embedding network fixed.
+    fit_linear : bool
+        Fit E_lin by least squares on element counts before training.
+    data, optim, trainer, loss
+    """
+
+    model: ModelConfig | None = None
+    freeze_embedding: bool = False
+    fit_linear: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    loss: Stage2LossConfig = field(default_factory=Stage2LossConfig)
+
+
+@dataclass
+class XTBDataConfig:
+    """A GFN2-xTB data set for a development model (see :func:`~physff_openmm.training.data.label_xtb`).
+
+    Attributes
+    ----------
+    molecules_csv : str
+        CSV with ``name``, ``smiles``, ``natoms`` columns (the shared conformer benchmark).
+    n_smallest : int
+        Take this many of its smallest molecules (by ``natoms``).
+    skip_elements : list of str
+        Leave out molecules whose SMILES contain these element symbols.
+    extra_molecules : dict of str to str
+        name -> SMILES, added to the list (small molecules covering every element).
+    dimers : list of [str, str]
+        SMILES pairs for dimer scans.
+    n_conformers, n_md, md_temperature_k, n_normal_modes, normal_mode_temperature_k, seed
+        See :class:`~physff_openmm.training.data.XTBSampling`.
+    bond_fractions : list of float
+        Relative bond-length changes of the bond scans around each molecule's first minimum
+        (see :func:`~physff_openmm.training.data.augment_xtb`); empty: none.
+    n_hot_modes : int
+        Hot normal-mode samples around that minimum.
+    hot_temperature_k : float
+        Their temperature, K.
+    max_energy_kcal_mol : float
+        Augmented geometries above the minimum by more than this are dropped.
+    workers : int
+        Labelling processes.
+    """
+
+    molecules_csv: str = ""
+    n_smallest: int = 40
+    skip_elements: list[str] = field(default_factory=lambda: ["I"])
+    extra_molecules: dict[str, str] = field(default_factory=dict)
+    dimers: list[list[str]] = field(default_factory=list)
+    n_conformers: int = 3
+    n_md: int = 10
+    md_temperature_k: float = 600.0
+    n_normal_modes: int = 8
+    normal_mode_temperature_k: float = 500.0
+    seed: int = 0
+    bond_fractions: list[float] = field(default_factory=lambda: [-0.22, -0.11, 0.12, 0.3])
+    n_hot_modes: int = 6
+    hot_temperature_k: float = 1200.0
+    max_energy_kcal_mol: float = 100.0
+    workers: int = 2
+
+
+@dataclass
+class MDCheckConfig:
+    """Stability check after training: Langevin MD with the native backend.
+
+    Attributes
+    ----------
+    smiles : list of str
+    time_ps : float
+    timestep_fs : float
+    temperature_k : float
+    max_bond_change : float
+        Largest allowed relative change of any covalent bond length.
+    """
+
+    smiles: list[str] = field(default_factory=lambda: ["CCO", "CC(=O)NC", "c1ccccc1O"])
+    time_ps: float = 20.0
+    timestep_fs: float = 0.5
+    temperature_k: float = 300.0
+    max_bond_change: float = 0.2
+
+
+@dataclass
+class DevModelConfig:
+    """The development model's recipe: data, training, checks, output.
+
+    Attributes
+    ----------
+    name : str
+        Model name in the registry.
+    description : str
+    output : str
+        Model file to write (relative to the repository root).
+    shard : str
+        Where the GFN2-xTB data set is written (outside the repository).
+    augment_shard : str
+        Where the bond scans and hot samples go ("" for none).
+    alias, alias_warning : str
+        On install, also point this registry name at the model, with this warning on use ("" for none).
+    dataset : XTBDataConfig
+    train : Stage2Config
+    md_check : MDCheckConfig
+    """
+
+    name: str = "dev"
+    description: str = "development model"
+    output: str = "physff_openmm/models/dev.pt"
+    shard: str = "/tmp/physff-dev/dev_xtb.h5"
+    augment_shard: str = "/tmp/physff-dev/dev_xtb_augment.h5"
+    alias: str = ""
+    alias_warning: str = ""
+    dataset: XTBDataConfig = field(default_factory=XTBDataConfig)
+    train: Stage2Config = field(default_factory=Stage2Config)
+    md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
+
+
+# ============================================================================ loading
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value, tp, where: str):
+    """Convert a YAML value to the annotated type ``tp`` (dataclasses recursively)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], where) if len(args) == 1 else value
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        return config_from_dict(tp, value, where)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is str and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    if origin is list and not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where} must be a list, got {value!r}")
+    if origin is list:
+        return list(value)
+    if origin is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def config_from_dict(cls, values: dict[str, Any], where: str = ""):
+    """Build config ``cls`` from a dict, rejecting unknown keys (recursively).
+
+    Raises
+    ------
+    ConfigError
+        Unknown key (the message lists the valid keys) or a value of the wrong type.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(values).__name__}")
+    if cls is ModelConfig:
+        return ModelConfig.from_dict(dict(values))
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' of ' + where if where else ''}: {', '.join(known)}"
+        )
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = _convert(value, hints[key], f"{where}.{key}" if where else key)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the key check
+        raise ConfigError(str(exc)) from None
+
+
+def load_config(source, cls):
+    """Load a config of type ``cls`` from a YAML file, a dict or None (defaults).
+
+    Parameters
+    ----------
+    source : path, dict or None
+    cls : dataclass type
+        E.g. :class:`Stage1Config`.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, YAML syntax error, unknown key or wrong type.
+    """
+    if source is None:
+        return cls()
+    if isinstance(source, cls):
+        return source
+    if isinstance(source, dict):
+        return config_from_dict(cls, source)
+    import yaml
+
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse config file {str(path)!r}: {exc}") from None
+    try:
+        return config_from_dict(cls, values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    """Plain-dict form of a config (JSON and YAML ready)."""
+    if isinstance(config, ModelConfig):
+        return config.to_dict()
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if dataclasses.is_dataclass(v):
+            v = config_to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out

@@ -1,0 +1,736 @@
+"""Training data: dataset records -> graphs -> batches, the Lightning data module,
+and GFN2-xTB datasets for quick (development) models.
+
+Units: the shards hold Hartree and Hartree/Angstrom (see :mod:`.keys`); the graphs
+built here hold the model's units, converted once, when a graph is built:
+
+``pos``          (n_atoms, 3) float64 | Angstrom
+``energy``       (1,) float64 | kcal/mol, total energy (NaN where absent)
+``forces``       (n_atoms, 3) float64 | kcal/mol/Angstrom (NaN where absent)
+``has_forces``   (1,) bool | the conformer has forces
+``kd_total``     (1,) float64 | Hartree, Tr(DK) = sum_i kd_atom_i + sum_{i<j} kd_pair_ij (NaN where absent)
+``interaction``  (1,) float64 | kcal/mol, E(AB) - sum E(fragments) (NaN where absent)
+``mol_id``       (1,) long | position of the molecule's record in the data set
+``conf_id``      (1,) long | conformer row in that record
+
+Splits are always by molecule (:func:`~physff_openmm.training.dataset.split_by_molecule`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DependencyError, PhysFFError
+from ..graph import ELEMENTS, MolGraph, mol_to_graph
+from ..units import HARTREE_TO_KCAL
+from .dataset import MoleculeRecord, read_dataset, split_by_molecule
+
+try:
+    import lightning.pytorch as pl
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise DependencyError("training needs Lightning: pip install 'physff-openmm[train]'") from _exc
+
+__all__ = [
+    "XTB_LEVEL",
+    "record_to_graphs",
+    "records_to_graphs",
+    "element_counts",
+    "make_loader",
+    "PhysFFDataModule",
+    "XTBSampling",
+    "label_xtb",
+    "make_dimers",
+    "smallest_molecules",
+    "bond_scan_geometries",
+    "augment_xtb",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the GFN2-xTB level in dataset shards and model metadata.
+XTB_LEVEL = "gfn2-xtb"
+
+# ============================================================================ records -> graphs
+def _kd_total(record: MoleculeRecord) -> np.ndarray:
+    """Tr(DK) per conformer, Hartree (NaN where absent)."""
+    c = record.n_conformers
+    if record.kd_atom is None:
+        return np.full(c, np.nan)
+    total = record.kd_atom.sum(axis=1)
+    if record.kd_pair is not None:
+        iu, ju = np.triu_indices(record.n_atoms, 1)
+        total = total + record.kd_pair[:, iu, ju].sum(axis=1)
+    return total
+
+
+def record_to_graphs(
+    record: MoleculeRecord,
+    *,
+    with_pairs: bool = True,
+    mol_id: int = 0,
+    conformers: Sequence[int] | None = None,
+) -> list[MolGraph]:
+    """One graph per conformer of a record, labels converted to kcal/mol and kcal/mol/Angstrom.
+
+    Parameters
+    ----------
+    record : MoleculeRecord
+    with_pairs : bool
+        Store every atom pair (needed for energies; stage 1 does without).
+    mol_id : int
+        Stored in ``mol_id`` of every graph.
+    conformers : sequence of int, optional
+        Rows to use (default: all).
+
+    Returns
+    -------
+    list of MolGraph
+        Fields as in the module docstring.
+    """
+    mol = record.to_rdkit()
+    template = mol_to_graph(mol, with_pairs=with_pairs)
+    energy = np.asarray(record.energy, dtype=np.float64) * HARTREE_TO_KCAL
+    inter = np.asarray(record.interaction_energy, dtype=np.float64) * HARTREE_TO_KCAL
+    forces = None if record.forces is None else record.forces * HARTREE_TO_KCAL
+    kd = _kd_total(record)
+    rows = range(record.n_conformers) if conformers is None else conformers
+    out = []
+    for k in rows:
+        g = template.clone()
+        g.pos = torch.from_numpy(np.ascontiguousarray(record.positions[k], dtype=np.float64))
+        g.energy = torch.tensor([energy[k]], dtype=torch.float64)
+        if forces is not None and np.all(np.isfinite(forces[k])):
+            g.forces = torch.from_numpy(np.ascontiguousarray(forces[k]))
+            g.has_forces = torch.tensor([True])
+        else:
+            g.forces = torch.full((record.n_atoms, 3), float("nan"), dtype=torch.float64)
+            g.has_forces = torch.tensor([False])
+        g.kd_total = torch.tensor([kd[k]], dtype=torch.float64)
+        g.interaction = torch.tensor([inter[k]], dtype=torch.float64)
+        g.mol_id = torch.tensor([mol_id], dtype=torch.long)
+        g.conf_id = torch.tensor([k], dtype=torch.long)
+        out.append(g)
+    return out
+
+
+def records_to_graphs(
+    records: Sequence[MoleculeRecord],
+    *,
+    with_pairs: bool = True,
+    require: str | None = None,
+    mol_ids: Sequence[int] | None = None,
+) -> list[MolGraph]:
+    """Graphs of every conformer of every record.
+
+    Parameters
+    ----------
+    records : sequence of MoleculeRecord
+    with_pairs : bool
+        See :func:`record_to_graphs`.
+    require : {"energy", "kd", None}
+        Keep only conformers that have this label.
+    mol_ids : sequence of int, optional
+        ``mol_id`` of each record's graphs (default: its position in ``records``).
+
+    Raises
+    ------
+    MoleculeError
+        A record's topology does not sanitize.
+    """
+    out = []
+    for m, rec in enumerate(records):
+        if require == "energy":
+            rows = np.flatnonzero(np.isfinite(rec.energy))
+        elif require == "kd":
+            rows = np.flatnonzero(np.isfinite(_kd_total(rec)))
+        elif require is None:
+            rows = np.arange(rec.n_conformers)
+        else:
+            raise ConfigError(f"unknown label requirement {require!r}; valid: 'energy', 'kd', None")
+        if len(rows):
+            mid = m if mol_ids is None else int(mol_ids[m])
+            out.extend(record_to_graphs(rec, with_pairs=with_pairs, mol_id=mid, conformers=rows.tolist()))
+    return out
+
+
+def element_counts(graphs: Sequence[MolGraph]) -> np.ndarray:
+    """(n_graphs, n_elements + 1) design matrix: atoms per element and the number of fragments."""
+    out = np.zeros((len(graphs), len(ELEMENTS) + 1))
+    for k, g in enumerate(graphs):
+        out[k, : len(ELEMENTS)] = np.bincount(g.species.numpy(), minlength=len(ELEMENTS))
+        out[k, -1] = g.fragment_charge.numel()
+    return out
+
+
+def make_loader(graphs: Sequence[MolGraph], batch_size: int, shuffle: bool = False, num_workers: int = 0, seed: int = 0):
+    """A torch_geometric DataLoader over graphs (deterministic shuffling for a given seed)."""
+    from torch_geometric.loader import DataLoader
+
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    return DataLoader(
+        list(graphs),
+        batch_size=int(batch_size),
+        shuffle=shuffle,
+        num_workers=int(num_workers),
+        generator=gen if shuffle else None,
+        persistent_workers=num_workers > 0,
+    )
+
+
+# ============================================================================ data module
+class PhysFFDataModule(pl.LightningDataModule):
+    """HDF5 shards -> train/validation/test graphs, split by molecule.
+
+    Parameters
+    ----------
+    paths : path or list of paths
+        Shard files or folders of shards.
+    stage : {"embed", "energy"}
+        ``"embed"`` keeps conformers with kinetic-energy labels and builds graphs
+        without pair lists; ``"energy"`` keeps conformers with energies and lists every pair.
+    batch_size : int
+    split : (float, float, float)
+        Train, validation and test fractions (by molecule).
+    seed : int
+        Split and shuffling seed.
+    num_workers : int
+        DataLoader worker processes.
+    records : list of MoleculeRecord, optional
+        Use these records instead of reading ``paths``.
+    """
+
+    def __init__(
+        self,
+        paths=None,
+        *,
+        stage: str = "energy",
+        batch_size: int = 16,
+        split: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        num_workers: int = 0,
+        records: list[MoleculeRecord] | None = None,
+    ):
+        super().__init__()
+        if stage not in ("embed", "energy"):
+            raise ConfigError(f"unknown stage {stage!r}; valid: 'embed', 'energy'")
+        if paths is None and records is None:
+            raise ConfigError("PhysFFDataModule needs shard paths or records")
+        self.paths = paths
+        self.stage = stage
+        self.batch_size = int(batch_size)
+        self.split = tuple(float(x) for x in split)
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+        self._records = records
+        self.train_records: list[MoleculeRecord] = []
+        self.val_records: list[MoleculeRecord] = []
+        self.test_records: list[MoleculeRecord] = []
+        self.train_graphs: list[MolGraph] = []
+        self.val_graphs: list[MolGraph] = []
+        self.test_graphs: list[MolGraph] = []
+        self._ready = False
+
+    @property
+    def records(self) -> list[MoleculeRecord]:
+        if self._records is None:
+            self._records = read_dataset(self.paths)
+        return self._records
+
+    def setup(self, stage: str | None = None) -> None:  # noqa: D102 - Lightning hook
+        if self._ready:
+            return
+        records = self.records
+        if not records:
+            raise ConfigError(f"no molecules in {self.paths}")
+        train, val, test = split_by_molecule(records, self.split, self.seed)
+        if not train:
+            raise ConfigError(
+                f"the split {self.split} left no training molecules out of {len(records)}; "
+                "add molecules or change the fractions"
+            )
+        if not val:  # tiny data sets: validate on the training molecules rather than on nothing
+            logger.warning("no validation molecules in the split; validating on the training set")
+        require = "kd" if self.stage == "embed" else "energy"
+        pairs = self.stage == "energy"
+        self.train_records, self.val_records, self.test_records = train, val, test
+        index = {id(r): k for k, r in enumerate(records)}  # mol_id: position in the whole data set
+
+        def graphs(part):
+            return records_to_graphs(part, with_pairs=pairs, require=require, mol_ids=[index[id(r)] for r in part])
+
+        self.train_graphs = graphs(train)
+        self.val_graphs = graphs(val or train)
+        self.test_graphs = graphs(test)
+        if not self.train_graphs:
+            label = "kinetic-energy (kd_atom/kd_pair)" if self.stage == "embed" else "energy"
+            raise ConfigError(f"no training conformer carries {label} labels in {self.paths}")
+        self._ready = True
+
+    def train_dataloader(self):  # noqa: D102
+        return make_loader(self.train_graphs, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed)
+
+    def val_dataloader(self):  # noqa: D102
+        return make_loader(self.val_graphs, self.batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self):  # noqa: D102
+        return make_loader(self.test_graphs, self.batch_size, num_workers=self.num_workers)
+
+    def provenance(self) -> dict:
+        """Counts and sources of the data (for model metadata)."""
+        recs = self.records
+        return {
+            "shards": [str(p) for p in ([self.paths] if isinstance(self.paths, (str, Path)) else (self.paths or []))],
+            "levels": sorted({r.level for r in recs}),
+            "sources": sorted({r.source.split(";")[0] for r in recs})[:20],
+            "n_molecules": len(recs),
+            "n_conformers": int(sum(r.n_conformers for r in recs)),
+            "n_train_molecules": len(self.train_records),
+            "n_val_molecules": len(self.val_records),
+            "n_test_molecules": len(self.test_records),
+            "n_train_conformers": len(self.train_graphs),
+            "split": list(self.split),
+            "split_seed": self.seed,
+        }
+
+
+# ============================================================================ GFN2-xTB data sets
+@dataclass
+class XTBSampling:
+    """How many geometries :func:`label_xtb` makes per molecule.
+
+    Attributes
+    ----------
+    n_conformers : int
+        RDKit conformers, each minimized with GFN2-xTB.
+    n_md : int
+        Snapshots of GFN2-xTB MD per minimized conformer.
+    md_temperature_k : float
+        Initial temperature of that MD, K.
+    n_normal_modes : int
+        Thermal normal-mode displacements per minimized conformer.
+    normal_mode_temperature_k : float
+        Temperature of those displacements, K.
+    seed : int
+    """
+
+    n_conformers: int = 3
+    n_md: int = 12
+    md_temperature_k: float = 600.0
+    n_normal_modes: int = 8
+    normal_mode_temperature_k: float = 500.0
+    seed: int = 0
+
+
+def _xtb_molecule(args) -> MoleculeRecord | None:
+    """Label one molecule (run in a worker process)."""
+    name, smiles, sampling = args
+    import warnings
+
+    from ..molecule import load_molecule
+    from .conformers import generate_conformers, optimize_conformers_xtb
+    from .xtb import sample_off_equilibrium, xtb_energy_forces
+
+    try:
+        mol = load_molecule(smiles)
+    except PhysFFError as exc:
+        logger.warning("skipping %s (%s): %s", name, smiles, exc)
+        return None
+    charge = int(sum(a.GetFormalCharge() for a in mol.GetAtoms()))
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    rng_seed = sampling.seed + sum(map(ord, name)) % 100_000  # deterministic per name
+    try:
+        confs = generate_conformers(mol, sampling.n_conformers, seed=rng_seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            confs, _ = optimize_conformers_xtb(confs, charge)
+    except PhysFFError as exc:
+        logger.warning("skipping %s (%s): %s", name, smiles, exc)
+        return None
+    positions, ids = [], []
+    for c, conf in enumerate(confs.GetConformers()):
+        x0 = np.asarray(conf.GetPositions())
+        positions.append(x0)
+        ids.append(f"c{c}")
+        if sampling.n_md:
+            md = sample_off_equilibrium(
+                numbers, x0, charge, sampling.n_md, method="md", temperature_k=sampling.md_temperature_k, seed=rng_seed + c
+            )
+            positions.extend(md)
+            ids.extend(f"c{c}-md{k}" for k in range(len(md)))
+        if sampling.n_normal_modes:
+            nm = sample_off_equilibrium(
+                numbers,
+                x0,
+                charge,
+                sampling.n_normal_modes,
+                method="normal_modes",
+                temperature_k=sampling.normal_mode_temperature_k,
+                seed=rng_seed + 1000 + c,
+            )
+            positions.extend(nm)
+            ids.extend(f"c{c}-nm{k}" for k in range(len(nm)))
+    energies, forces, keep = [], [], []
+    for k, x in enumerate(positions):
+        try:
+            e, f = xtb_energy_forces(numbers, x, charge)
+        except PhysFFError as exc:
+            logger.warning("%s %s: %s", name, ids[k], exc)
+            continue
+        energies.append(e)
+        forces.append(f)
+        keep.append(k)
+    if not keep:
+        return None
+    return MoleculeRecord.from_rdkit(
+        mol,
+        name,
+        positions=np.stack([positions[k] for k in keep]),
+        energy=np.asarray(energies),
+        forces=np.stack(forces),
+        conformer_ids=[ids[k] for k in keep],
+        level=XTB_LEVEL,
+        source=f"RDKit ETKDGv3 conformers, GFN2-xTB (tblite) minima, MD and normal-mode samples; {smiles}",
+    )
+
+
+def bond_scan_geometries(positions: np.ndarray, bonds: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """Geometries with one bond stretched or compressed at a time.
+
+    For every bond (i, j) and every fraction f, atom j moves along the bond so that
+    the bond length becomes r0 (1 + f); everything else stays. These teach a pair
+    potential the repulsive wall and the stretch of covalent bonds, which thermal
+    samples at 300-600 K barely reach.
+
+    Parameters
+    ----------
+    positions : (n_atoms, 3) Angstrom, a minimum
+    bonds : (n_bonds, 2) zero-based
+    fractions : relative changes of the bond length, e.g. (-0.22, -0.11, 0.12, 0.3)
+
+    Returns
+    -------
+    (n_bonds * len(fractions), n_atoms, 3) Angstrom
+    """
+    out = []
+    for i, j in np.asarray(bonds).reshape(-1, 2):
+        d = positions[j] - positions[i]
+        for f in fractions:
+            x = positions.copy()
+            x[j] = positions[i] + d * (1.0 + float(f))
+            out.append(x)
+    return np.asarray(out).reshape(-1, *positions.shape)
+
+
+def _augment_one(args) -> MoleculeRecord | None:
+    rec, fractions, n_hot, hot_t, max_e, seed = args
+    from .xtb import sample_off_equilibrium, xtb_energy_forces
+
+    minima = [k for k, cid in enumerate(rec.conformer_ids) if "-" not in cid]
+    if not minima or rec.fragments is not None:
+        return None
+    k0 = minima[0]
+    x0 = rec.positions[k0]
+    z = rec.species.astype(int)
+    geoms, ids = [], []
+    if len(fractions) and len(rec.bonds):
+        scan = bond_scan_geometries(x0, rec.bonds, fractions)
+        geoms.extend(scan)
+        ids.extend(f"{rec.conformer_ids[k0]}-bond{b}-{t}" for b in range(len(rec.bonds)) for t in range(len(fractions)))
+    if n_hot:
+        hot = sample_off_equilibrium(z, x0, rec.total_charge, n_hot, method="normal_modes", temperature_k=hot_t, seed=seed)
+        geoms.extend(hot)
+        ids.extend(f"{rec.conformer_ids[k0]}-hot{t}" for t in range(len(hot)))
+    e0 = rec.energy[k0]
+    pos, es, fs, keep_ids = [], [], [], []
+    for x, cid in zip(geoms, ids):
+        try:
+            e, f = xtb_energy_forces(z, x, rec.total_charge)
+        except PhysFFError:
+            continue
+        if (e - e0) * HARTREE_TO_KCAL > max_e:
+            continue
+        pos.append(x)
+        es.append(e)
+        fs.append(f)
+        keep_ids.append(cid)
+    if not pos:
+        return None
+    return MoleculeRecord(
+        name=rec.name, smiles=rec.smiles, total_charge=rec.total_charge, species=rec.species,
+        formal_charges=rec.formal_charges, bonds=rec.bonds, bond_orders=rec.bond_orders,
+        positions=np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=keep_ids,
+        level=rec.level or XTB_LEVEL,
+        source=f"GFN2-xTB (tblite) bond scans (fractions {list(fractions)}) and {hot_t:g} K normal-mode samples "
+        f"around the first minimum; {rec.smiles}",
+    )
+
+
+def augment_xtb(
+    records: Sequence[MoleculeRecord],
+    out_path: str | Path,
+    *,
+    bond_fractions: Sequence[float] = (-0.22, -0.11, 0.12, 0.3),
+    n_hot_modes: int = 6,
+    hot_temperature_k: float = 1200.0,
+    max_energy_kcal_mol: float = 100.0,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict:
+    """Far-from-equilibrium GFN2-xTB samples around each record's first minimum (conformer id without '-').
+
+    Bond scans (:func:`bond_scan_geometries`) and hot normal-mode displacements,
+    keeping geometries at most ``max_energy_kcal_mol`` above the minimum; written
+    to ``out_path`` under the same molecule names (so splits by molecule agree).
+    Dimers (records with ``fragments``) are skipped.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .dataset import ShardWriter, safe_name
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with ShardWriter(out_path) as w:
+        done = w.completed_names()
+    todo = [(r, tuple(bond_fractions), int(n_hot_modes), float(hot_temperature_k), float(max_energy_kcal_mol), seed + k)
+            for k, r in enumerate(records) if safe_name(r.name) not in done and r.fragments is None]
+    n = 0
+    with ShardWriter(out_path) as w:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
+
+            saved = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = "1"
+            try:
+                with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+                    for rec in pool.map(_augment_one, todo):
+                        if rec is not None:
+                            n += w.write_record(rec)
+            finally:
+                if saved is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = saved
+        else:
+            for item in todo:
+                rec = _augment_one(item)
+                if rec is not None:
+                    n += w.write_record(rec)
+    return {"molecules": len(todo), "geometries_written": n}
+
+
+def smallest_molecules(csv_path: str | Path, n: int, skip_elements: Sequence[str] = ("I",)) -> list[tuple[str, str]]:
+    """The ``n`` smallest molecules (by ``natoms``, then name) of a CSV with ``name``, ``smiles``, ``natoms``.
+
+    Molecules whose SMILES contain one of ``skip_elements`` are left out.
+    """
+    import csv
+
+    from rdkit import Chem
+
+    path = Path(csv_path)
+    if not path.is_file():
+        raise ConfigError(f"molecule list {str(path)!r} does not exist")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = {"name", "smiles", "natoms"} - set(rows[0] if rows else {})
+    if missing:
+        raise ConfigError(f"{path}: missing columns {sorted(missing)}")
+    rows.sort(key=lambda r: (int(r["natoms"]), r["name"]))
+    skip = set(skip_elements)
+    out = []
+    for r in rows:
+        mol = Chem.MolFromSmiles(r["smiles"])
+        if mol is None or any(a.GetSymbol() in skip for a in mol.GetAtoms()):
+            continue
+        out.append((r["name"], r["smiles"]))
+        if len(out) >= n:
+            break
+    return out
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.standard_normal(4)
+    q /= np.linalg.norm(q)
+    a, b, c, d = q
+    return np.array(
+        [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+        ]
+    )
+
+
+def _place(xa: np.ndarray, xb: np.ndarray, gap: float, rng: np.random.Generator) -> np.ndarray:
+    """Rotate B randomly and move it along a random direction until its closest atom is ``gap`` Angstrom from A."""
+    xb = (xb - xb.mean(0)) @ _random_rotation(rng).T
+    direction = rng.standard_normal(3)
+    direction /= np.linalg.norm(direction)
+    ca = xa.mean(0)
+
+    def closest(t):
+        y = xb + ca + t * direction
+        return np.sqrt(((xa[:, None, :] - y[None, :, :]) ** 2).sum(-1)).min()
+
+    lo, hi = 0.0, 30.0
+    if closest(lo) >= gap:
+        return xb + ca
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if closest(mid) < gap:
+            lo = mid
+        else:
+            hi = mid
+    return xb + ca + hi * direction
+
+
+def make_dimers(
+    pairs: Sequence[tuple[str, str]],
+    gaps_angstrom: Sequence[float] = (1.7, 1.9, 2.2, 2.6, 3.2, 4.0, 5.5),
+    n_orientations: int = 3,
+    seed: int = 0,
+) -> list[MoleculeRecord]:
+    """Dimers of GFN2-xTB-minimized monomers at several separations, labelled with GFN2-xTB.
+
+    Each dimer geometry carries the total energy, forces and the interaction energy
+    E(AB) - E(A) - E(B) (Hartree, rigid monomers), and ``fragments``.
+
+    Parameters
+    ----------
+    pairs : sequence of (smiles_a, smiles_b)
+    gaps_angstrom : sequence of float
+        Closest intermolecular atom-atom distance, Angstrom.
+    n_orientations : int
+        Random orientations per separation.
+    seed : int
+    """
+    from rdkit import Chem
+
+    from ..molecule import combine_molecules, ensure_conformer, load_molecule, positions_angstrom
+    from .xtb import xtb_energy_forces, xtb_optimize
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for sa, sb in pairs:
+        mons = []
+        for s in (sa, sb):
+            m = ensure_conformer(load_molecule(s))
+            q = Chem.GetFormalCharge(m)
+            z = [a.GetAtomicNum() for a in m.GetAtoms()]
+            x, e = xtb_optimize(z, positions_angstrom(m), q)
+            mons.append((m, z, q, x, e))
+        (ma, za, qa, xa, ea), (mb, zb, qb, xb, eb) = mons
+        dimer = combine_molecules([ma, mb])
+        z = za + zb
+        q = qa + qb
+        positions, energies, forces, inter, ids = [], [], [], [], []
+        for gap in gaps_angstrom:
+            for k in range(n_orientations):
+                x = np.concatenate([xa, _place(xa, xb, float(gap), rng)])
+                try:
+                    e, f = xtb_energy_forces(z, x, q)
+                except PhysFFError:
+                    continue
+                positions.append(x)
+                energies.append(e)
+                forces.append(f)
+                inter.append(e - ea - eb)
+                ids.append(f"gap{gap:.2f}-o{k}")
+        name = f"dimer_{Chem.MolToSmiles(Chem.RemoveHs(ma))}_{Chem.MolToSmiles(Chem.RemoveHs(mb))}"
+        out.append(
+            MoleculeRecord.from_rdkit(
+                dimer,
+                name,
+                positions=np.stack(positions),
+                energy=np.asarray(energies),
+                forces=np.stack(forces),
+                interaction_energy=np.asarray(inter),
+                conformer_ids=ids,
+                level=XTB_LEVEL,
+                source=f"GFN2-xTB (tblite) dimer scan of rigid minimized monomers; {sa}.{sb}",
+                fragments=np.asarray([0] * len(za) + [1] * len(zb)),
+            )
+        )
+    return out
+
+
+def label_xtb(
+    molecules: Iterable[tuple[str, str]],
+    out_path: str | Path,
+    sampling: XTBSampling | None = None,
+    *,
+    dimers: Sequence[tuple[str, str]] = (),
+    workers: int = 1,
+) -> dict:
+    """Label molecules with GFN2-xTB energies and forces and write them to a shard.
+
+    Parameters
+    ----------
+    molecules : iterable of (name, smiles)
+    out_path : path
+        Shard to write; molecules already complete in it are skipped (resumable).
+    sampling : XTBSampling
+    dimers : sequence of (smiles_a, smiles_b)
+        Dimer scans, see :func:`make_dimers`.
+    workers : int
+        Processes.
+
+    Returns
+    -------
+    dict
+        Counts: molecules, geometries, skipped names.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .dataset import ShardWriter, safe_name
+
+    sampling = sampling or XTBSampling()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with ShardWriter(out_path) as w:
+        done = w.completed_names()
+    todo = [(n, s, sampling) for n, s in molecules if safe_name(n) not in done]
+    skipped: list[str] = []
+    n_geoms = 0
+    with ShardWriter(out_path) as w:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
+
+            # one OpenMP thread per worker: tblite oversubscribes otherwise (10x slower on 2 cores)
+            saved = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = "1"  # read by each spawned worker as it starts
+            try:
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
+                    for (name, _, _), rec in zip(todo, pool.map(_xtb_molecule, todo)):
+                        if rec is None:
+                            skipped.append(name)
+                            continue
+                        n_geoms += w.write_record(rec)
+            finally:
+                if saved is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = saved
+        else:
+            for item in todo:
+                rec = _xtb_molecule(item)
+                if rec is None:
+                    skipped.append(item[0])
+                    continue
+                n_geoms += w.write_record(rec)
+        if dimers:
+            todo_d = [p for p in dimers]
+            for rec in make_dimers(todo_d, seed=sampling.seed):
+                if safe_name(rec.name) in done:
+                    continue
+                n_geoms += w.write_record(rec)
+    return {"molecules_labelled": len(todo) - len(skipped), "geometries_written": n_geoms, "skipped": skipped}

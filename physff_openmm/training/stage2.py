@@ -1,0 +1,309 @@
+"""Stage 2: charge_net and feats_net on total energies, forces and interaction energies.
+
+The model's energy (:meth:`PhysFFModel.energy`, kcal/mol) is a correction to the
+linear model E_lin = w . N + b, which is fitted by least squares on element
+counts first and then held fixed. Forces are minus the autograd gradient of that
+energy with respect to the positions (kcal/mol/Angstrom), so the force loss
+trains the same function the OpenMM System evaluates. Training coordinates get
+Gaussian noise (sigma 0.005 Angstrom in the paper). Where a dimer carries an
+interaction energy, the loss also compares E(AB) - E(A) - E(B) computed by the
+same model: with embeddings that see only the covalent graph and charges that
+sum to each fragment's formal charge, that difference is exactly the sum of the
+intermolecular pair terms, which is how it is computed here.
+
+Stage 2 starts from a stage-1 model file (``embed.pt``), optionally keeping the
+embedding network frozen, or from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import energy as pair_potential
+from ..errors import ConfigError, ModelError
+from ..graph import ELEMENTS, NONCOVALENT
+from ..model import ModelConfig, PhysFFModel, load_model_file
+from .config import Stage2Config, load_config
+from .data import PhysFFDataModule, element_counts, pl
+from .stage1 import EMBED_FILE, configure_adam, make_trainer
+
+__all__ = [
+    "EnergyModule",
+    "fit_linear_energy",
+    "interaction_energy",
+    "energy_and_forces",
+    "load_embedding",
+    "train_stage2",
+    "Stage2Result",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# ============================================================================ physics helpers
+def energy_and_forces(model: PhysFFModel, batch, pos: torch.Tensor, *, forces: bool = True, create_graph: bool = False):
+    """Energies (n_graphs,) kcal/mol and forces (n_atoms, 3) kcal/mol/Angstrom by autograd.
+
+    ``pos`` (n_atoms, 3) Angstrom, float64. Forces are None when ``forces`` is False.
+    """
+    if not forces:
+        return model.energy(batch, pos), None
+    if not pos.requires_grad:
+        pos = pos.detach().requires_grad_(True)
+    with torch.enable_grad():
+        e = model.energy(batch, pos)
+        (grad,) = torch.autograd.grad(e.sum(), pos, create_graph=create_graph)
+    return e, -grad
+
+
+def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor) -> torch.Tensor:
+    """E(AB) - sum E(fragments) per graph, kcal/mol (zero for single-fragment graphs).
+
+    Computed as the sum of the intermolecular pair terms, which equals the
+    difference of the model's energies of the complex and of its isolated
+    fragments (embeddings use only covalent bonds; each fragment's charges sum
+    to its formal charge; E_lin is additive).
+    """
+    i, j = batch.pair_index[:, 0], batch.pair_index[:, 1]
+    inter = batch.fragment_index[i] != batch.fragment_index[j]
+    graph = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.species)
+    n_graphs = int(graph.max()) + 1 if graph.numel() else 1
+    out = torch.zeros(n_graphs, dtype=torch.float64, device=pos.device)
+    if not bool(inter.any()):
+        return out
+    h = model.embed(batch.x, batch.edge_index, batch.edge_attr)
+    q = model.charges(h, batch.fragment_index, batch.fragment_charge)
+    i, j = i[inter], j[inter]
+    params = model.pair_parameters(h[i], h[j], batch.pair_attr[inter])
+    covalent = batch.pair_attr[inter][:, NONCOVALENT] < 0.5
+    r = torch.linalg.vector_norm(pos[i].double() - pos[j].double(), dim=-1)
+    c = model.config
+    e = pair_potential.pair_energy(r, q[i], q[j], params, covalent, c.r_on, c.r_off)
+    return out.index_add_(0, graph[i], e)
+
+
+def fit_linear_energy(graphs) -> tuple[np.ndarray, float, float]:
+    """E_lin by least squares: per-element weights and the per-fragment bias, kcal/mol.
+
+    Returns
+    -------
+    weights : (n_elements,) kcal/mol per atom
+    bias : float, kcal/mol per fragment
+    rmse : float, kcal/mol, residual of the fit on ``graphs``
+    """
+    x = element_counts(graphs)
+    y = np.array([float(g.energy) for g in graphs])
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if not len(y):
+        raise ConfigError("no energies to fit E_lin to")
+    present = x.sum(0) > 0
+    coef = np.zeros(x.shape[1])
+    coef[present] = np.linalg.lstsq(x[:, present], y, rcond=None)[0]
+    rmse = float(np.sqrt(np.mean((x @ coef - y) ** 2)))
+    return coef[: len(ELEMENTS)], float(coef[-1]), rmse
+
+
+# ============================================================================ Lightning module
+class EnergyModule(pl.LightningModule):
+    """Stage 2 as a LightningModule.
+
+    Loss (each term MAE or MSE per ``config.loss.kind``)::
+
+        energy_weight * |E - E_ref| (/ n_atoms if per_atom)
+        + force_weight * |F - F_ref| per component, over conformers with forces
+        + interaction_weight * |E_int - E_int_ref|, over dimers with interaction energies
+    """
+
+    def __init__(self, model: PhysFFModel, config: Stage2Config):
+        super().__init__()
+        self.model = model
+        self.config = config
+        for p in model.parameters():
+            p.requires_grad_(True)
+        for net in (model.atom_head, model.bond_head):  # stage-1 heads are not used here
+            for p in net.parameters():
+                p.requires_grad_(False)
+        if config.freeze_embedding:
+            for net in (model.atom_embed, model.steps):
+                for p in net.parameters():
+                    p.requires_grad_(False)
+
+    def _err(self, pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        d = pred - ref
+        return d.abs().mean() if self.config.loss.kind == "mae" else (d * d).mean()
+
+    def compute(self, batch, *, train: bool) -> dict[str, torch.Tensor]:
+        """Loss and error terms of a batch."""
+        lc = self.config.loss
+        pos = batch.pos.to(torch.float64)
+        if train and lc.noise_sigma > 0:
+            pos = pos + lc.noise_sigma * torch.randn_like(pos)
+        atom_has_f = batch.has_forces[batch.batch]
+        want_f = lc.force_weight > 0 and bool(atom_has_f.any())
+        e, f = energy_and_forces(self.model, batch, pos, forces=want_f, create_graph=train)
+        n_atoms = torch.bincount(batch.batch, minlength=int(batch.num_graphs)).to(e.dtype)
+        ok = torch.isfinite(batch.energy)
+        out: dict[str, torch.Tensor] = {}
+        loss = torch.zeros((), dtype=torch.float64, device=e.device)
+        if bool(ok.any()):
+            scale = n_atoms[ok] if lc.per_atom else 1.0
+            loss = loss + lc.energy_weight * self._err(e[ok] / scale, batch.energy[ok] / scale)
+            out["energy_mae"] = (e[ok] - batch.energy[ok]).abs().mean().detach()
+        if want_f:
+            loss = loss + lc.force_weight * self._err(f[atom_has_f], batch.forces[atom_has_f])
+            out["force_mae"] = (f[atom_has_f] - batch.forces[atom_has_f]).abs().mean().detach()
+        has_int = torch.isfinite(batch.interaction)
+        if lc.interaction_weight > 0 and bool(has_int.any()):
+            e_int = interaction_energy(self.model, batch, pos)
+            loss = loss + lc.interaction_weight * self._err(e_int[has_int], batch.interaction[has_int])
+            out["interaction_mae"] = (e_int[has_int] - batch.interaction[has_int]).abs().mean().detach()
+        out["loss"] = loss
+        return out
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        out = self.compute(batch, train=True)
+        n = int(batch.num_graphs)
+        for k, v in out.items():
+            self.log(f"train_{k}", v, batch_size=n, on_epoch=True, on_step=False)
+        return out["loss"]
+
+    def validation_step(self, batch, batch_idx):  # noqa: D102
+        out = self.compute(batch, train=False)
+        n = int(batch.num_graphs)
+        for k, v in out.items():
+            self.log(f"val_{k}", v.detach(), batch_size=n, prog_bar=k == "loss")
+
+    def on_save_checkpoint(self, checkpoint):  # noqa: D102 - lets export_model rebuild the model
+        checkpoint["physff_model_config"] = self.model.config.to_dict()
+
+    def configure_optimizers(self):  # noqa: D102
+        return configure_adam(self.model, self.config.optim)
+
+
+# ============================================================================ driver
+def load_embedding(source: str | Path | PhysFFModel) -> PhysFFModel:
+    """The stage-1 model: a PhysFFModel, a model file, or a stage-1 output folder (its ``embed.pt``)."""
+    if isinstance(source, PhysFFModel):
+        return source
+    path = Path(source)
+    if path.is_dir():
+        path = path / EMBED_FILE
+        if not path.is_file():
+            raise ModelError(f"{str(source)!r} holds no {EMBED_FILE}: run `train embed` into it first")
+    return load_model_file(path)
+
+
+@dataclass
+class Stage2Result:
+    """What :func:`train_stage2` returns.
+
+    Attributes
+    ----------
+    model : PhysFFModel
+        Best weights (lowest validation loss), evaluation mode.
+    metrics : dict
+        E_lin fit, validation and test errors (kcal/mol, kcal/mol/Angstrom), epochs, throughput.
+    provenance : dict
+        Data counts and sources.
+    config : Stage2Config
+    best_checkpoint : str
+    """
+
+    model: PhysFFModel
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    config: Stage2Config | None = None
+    best_checkpoint: str = ""
+    datamodule: Any = None
+
+
+def train_stage2(
+    data,
+    out_dir: str | Path,
+    config=None,
+    *,
+    embed: str | Path | PhysFFModel | None = None,
+    epochs: int | None = None,
+) -> Stage2Result:
+    """Train stage 2 (charges and pair parameters) on energies and forces.
+
+    Parameters
+    ----------
+    data : path, list of paths or PhysFFDataModule
+        HDF5 shards with energies (forces and interaction energies optional).
+    out_dir : path
+        Checkpoints (``checkpoints/``) and CSV logs (``logs/``).
+    config : Stage2Config, dict, YAML path or None
+    embed : stage-1 folder, model file or model, optional
+        Start from these weights (the architecture comes from it).
+    epochs : int, optional
+        Overrides ``config.trainer.max_epochs``.
+    """
+    from .evaluate import evaluate_graphs
+
+    cfg: Stage2Config = load_config(config, Stage2Config)
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {epochs}")
+        cfg.trainer.max_epochs = int(epochs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    dm = data if isinstance(data, PhysFFDataModule) else PhysFFDataModule(
+        data, stage="energy", batch_size=cfg.data.batch_size, split=cfg.data.split, seed=cfg.data.seed,
+        num_workers=cfg.data.num_workers,
+    )
+    dm.setup()
+    if embed is not None:
+        model = load_embedding(embed)
+        model.train()
+        stage1_meta = {"embed_file_sha256": model.file_hash, "embed_metrics": model.metadata.get("metrics", {})}
+    else:
+        model = PhysFFModel(cfg.model or ModelConfig())
+        stage1_meta = {}
+    cfg.model = model.config
+    metrics: dict[str, Any] = {"stage": "energy", **stage1_meta}
+    if cfg.fit_linear:
+        w, b, rmse = fit_linear_energy(dm.train_graphs)
+        model.elin_weights.copy_(torch.from_numpy(w))
+        model.elin_bias.fill_(b)
+        metrics["elin_fit_rmse_kcal_mol"] = rmse
+    module = EnergyModule(model, cfg)
+    trainer, ckpt, timer = make_trainer(cfg.trainer, out_dir, grad_clip=cfg.optim.grad_clip)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - t0
+    if cfg.trainer.keep == "best" and ckpt.best_model_path:
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    model = module.model.cpu().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    metrics.update(
+        {
+            "epochs": int(trainer.current_epoch),
+            "train_seconds": seconds,
+            "train_molecules_per_second": float(np.mean(timer.rates)) if timer.rates else math.nan,
+        }
+    )
+    metrics["validation"] = evaluate_graphs(model, dm.val_graphs)
+    if dm.test_graphs:
+        metrics["test"] = evaluate_graphs(model, dm.test_graphs)
+        metrics["test_molecules"] = sorted({r.smiles for r in dm.test_records})
+    return Stage2Result(
+        model=model,
+        metrics=metrics,
+        provenance=dm.provenance(),
+        config=cfg,
+        best_checkpoint=str(ckpt.best_model_path or ""),
+        datamodule=dm,
+    )
