@@ -34,8 +34,9 @@ if not DEFAULT_MOLECULES_CSV.is_file():
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# torch must be imported before openmm: openmm loads its plugins at import, and openmm-torch's
-# Reference/CPU kernels (libOpenMMTorchReference.so) only load when libtorch is already there.
+# torch before openmm: openmm loads its plugins at import, and openmm-torch's Reference/CPU
+# kernels (libOpenMMTorchReference.so) only load when libtorch is already there (the package
+# now reloads them itself, see system._reload_torch_plugins; this keeps the benchmarks independent of it).
 import torch  # noqa: E402,F401
 
 with warnings.catch_warnings():

@@ -8,7 +8,7 @@ Lightning modules as real training (``train_stage1`` / ``train_stage2``).
 
 Usage::
 
-    python benchmarks/training_throughput.py [--molecules 24] [--conformers 8] [--epochs 3]
+    python benchmarks/training_throughput.py [--molecules 60] [--conformers 10] [--epochs 3]
         [--hidden 128 350] [--threads 2]
 
 Writes ``benchmarks/results/training_throughput.json`` (and ``.md``).
@@ -68,8 +68,8 @@ def synthetic_records(n_molecules: int, n_conformers: int, seed: int = 0):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--molecules", type=int, default=24)
-    p.add_argument("--conformers", type=int, default=8)
+    p.add_argument("--molecules", type=int, default=60)
+    p.add_argument("--conformers", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--hidden", type=int, nargs="+", default=[80, 128, 350])
     p.add_argument("--batch-size", type=int, default=16)
