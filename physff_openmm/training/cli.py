@@ -35,24 +35,8 @@ __all__ = ["register", "cmd_label", "cmd_train_embed", "cmd_train_energy", "cmd_
 MODEL_FILE = "model.pt"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
+from .._argtypes import nonnegative_int as _nonnegative_int  # noqa: E402
+from .._argtypes import positive_int as _positive_int  # noqa: E402
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
