@@ -204,3 +204,30 @@ def test_torch_backend_works_when_openmm_is_imported_before_torch(test_model_pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert np.isfinite(float(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_native_neighbour_list_between_fragments(test_model_path, monkeypatch, platform):
+    """Complexes: Gaussians between fragments through the cutoff neighbour list equal the formula."""
+    from physff_openmm import system as system_module
+    from physff_openmm.molecule import combine_molecules
+
+    monkeypatch.setattr(system_module, "NATIVE_NEIGHBOR_LIST_MIN_PAIRS", 0)
+    mols = [ensure_conformer(load_molecule(s), seed=k) for k, s in enumerate(["CC(=O)NC", "O", "c1ccc(Cl)cc1O", "C[NH3+]"])]
+    # place the fragments 4.5 A apart on a line: many pairs inside r_on, in the switch and beyond r_off
+    blocks = []
+    for k, m in enumerate(mols):
+        p = positions_angstrom(m)
+        blocks.append(p - p.mean(0) + np.array([4.5 * k, 0.0, 0.0]))
+    pos = np.vstack(blocks) + np.random.default_rng(5).normal(0.0, 0.05, (sum(len(b) for b in blocks), 3))
+    params = pf.parameterize(combine_molecules(mols), model=test_model_path)
+    system = pf.create_system(params, backend="native")
+    assert any(isinstance(f, openmm.CustomManyParticleForce) for f in system.getForces())
+    ref = reference_energy(params, pos)
+    e, f = openmm_state(system, pos, platform)
+    assert e + params.energy_offset == pytest.approx(ref["total"], rel=REL_ENERGY_TOL)
+    e_sr, _ = openmm_state(system, pos, platform, groups={SHORT_RANGE_GROUP})
+    assert e_sr == pytest.approx(ref["short_range"], rel=REL_ENERGY_TOL, abs=1e-6)
+    if platform == "Reference":
+        fd = _fd_forces(params, pos)
+        np.testing.assert_allclose(f, fd, rtol=FD_FORCE_TOL, atol=FD_FORCE_TOL * max(1.0, np.abs(fd).max()))
