@@ -16,8 +16,11 @@ For each, three Systems of the same topology on OpenMM's CPU platform (2 threads
 A LangevinMiddleIntegrator (300 K, 1/ps, 1 fs) runs ``n`` steps per repeat from the same
 positions and seeded velocities; backends are interleaved within each round so that
 load from other jobs hits them alike; the median over rounds is reported, in ms per step,
-with its ratio to the classical one. Per force group, the time of one
-``getState(getEnergy=True, getForces=True, groups=...)`` is reported as well.
+with its ratio to the classical one, and the ratio of the best rounds (the compute-bound
+case). An ``empty`` System (same particles, no forces) measures the fixed cost of a step:
+on this virtual machine the CPU platform's threads sometimes sleep between steps and take
+0.2-0.5 ms to wake, which inflates the medians of small systems. Per force group, the time
+of one ``getState(getEnergy=True, getForces=True, groups=...)`` is reported as well.
 
 Targets (issue): native within 1.2x of classical for the molecule and the dimer,
 within 5x for the cluster of 12.
@@ -194,6 +197,7 @@ def bench_system(name: str, inp: dict, params, backends: list[str], args) -> dic
     out = {"n_atoms": params.n_atoms, "molecules": inp["molecules"], "n_steps_per_repeat": n_steps, "backends": {}}
     base = statistics.median(rounds["classical"]) / n_steps if "classical" in rounds else None
     empty = statistics.median(rounds["empty"]) / n_steps if "empty" in rounds else None
+    base_min = min(rounds["classical"]) / n_steps if "classical" in rounds else None
     finite = {b: bool(np.isfinite(r.energy_kj())) for b, r in runners.items()}  # after the last round
     for b in backends:
         r = runners[b]
@@ -204,6 +208,8 @@ def bench_system(name: str, inp: dict, params, backends: list[str], args) -> dic
         entry = {
             "ms_per_step": s,
             "ratio_to_classical": (s["median_ms"] / (1e3 * base)) if base else None,
+            # best round against best round: the compute-bound case, free of thread wake-up delays
+            "ratio_of_minima_to_classical": (s["min_ms"] / (1e3 * base_min)) if base_min else None,
             # cost above an empty System's step (integrator + thread wake-ups), and its ratio
             "excess_over_empty_ms": (s["median_ms"] - 1e3 * empty) if empty is not None else None,
             "excess_ratio_to_classical": ((s["median_ms"] - 1e3 * empty) / (1e3 * (base - empty)))
@@ -228,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="classical,native,torch", help=f"comma-separated subset of {','.join(BACKENDS)}")
     p.add_argument("--threads", type=int, default=2, help="CPU platform threads")
     p.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (TorchForce)")
-    p.add_argument("--repeats", type=int, default=7, help="rounds; the median over rounds is reported")
-    p.add_argument("--seconds", type=float, default=0.5, help="target wall time of one repeat of the slowest backend")
+    p.add_argument("--repeats", type=int, default=15, help="rounds; the median over rounds is reported")
+    p.add_argument("--seconds", type=float, default=0.25, help="target wall time of one repeat of the slowest backend")
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--min-steps", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=2000)
@@ -278,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, limit in TARGET_RATIO.items():
         if name in results and "native" in results[name]["backends"]:
             ratio = results[name]["backends"]["native"]["ratio_to_classical"]
-            targets[f"native_{name}_within_{limit}x"] = {"ratio": ratio, "limit": limit, "met": ratio <= limit}
+            ratio_min = results[name]["backends"]["native"]["ratio_of_minima_to_classical"]
+            targets[f"native_{name}_within_{limit}x"] = {
+                "ratio_of_medians": ratio,
+                "ratio_of_minima": ratio_min,
+                "limit": limit,
+                "met_on_medians": ratio <= limit,
+                "met_on_minima": ratio_min <= limit,
+            }
     payload = {
         "benchmark": "md_step",
         "command": C.command_line(),
@@ -308,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     name, res["n_atoms"], b, e["ms_per_step"]["median_ms"], e["ms_per_step"]["min_ms"],
                     e["ms_per_step"]["max_ms"], f"{e['ratio_to_classical']:.2f}x",
+                    f"{e['ratio_of_minima_to_classical']:.2f}x",
                     f"<= {limit}x: {verdict}" if limit else "",
                     "" if b == "empty" else e["excess_over_empty_ms"],
                     "" if (b == "empty" or excess is None) else f"{excess:.2f}x",
@@ -329,13 +343,17 @@ def main(argv: list[str] | None = None) -> int:
             f"median over {args.repeats} interleaved rounds of n steps from the same start state",
             "- classical: MMFF94-derived HarmonicBond/HarmonicAngle/PeriodicTorsion + NonbondedForce (NoCutoff, 1-4 scaled), "
             "same topology (benchmarks/classical.py)",
+            "- ratio (minima): best round of the backend against the best classical round, the compute-bound "
+            "case; on this virtual machine a step sometimes waits 0.2-0.5 ms for the CPU platform's threads to wake "
+            "(the empty System shows it), which inflates medians of small systems and pulls their ratios towards 1",
             "- empty: the same particles and integrator without forces, the fixed cost of a step (on this virtual machine "
             "mostly thread wake-ups of the CPU platform); 'above empty' subtracts it, and 'ratio above empty' compares "
             "what remains with the classical force field's",
         ],
     )
     md += "\n" + C.md_table(
-        ["system", "atoms", "backend", "ms/step (median)", "min", "max", "ratio to classical", "target",
+        ["system", "atoms", "backend", "ms/step (median)", "min", "max", "ratio to classical (medians)",
+         "ratio (minima)", "target (on medians)",
          "above empty (ms)", "ratio above empty", "load (1 min)"],
         rows,
         digits=3,
