@@ -181,29 +181,37 @@ def _native_listed(system: openmm.System, params: ParameterSet) -> None:
     system.addForce(_intermolecular_short_range_force(params, iu[intra], ju[intra]))
 
 
-def _intermolecular_short_range_force(params: ParameterSet, intra_i: np.ndarray, intra_j: np.ndarray) -> openmm.CustomManyParticleForce:
-    """Switched Gaussians of the pairs between fragments: class tables, neighbour list with cutoff r_off.
-
-    ``intra_i``, ``intra_j``: the pairs within a fragment, excluded here (they are listed elsewhere).
-    """
+def _gaussian_class_expression(params: ParameterSet) -> str:
+    """Lepton expression of the switched Gaussians with parameters from class tables (cls1, cls2)."""
     r_on, r_off = (x * ANGSTROM_TO_NM for x in params.switch)
-    expr = (
+    return (
         f"sw*({_gaussian_sum('a{k}', 'g{k}')}); "
         + _switch_expression(r_on, r_off)
         + "; "
         + "; ".join(f"a{k} = ta{k}(cls1, cls2); g{k} = tg{k}(cls1, cls2)" for k in range(N_GAUSSIANS))
-        + "; r = distance(p1, p2)"
     )
-    force = openmm.CustomManyParticleForce(2, expr)
-    force.setNonbondedMethod(openmm.CustomManyParticleForce.CutoffNonPeriodic)
-    force.setCutoffDistance(r_off)
-    force.addPerParticleParameter("cls")
+
+
+def _add_gaussian_class_tables(force, params: ParameterSet) -> None:
+    """Add the Gaussian class tables ta0..ta5, tg0..tg5 (kJ/mol, nm^-2) to a custom force."""
     table = params.class_parameters
     nc = table.shape[0]
     gauss = _gaussian_openmm_parameters(table.reshape(nc * nc, -1))
     for k in range(N_GAUSSIANS):
         force.addTabulatedFunction(f"ta{k}", _class_table_function(gauss[:, k].reshape(nc, nc)))
         force.addTabulatedFunction(f"tg{k}", _class_table_function(gauss[:, N_GAUSSIANS + k].reshape(nc, nc)))
+
+
+def _intermolecular_short_range_force(params: ParameterSet, intra_i: np.ndarray, intra_j: np.ndarray) -> openmm.CustomManyParticleForce:
+    """Switched Gaussians of the pairs between fragments: class tables, neighbour list with cutoff r_off.
+
+    ``intra_i``, ``intra_j``: the pairs within a fragment, excluded here (they are listed elsewhere).
+    """
+    force = openmm.CustomManyParticleForce(2, _gaussian_class_expression(params) + "; r = distance(p1, p2)")
+    force.setNonbondedMethod(openmm.CustomManyParticleForce.CutoffNonPeriodic)
+    force.setCutoffDistance(params.switch[1] * ANGSTROM_TO_NM)
+    force.addPerParticleParameter("cls")
+    _add_gaussian_class_tables(force, params)
     for k in range(params.n_atoms):
         force.addParticle([float(params.atom_classes[k])], 0)
     for i, j in zip(intra_i.tolist(), intra_j.tolist()):
@@ -233,23 +241,11 @@ def _long_range_class_force(params: ParameterSet) -> openmm.CustomNonbondedForce
 
 
 def _native_classes(system: openmm.System, params: ParameterSet) -> None:
-    r_on, r_off = (x * ANGSTROM_TO_NM for x in params.switch)
     system.addForce(_long_range_class_force(params))
-    expr = (
-        f"sw*({_gaussian_sum('a{k}', 'g{k}')}); "
-        + _switch_expression(r_on, r_off)
-        + "; "
-        + "; ".join(f"a{k} = ta{k}(cls1, cls2); g{k} = tg{k}(cls1, cls2)" for k in range(N_GAUSSIANS))
-    )
-    force = openmm.CustomNonbondedForce(expr)
+    force = openmm.CustomNonbondedForce(_gaussian_class_expression(params))
     force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
     force.addPerParticleParameter("cls")
-    table = params.class_parameters
-    nc = table.shape[0]
-    gauss = _gaussian_openmm_parameters(table.reshape(nc * nc, -1))
-    for k in range(N_GAUSSIANS):
-        force.addTabulatedFunction(f"ta{k}", _class_table_function(gauss[:, k].reshape(nc, nc)))
-        force.addTabulatedFunction(f"tg{k}", _class_table_function(gauss[:, N_GAUSSIANS + k].reshape(nc, nc)))
+    _add_gaussian_class_tables(force, params)
     for k in range(params.n_atoms):
         force.addParticle([float(params.atom_classes[k])])
     for i, j in params.covalent_pairs.tolist():
