@@ -491,7 +491,6 @@ def augment_xtb(
     to ``out_path`` under the same molecule names (so splits by molecule agree).
     Dimers (records with ``fragments``) are skipped.
     """
-    from concurrent.futures import ProcessPoolExecutor
 
     from .dataset import ShardWriter, safe_name
 
@@ -503,27 +502,34 @@ def augment_xtb(
             for k, r in enumerate(records) if safe_name(r.name) not in done and r.fragments is None]
     n = 0
     with ShardWriter(out_path) as w:
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing
-
-            saved = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"
-            try:
-                with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-                    for rec in pool.map(_augment_one, todo):
-                        if rec is not None:
-                            n += w.write_record(rec)
-            finally:
-                if saved is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = saved
-        else:
-            for item in todo:
-                rec = _augment_one(item)
-                if rec is not None:
-                    n += w.write_record(rec)
+        for rec in _map_in_workers(_augment_one, todo, workers):
+            if rec is not None:
+                n += w.write_record(rec)
     return {"molecules": len(todo), "geometries_written": n}
+
+
+def _map_in_workers(func, items: list, workers: int):
+    """``func`` over ``items``, results in order: in ``workers`` spawned processes, else here.
+
+    Each worker runs one OpenMP thread: tblite oversubscribes otherwise (10x slower on
+    2 cores). OMP_NUM_THREADS is read by each spawned worker as it starts, then restored.
+    """
+    if workers <= 1 or len(items) <= 1:
+        yield from map(func, items)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from pool.map(func, items)
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
 
 
 def smallest_molecules(csv_path: str | Path, n: int, skip_elements: Sequence[str] = ("I",)) -> list[tuple[str, str]]:
@@ -688,7 +694,6 @@ def label_xtb(
     dict
         Counts: molecules, geometries, skipped names.
     """
-    from concurrent.futures import ProcessPoolExecutor
 
     from .dataset import ShardWriter, safe_name
 
@@ -701,32 +706,11 @@ def label_xtb(
     skipped: list[str] = []
     n_geoms = 0
     with ShardWriter(out_path) as w:
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing
-
-            # one OpenMP thread per worker: tblite oversubscribes otherwise (10x slower on 2 cores)
-            saved = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"  # read by each spawned worker as it starts
-            try:
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
-                    for (name, _, _), rec in zip(todo, pool.map(_xtb_molecule, todo)):
-                        if rec is None:
-                            skipped.append(name)
-                            continue
-                        n_geoms += w.write_record(rec)
-            finally:
-                if saved is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = saved
-        else:
-            for item in todo:
-                rec = _xtb_molecule(item)
-                if rec is None:
-                    skipped.append(item[0])
-                    continue
-                n_geoms += w.write_record(rec)
+        for (name, _, _), rec in zip(todo, _map_in_workers(_xtb_molecule, todo, workers)):
+            if rec is None:
+                skipped.append(name)
+                continue
+            n_geoms += w.write_record(rec)
         if dimers:
             todo_d = [p for p in dimers]
             for rec in make_dimers(todo_d, seed=sampling.seed):
