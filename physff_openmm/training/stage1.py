@@ -213,6 +213,44 @@ def _evaluate_kd(model: PhysFFModel, loader) -> float:
     return float(torch.cat(errs).mean()) if errs else math.nan
 
 
+def prepare_run(cfg, data, stage: str, out_dir: str | Path, epochs: int | None) -> tuple[Path, PhysFFDataModule]:
+    """Apply an ``epochs`` override, create ``out_dir``, seed everything, set up the data module."""
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {epochs}")
+        cfg.trainer.max_epochs = int(epochs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    dm = data if isinstance(data, PhysFFDataModule) else PhysFFDataModule(
+        data, stage=stage, batch_size=cfg.data.batch_size, split=cfg.data.split, seed=cfg.data.seed,
+        num_workers=cfg.data.num_workers,
+    )
+    dm.setup()
+    return out_dir, dm
+
+
+def fit_module(module, dm: PhysFFDataModule, cfg, out_dir: Path) -> tuple[PhysFFModel, dict[str, Any], str]:
+    """Train ``module``; keep the best or last weights as the config says; the model in eval mode on CPU.
+
+    Returns the model, its training statistics (epochs, seconds, molecules per second)
+    and the path of the best checkpoint ("" when none was written).
+    """
+    trainer, ckpt, timer = make_trainer(cfg.trainer, out_dir, grad_clip=cfg.optim.grad_clip)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - t0
+    if cfg.trainer.keep == "best" and ckpt.best_model_path:
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    stats = {
+        "epochs": int(trainer.current_epoch),
+        "train_seconds": seconds,
+        "train_molecules_per_second": float(np.mean(timer.rates)) if timer.rates else math.nan,
+    }
+    return module.model.cpu().eval(), stats, str(ckpt.best_model_path or "")
+
+
 def train_stage1(data, out_dir: str | Path, config=None, *, epochs: int | None = None) -> Stage1Result:
     """Train stage 1 and write ``out_dir/embed.pt``, checkpoints and CSV logs.
 
@@ -226,38 +264,18 @@ def train_stage1(data, out_dir: str | Path, config=None, *, epochs: int | None =
         Overrides ``config.trainer.max_epochs``.
     """
     cfg: Stage1Config = load_config(config, Stage1Config)
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {epochs}")
-        cfg.trainer.max_epochs = int(epochs)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    dm = data if isinstance(data, PhysFFDataModule) else PhysFFDataModule(
-        data, stage="embed", batch_size=cfg.data.batch_size, split=cfg.data.split, seed=cfg.data.seed,
-        num_workers=cfg.data.num_workers,
-    )
-    dm.setup()
+    out_dir, dm = prepare_run(cfg, data, "embed", out_dir, epochs)
     model = PhysFFModel(cfg.model)
     offsets = fit_kd_offsets(dm.train_graphs)
     model.kd_offsets.copy_(torch.from_numpy(offsets))
     module = EmbedModule(model, cfg)
-    trainer, ckpt, timer = make_trainer(cfg.trainer, out_dir, grad_clip=cfg.optim.grad_clip)
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - t0
-    if cfg.trainer.keep == "best" and ckpt.best_model_path:
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-    model = module.model.cpu().eval()
+    model, fit_stats, _ = fit_module(module, dm, cfg, out_dir)
     val_mae = _evaluate_kd(model, dm.val_dataloader())
     metrics = {
         "stage": "embed",
         "val_kd_sum_mae_hartree": val_mae,
         "val_kd_sum_mae_kcal_mol": val_mae * HARTREE_TO_KCAL,
-        "epochs": int(trainer.current_epoch),
-        "train_seconds": seconds,
-        "train_molecules_per_second": float(np.mean(timer.rates)) if timer.rates else math.nan,
+        **fit_stats,
     }
     provenance = dm.provenance()
     levels = provenance.get("levels", [])

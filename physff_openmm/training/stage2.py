@@ -18,8 +18,6 @@ embedding network frozen, or from scratch.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +30,8 @@ from ..errors import ConfigError, ModelError
 from ..graph import ELEMENTS, NONCOVALENT
 from ..model import ModelConfig, PhysFFModel, load_model_file
 from .config import Stage2Config, load_config
-from .data import PhysFFDataModule, element_counts, pl
-from .stage1 import EMBED_FILE, configure_adam, make_trainer
+from .data import element_counts, pl
+from .stage1 import EMBED_FILE, configure_adam, fit_module, prepare_run
 
 __all__ = [
     "EnergyModule",
@@ -251,18 +249,7 @@ def train_stage2(
     from .evaluate import evaluate_graphs
 
     cfg: Stage2Config = load_config(config, Stage2Config)
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {epochs}")
-        cfg.trainer.max_epochs = int(epochs)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    dm = data if isinstance(data, PhysFFDataModule) else PhysFFDataModule(
-        data, stage="energy", batch_size=cfg.data.batch_size, split=cfg.data.split, seed=cfg.data.seed,
-        num_workers=cfg.data.num_workers,
-    )
-    dm.setup()
+    out_dir, dm = prepare_run(cfg, data, "energy", out_dir, epochs)
     if embed is not None:
         model = load_embedding(embed)
         model.train()
@@ -278,23 +265,10 @@ def train_stage2(
         model.elin_bias.fill_(b)
         metrics["elin_fit_rmse_kcal_mol"] = rmse
     module = EnergyModule(model, cfg)
-    trainer, ckpt, timer = make_trainer(cfg.trainer, out_dir, grad_clip=cfg.optim.grad_clip)
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - t0
-    if cfg.trainer.keep == "best" and ckpt.best_model_path:
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-    model = module.model.cpu().eval()
+    model, fit_stats, best_checkpoint = fit_module(module, dm, cfg, out_dir)
     for p in model.parameters():
         p.requires_grad_(False)
-    metrics.update(
-        {
-            "epochs": int(trainer.current_epoch),
-            "train_seconds": seconds,
-            "train_molecules_per_second": float(np.mean(timer.rates)) if timer.rates else math.nan,
-        }
-    )
+    metrics.update(fit_stats)
     metrics["validation"] = evaluate_graphs(model, dm.val_graphs)
     if dm.test_graphs:
         metrics["test"] = evaluate_graphs(model, dm.test_graphs)
@@ -304,6 +278,6 @@ def train_stage2(
         metrics=metrics,
         provenance=dm.provenance(),
         config=cfg,
-        best_checkpoint=str(ckpt.best_model_path or ""),
+        best_checkpoint=best_checkpoint,
         datamodule=dm,
     )
