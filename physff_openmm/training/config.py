@@ -31,6 +31,10 @@ __all__ = [
     "XTBDataConfig",
     "MDCheckConfig",
     "DevModelConfig",
+    "PublicDataConfig",
+    "DisplacementConfig",
+    "KDDataConfig",
+    "DefaultModelConfig",
     "load_config",
     "config_from_dict",
     "config_to_dict",
@@ -51,12 +55,16 @@ class DataConfig:
         Conformers per batch.
     num_workers : int
         DataLoader worker processes.
+    group_by_molecule : bool
+        Training batches hold whole molecules (all their conformers), which the
+        relative-energy loss needs; ``batch_size`` is then a target, not exact.
     """
 
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
     batch_size: int = 16
     num_workers: int = 0
+    group_by_molecule: bool = False
 
     def __post_init__(self):
         if len(self.split) != 3 or any(x < 0 for x in self.split) or abs(sum(self.split) - 1) > 1e-6:
@@ -175,6 +183,10 @@ class Stage2LossConfig:
         Weight of the force term (kcal/mol/Angstrom per component), where forces exist.
     interaction_weight : float
         Weight of the interaction-energy term E(AB) - sum E(fragments), kcal/mol, where labelled.
+    relative_weight : float
+        Weight of the relative-energy term: energies minus their mean over the
+        conformers of the same molecule in the batch (conformer and torsion
+        profiles), kcal/mol; needs ``data.group_by_molecule``.
     noise_sigma : float
         Gaussian noise added to training coordinates, Angstrom (0.005 in the paper).
     """
@@ -184,6 +196,7 @@ class Stage2LossConfig:
     per_atom: bool = False
     force_weight: float = 1.0
     interaction_weight: float = 1.0
+    relative_weight: float = 0.0
     noise_sigma: float = 0.005
 
     def __post_init__(self):
@@ -318,6 +331,119 @@ class DevModelConfig:
     alias_warning: str = ""
     dataset: XTBDataConfig = field(default_factory=XTBDataConfig)
     train: Stage2Config = field(default_factory=Stage2Config)
+    md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
+
+
+@dataclass
+class PublicDataConfig:
+    """The public reference sets and their split (see :mod:`~physff_openmm.training.recipe`).
+
+    Attributes
+    ----------
+    data_dir : str
+        Folder with ``conformer-benchmark/``, ``torsion-drives/`` and ``ncia-atlas/``
+        (relative paths are taken from the current directory).
+    fractions : dict of str to list of float
+        Train, validation, test fractions per set (``conformers``, ``torsions``, ``ncia``).
+    seed : int
+        Split seed.
+    limit : int or None
+        At most this many records per set (quick runs).
+    """
+
+    data_dir: str = "../shared/data"
+    fractions: dict[str, list[float]] = field(
+        default_factory=lambda: {"conformers": [0.8, 0.1, 0.1], "torsions": [0.6, 0.1, 0.3], "ncia": [0.8, 0.1, 0.1]}
+    )
+    seed: int = 0
+    limit: int | None = None
+
+
+@dataclass
+class DisplacementConfig:
+    """DFT-anchored GFN2-xTB displacements (:func:`~physff_openmm.training.recipe.xtb_displacements`).
+
+    Attributes
+    ----------
+    n_samples : int
+        Displaced copies per conformer (0: none).
+    sigmas : list of float
+        Standard deviations of the displacements, Angstrom (cycled).
+    max_conformers : int
+        Conformers per molecule that get displaced copies.
+    max_energy_kcal_mol : float
+        Copies higher than this above their conformer (GFN2-xTB) are dropped.
+    sets : list of str
+        Public sets whose training and validation records are displaced.
+    workers : int
+        Labelling processes.
+    seed : int
+    """
+
+    n_samples: int = 4
+    sigmas: list[float] = field(default_factory=lambda: [0.04, 0.08, 0.12])
+    max_conformers: int = 2
+    max_energy_kcal_mol: float = 150.0
+    sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
+    workers: int = 2
+    seed: int = 0
+
+
+@dataclass
+class KDDataConfig:
+    """Stage-1 labels: kinetic-energy partitions at a small-basis level.
+
+    Attributes
+    ----------
+    level : str
+        Level of theory (e.g. ``hf/sto-3g``).
+    n_qm9 : int
+        QM9 molecules (``qm9pack`` geometries), drawn with ``seed``.
+    max_atoms : int
+        Training molecules of the public sets up to this size are labelled too (0: none).
+    workers : int
+    seed : int
+    """
+
+    level: str = "hf/sto-3g"
+    n_qm9: int = 400
+    max_atoms: int = 30
+    workers: int = 1
+    seed: int = 0
+
+
+@dataclass
+class DefaultModelConfig:
+    """The default model's recipe: public data, labels made here, stage 1, stage 2, checks.
+
+    Attributes
+    ----------
+    name, description : str
+        Registry name and description.
+    output : str
+        Model file (relative to the repository root).
+    work_dir : str
+        Shards, checkpoints and logs (outside the repository).
+    alias : str
+        Registry alias pointing at the model on install ("" for none).
+    public : PublicDataConfig
+    displacements : DisplacementConfig
+    kd : KDDataConfig
+    stage1 : Stage1Config
+    stage2 : Stage2Config
+    md_check : MDCheckConfig
+    """
+
+    name: str = "physff-default"
+    description: str = ""
+    output: str = "physff_openmm/models/physff-default.pt"
+    work_dir: str = "/tmp/physff-default"
+    alias: str = "default"
+    public: PublicDataConfig = field(default_factory=PublicDataConfig)
+    displacements: DisplacementConfig = field(default_factory=DisplacementConfig)
+    kd: KDDataConfig = field(default_factory=KDDataConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 
 

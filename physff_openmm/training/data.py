@@ -134,8 +134,9 @@ def records_to_graphs(
     records : sequence of MoleculeRecord
     with_pairs : bool
         See :func:`record_to_graphs`.
-    require : {"energy", "kd", None}
-        Keep only conformers that have this label.
+    require : {"energy", "kd", "any", None}
+        Keep only conformers that have this label (``"any"``: an energy, an
+        interaction energy or forces).
     mol_ids : sequence of int, optional
         ``mol_id`` of each record's graphs (default: its position in ``records``).
 
@@ -150,10 +151,13 @@ def records_to_graphs(
             rows = np.flatnonzero(np.isfinite(rec.energy))
         elif require == "kd":
             rows = np.flatnonzero(np.isfinite(_kd_total(rec)))
+        elif require == "any":  # an energy, an interaction energy or forces
+            has_f = np.zeros(rec.n_conformers, bool) if rec.forces is None else np.isfinite(rec.forces).all(axis=(1, 2))
+            rows = np.flatnonzero(np.isfinite(rec.energy) | np.isfinite(rec.interaction_energy) | has_f)
         elif require is None:
             rows = np.arange(rec.n_conformers)
         else:
-            raise ConfigError(f"unknown label requirement {require!r}; valid: 'energy', 'kd', None")
+            raise ConfigError(f"unknown label requirement {require!r}; valid: 'energy', 'kd', 'any', None")
         if len(rows):
             mid = m if mol_ids is None else int(mol_ids[m])
             out.extend(record_to_graphs(rec, with_pairs=with_pairs, mol_id=mid, conformers=rows.tolist()))
@@ -169,10 +173,58 @@ def element_counts(graphs: Sequence[MolGraph]) -> np.ndarray:
     return out
 
 
-def make_loader(graphs: Sequence[MolGraph], batch_size: int, shuffle: bool = False, num_workers: int = 0, seed: int = 0):
-    """A torch_geometric DataLoader over graphs (deterministic shuffling for a given seed)."""
+class MoleculeBatchSampler(torch.utils.data.Sampler):
+    """Batches of whole molecules: all graphs of a ``mol_id`` land in the same batch.
+
+    Molecules are shuffled each epoch (seeded) and packed in that order until a
+    batch holds at least ``batch_size`` graphs (a molecule larger than that is a
+    batch of its own), so every batch can compare conformers of the same molecule.
+    """
+
+    def __init__(self, mol_ids: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0):
+        groups: dict[int, list[int]] = {}
+        for k, m in enumerate(mol_ids):
+            groups.setdefault(int(m), []).append(k)
+        self.groups = list(groups.values())
+        self.batch_size = max(1, int(batch_size))
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def _batches(self, order) -> list[list[int]]:
+        out, cur = [], []
+        for g in order:
+            cur.extend(self.groups[g])
+            if len(cur) >= self.batch_size:
+                out.append(cur)
+                cur = []
+        if cur:
+            out.append(cur)
+        return out
+
+    def __iter__(self):
+        order = np.arange(len(self.groups))
+        if self.shuffle:
+            np.random.default_rng(self.seed + self.epoch).shuffle(order)
+            self.epoch += 1
+        yield from self._batches(order)
+
+    def __len__(self) -> int:
+        return len(self._batches(range(len(self.groups))))
+
+
+def make_loader(
+    graphs: Sequence[MolGraph], batch_size: int, shuffle: bool = False, num_workers: int = 0, seed: int = 0, group: bool = False
+):
+    """A torch_geometric DataLoader over graphs (deterministic shuffling for a given seed).
+
+    With ``group``, batches hold whole molecules (:class:`MoleculeBatchSampler` over ``mol_id``).
+    """
     from torch_geometric.loader import DataLoader
 
+    if group:
+        sampler = MoleculeBatchSampler([int(g.mol_id) for g in graphs], batch_size, shuffle=shuffle, seed=seed)
+        return DataLoader(list(graphs), batch_sampler=sampler, num_workers=int(num_workers), persistent_workers=num_workers > 0)
     gen = torch.Generator()
     gen.manual_seed(int(seed))
     return DataLoader(
@@ -205,6 +257,12 @@ class PhysFFDataModule(pl.LightningDataModule):
         DataLoader worker processes.
     records : list of MoleculeRecord, optional
         Use these records instead of reading ``paths``.
+    splits : (train, validation, test) lists of MoleculeRecord, optional
+        A split made beforehand (e.g. :func:`.recipe.public_splits`); ``split`` is then ignored.
+    group_by_molecule : bool
+        Training batches hold all conformers of whole molecules (for the
+        relative-energy loss); ``batch_size`` is then the target number of
+        conformers per batch (a molecule larger than that forms its own batch).
     """
 
     def __init__(
@@ -217,12 +275,20 @@ class PhysFFDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         records: list[MoleculeRecord] | None = None,
+        splits: tuple[Sequence[MoleculeRecord], Sequence[MoleculeRecord], Sequence[MoleculeRecord]] | None = None,
+        group_by_molecule: bool = False,
     ):
         super().__init__()
         if stage not in ("embed", "energy"):
             raise ConfigError(f"unknown stage {stage!r}; valid: 'embed', 'energy'")
-        if paths is None and records is None:
-            raise ConfigError("PhysFFDataModule needs shard paths or records")
+        if paths is None and records is None and splits is None:
+            raise ConfigError("PhysFFDataModule needs shard paths, records or splits")
+        if splits is not None:
+            if len(splits) != 3:
+                raise ConfigError("splits must be (train, validation, test) lists of records")
+            records = [r for part in splits for r in part]
+        self._splits = None if splits is None else tuple(list(p) for p in splits)
+        self.group_by_molecule = bool(group_by_molecule)
         self.paths = paths
         self.stage = stage
         self.batch_size = int(batch_size)
@@ -250,7 +316,10 @@ class PhysFFDataModule(pl.LightningDataModule):
         records = self.records
         if not records:
             raise ConfigError(f"no molecules in {self.paths}")
-        train, val, test = split_by_molecule(records, self.split, self.seed)
+        if self._splits is not None:
+            train, val, test = self._splits
+        else:
+            train, val, test = split_by_molecule(records, self.split, self.seed)
         if not train:
             raise ConfigError(
                 f"the split {self.split} left no training molecules out of {len(records)}; "
@@ -258,7 +327,7 @@ class PhysFFDataModule(pl.LightningDataModule):
             )
         if not val:  # tiny data sets: validate on the training molecules rather than on nothing
             logger.warning("no validation molecules in the split; validating on the training set")
-        require = "kd" if self.stage == "embed" else "energy"
+        require = "kd" if self.stage == "embed" else "any"
         pairs = self.stage == "energy"
         self.train_records, self.val_records, self.test_records = train, val, test
         index = {id(r): k for k, r in enumerate(records)}  # mol_id: position in the whole data set
@@ -275,6 +344,10 @@ class PhysFFDataModule(pl.LightningDataModule):
         self._ready = True
 
     def train_dataloader(self):  # noqa: D102
+        if self.group_by_molecule:
+            return make_loader(
+                self.train_graphs, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed, group=True
+            )
         return make_loader(self.train_graphs, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed)
 
     def val_dataloader(self):  # noqa: D102

@@ -119,6 +119,8 @@ class EnergyModule(pl.LightningModule):
         energy_weight * |E - E_ref| (/ n_atoms if per_atom)
         + force_weight * |F - F_ref| per component, over conformers with forces
         + interaction_weight * |E_int - E_int_ref|, over dimers with interaction energies
+        + relative_weight * |(E - <E>_mol) - (E_ref - <E_ref>_mol)|, over conformers without
+          forces whose molecule has several conformers in the batch (<>_mol: mean over them)
     """
 
     def __init__(self, model: PhysFFModel, config: Stage2Config):
@@ -138,6 +140,25 @@ class EnergyModule(pl.LightningModule):
     def _err(self, pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         d = pred - ref
         return d.abs().mean() if self.config.loss.kind == "mae" else (d * d).mean()
+
+    @staticmethod
+    def _relative(e: torch.Tensor, batch, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Predicted and reference energies minus their mean over each molecule's selected conformers.
+
+        Only molecules with at least two selected conformers in the batch count;
+        None when there are none.
+        """
+        if int(select.sum()) < 2:
+            return None
+        inv = torch.unique(batch.mol_id[select], return_inverse=True)[1]
+        n = torch.bincount(inv).to(e.dtype)
+        multi = n[inv] > 1
+        if not bool(multi.any()):
+            return None
+        p, r = e[select], batch.energy[select]
+        mean_p = torch.zeros_like(n).index_add_(0, inv, p) / n
+        mean_r = torch.zeros_like(n).index_add_(0, inv, r) / n
+        return (p - mean_p[inv])[multi], (r - mean_r[inv])[multi]
 
     def compute(self, batch, *, train: bool) -> dict[str, torch.Tensor]:
         """Loss and error terms of a batch."""
@@ -159,6 +180,11 @@ class EnergyModule(pl.LightningModule):
         if want_f:
             loss = loss + lc.force_weight * self._err(f[atom_has_f], batch.forces[atom_has_f])
             out["force_mae"] = (f[atom_has_f] - batch.forces[atom_has_f]).abs().mean().detach()
+        if lc.relative_weight > 0:
+            rel = self._relative(e, batch, ok & ~batch.has_forces)
+            if rel is not None:
+                loss = loss + lc.relative_weight * self._err(*rel)
+                out["relative_mae"] = (rel[0] - rel[1]).abs().mean().detach()
         has_int = torch.isfinite(batch.interaction)
         if lc.interaction_weight > 0 and bool(has_int.any()):
             e_int = interaction_energy(self.model, batch, pos)

@@ -1,0 +1,233 @@
+"""Data of the default model: the public reference sets, their fixed split, and labels made here.
+
+The default model is trained on three public sets (``../shared/data``, read by
+:mod:`.sources`):
+
+- the drug-like conformer benchmark: B3LYP-D3BJ/def2-SVP total energies of
+  about 10 conformers per molecule (the level the model targets);
+- torsion drives: B3LYP-D3BJ/def2-SVP energies along 24-point dihedral scans;
+- NCIAtlas dimers: CCSD(T)/CBS interaction energies along distance scans.
+
+Each set is split by molecule (SMILES hash, :func:`.dataset.split_by_molecule`)
+with its own fractions, so a molecule's conformers, a drive's points and a
+dimer's distance scan stay together. :func:`public_splits` is the single
+definition of that split, used by the training recipe and the accuracy report.
+
+Two kinds of labels are made here:
+
+- :func:`xtb_displacements`: for MD stability, randomly displaced copies of
+  training conformers with GFN2-xTB forces. Their energy label is the
+  reference conformer's DFT energy plus the GFN2-xTB energy change of the
+  displacement, ``E_DFT(x0) + E_xTB(x) - E_xTB(x0)``: the public sets hold no
+  forces and no geometries off their minima, which a pair potential needs to
+  learn bond stiffness and the repulsive wall.
+- :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
+  with :func:`.labelling.label` at a small-basis level.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, PhysFFError
+from .dataset import MoleculeRecord, split_by_molecule
+
+__all__ = [
+    "SOURCES",
+    "PublicSplits",
+    "read_public_sets",
+    "public_splits",
+    "xtb_displacements",
+    "kd_inputs",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Names of the public sets, as used in splits, configs and the accuracy report.
+SOURCES = ("conformers", "torsions", "ncia")
+
+#: Default split fractions (train, validation, test) per set. Torsion drives are
+#: few (30), so a larger share is held out to make their test RMSE meaningful.
+DEFAULT_FRACTIONS = {"conformers": (0.8, 0.1, 0.1), "torsions": (0.6, 0.1, 0.3), "ncia": (0.8, 0.1, 0.1)}
+DEFAULT_SPLIT_SEED = 0
+
+
+@dataclass
+class PublicSplits:
+    """Train / validation / test records of each public set (keys of :data:`SOURCES`)."""
+
+    train: dict[str, list[MoleculeRecord]] = field(default_factory=dict)
+    val: dict[str, list[MoleculeRecord]] = field(default_factory=dict)
+    test: dict[str, list[MoleculeRecord]] = field(default_factory=dict)
+
+    def part(self, which: str) -> list[MoleculeRecord]:
+        """All records of one part (``"train"``, ``"val"`` or ``"test"``), sets concatenated."""
+        if which not in ("train", "val", "test"):
+            raise ConfigError(f"unknown split part {which!r}; valid: 'train', 'val', 'test'")
+        d = getattr(self, which)
+        return [r for s in SOURCES for r in d.get(s, [])]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Molecules (records) and conformers per set and part."""
+        out: dict[str, dict[str, int]] = {}
+        for which in ("train", "val", "test"):
+            for s, recs in getattr(self, which).items():
+                out.setdefault(s, {})[f"{which}_molecules"] = len(recs)
+                out[s][f"{which}_conformers"] = int(sum(r.n_conformers for r in recs))
+        return out
+
+
+def read_public_sets(data_dir: str | Path, *, sets: Sequence[str] = SOURCES, limit: int | None = None) -> dict[str, list[MoleculeRecord]]:
+    """Read the public sets from ``data_dir`` (the folder holding ``conformer-benchmark/`` and the rest).
+
+    Parameters
+    ----------
+    data_dir : path
+    sets : sequence of str
+        Which of :data:`SOURCES` to read.
+    limit : int, optional
+        At most this many records per set (quick runs and tests).
+    """
+    from .sources import read_conformer_benchmark, read_ncia, read_torsion_drives
+
+    data_dir = Path(data_dir)
+    unknown = sorted(set(sets) - set(SOURCES))
+    if unknown:
+        raise ConfigError(f"unknown public sets {unknown}; valid: {list(SOURCES)}")
+    if not data_dir.is_dir():
+        raise ConfigError(f"data folder {str(data_dir)!r} does not exist (expected ../shared/data or similar)")
+    readers = {
+        "conformers": lambda: read_conformer_benchmark(data_dir / "conformer-benchmark", limit=limit),
+        "torsions": lambda: read_torsion_drives(data_dir / "torsion-drives", limit=limit),
+        "ncia": lambda: read_ncia(data_dir / "ncia-atlas", limit=limit),
+    }
+    return {s: readers[s]() for s in sets}
+
+
+def public_splits(
+    sets: dict[str, list[MoleculeRecord]],
+    fractions: dict[str, Sequence[float]] | None = None,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> PublicSplits:
+    """Split each set by molecule with its own fractions (defaults: :data:`DEFAULT_FRACTIONS`)."""
+    fr = dict(DEFAULT_FRACTIONS)
+    fr.update(fractions or {})
+    out = PublicSplits()
+    for name, records in sets.items():
+        if name not in fr:
+            raise ConfigError(f"no split fractions for set {name!r}")
+        tr, va, te = split_by_molecule(records, fr[name], seed)
+        out.train[name], out.val[name], out.test[name] = tr, va, te
+    return out
+
+
+# ============================================================================ GFN2-xTB displacements
+def _displace_one(args) -> MoleculeRecord | None:
+    """Displaced copies of a record's conformers with DFT-anchored GFN2-xTB labels (worker process)."""
+    rec, n_samples, sigmas, max_conformers, max_e, seed = args
+    from ..units import HARTREE_TO_KCAL
+    from .xtb import xtb_energy_forces
+
+    z = rec.species.astype(int)
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(np.isfinite(rec.energy))
+    if max_conformers and len(rows) > max_conformers:
+        rows = np.sort(rng.choice(rows, size=max_conformers, replace=False))
+    pos, es, fs, ids = [], [], [], []
+    for k in rows:
+        x0 = rec.positions[k]
+        try:
+            e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
+        except PhysFFError as exc:
+            logger.warning("%s %s: %s", rec.name, rec.conformer_ids[k], exc)
+            continue
+        for t in range(n_samples):
+            sigma = float(sigmas[t % len(sigmas)])
+            x = x0 + rng.normal(scale=sigma, size=x0.shape)
+            try:
+                e, f = xtb_energy_forces(z, x, rec.total_charge)
+            except PhysFFError:
+                continue
+            if (e - e0) * HARTREE_TO_KCAL > max_e:
+                continue
+            pos.append(x)
+            es.append(rec.energy[k] + (e - e0))
+            fs.append(f)
+            ids.append(f"{rec.conformer_ids[k]}-d{t}")
+    if not pos:
+        return None
+    return MoleculeRecord(
+        name=rec.name, smiles=rec.smiles, total_charge=rec.total_charge, species=rec.species,
+        formal_charges=rec.formal_charges, bonds=rec.bonds, bond_orders=rec.bond_orders,
+        positions=np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=ids,
+        level=f"{rec.level}+delta(gfn2-xtb)",
+        source=f"Gaussian displacements (sigma {list(sigmas)} Angstrom) of {rec.source.split(':')[0]} conformers; "
+        f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
+    )
+
+
+def xtb_displacements(
+    records: Sequence[MoleculeRecord],
+    out_path: str | Path,
+    *,
+    n_samples: int = 4,
+    sigmas: Sequence[float] = (0.04, 0.08, 0.12),
+    max_conformers: int = 2,
+    max_energy_kcal_mol: float = 150.0,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write displaced, DFT-anchored GFN2-xTB samples of ``records`` to a shard (resumable).
+
+    For each single-fragment record with energies, up to ``max_conformers``
+    conformers get ``n_samples`` copies with every coordinate displaced by
+    Gaussian noise (standard deviations cycling through ``sigmas``, Angstrom).
+    Labels: GFN2-xTB forces, and energy ``E_ref(x0) + E_xTB(x) - E_xTB(x0)``
+    (Hartree) with ``E_ref`` the record's own energy. Samples more than
+    ``max_energy_kcal_mol`` above their conformer (by GFN2-xTB) are dropped.
+    Records are written under their own names, so splits by molecule agree.
+    """
+    from .data import _map_in_workers
+    from .dataset import ShardWriter, safe_name
+
+    if n_samples < 1 or not len(sigmas) or any(float(s) <= 0 for s in sigmas):
+        raise ConfigError(f"need n_samples >= 1 and positive sigmas, got {n_samples}, {list(sigmas)}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with ShardWriter(out_path) as w:
+        done = w.completed_names()
+    todo = [
+        (r, int(n_samples), tuple(float(s) for s in sigmas), int(max_conformers), float(max_energy_kcal_mol), seed + k)
+        for k, r in enumerate(records)
+        if r.fragments is None and safe_name(r.name) not in done and np.isfinite(r.energy).any()
+    ]
+    n = 0
+    with ShardWriter(out_path) as w:
+        for rec in _map_in_workers(_displace_one, todo, workers):
+            if rec is not None:
+                n += w.write_record(rec)
+    return {"molecules": len(todo), "geometries_written": n}
+
+
+# ============================================================================ stage-1 inputs
+def kd_inputs(records: Sequence[MoleculeRecord], *, max_atoms: int = 40, per_record: int = 1) -> list[tuple[str, Any]]:
+    """(name, RDKit molecule with conformers) for stage-1 labelling of the first conformers of records.
+
+    Records with more than ``max_atoms`` atoms or with several fragments are left out.
+    """
+    out = []
+    for r in records:
+        if r.n_atoms > max_atoms or r.fragments is not None or not r.n_conformers:
+            continue
+        mol = r.to_rdkit()
+        keep = list(range(min(per_record, r.n_conformers)))
+        for cid in [c.GetId() for c in mol.GetConformers()]:
+            if cid not in keep:
+                mol.RemoveConformer(cid)
+        out.append((r.name, mol))
+    return out

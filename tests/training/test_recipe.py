@@ -1,0 +1,158 @@
+"""The default model's recipe: public-set split, molecule batches, the relative-energy loss, displacements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("lightning")
+pytest.importorskip("h5py")
+
+from physff_openmm.errors import ConfigError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _records(smiles: list[str], n_conf: int = 3, seed: int = 0, forces: bool = False):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from physff_openmm.training.dataset import MoleculeRecord
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, s in enumerate(smiles):
+        mol = Chem.AddHs(Chem.MolFromSmiles(s))
+        AllChem.EmbedMolecule(mol, randomSeed=k)
+        x = mol.GetConformer().GetPositions()
+        pos = x[None] + 0.01 * rng.standard_normal((n_conf, *x.shape))
+        n = mol.GetNumAtoms()
+        f = 0.01 * rng.standard_normal((n_conf, n, 3)) if forces else None
+        out.append(MoleculeRecord.from_rdkit(mol, f"r{k}", positions=pos, energy=-40.0 - rng.random(n_conf), forces=f, level="test"))
+    return out
+
+
+def test_default_recipe_config_loads():
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+
+    cfg = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
+    assert cfg.stage2.loss.relative_weight > 0 and cfg.stage2.data.group_by_molecule
+    assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
+    with pytest.raises(ConfigError, match="public.fractionz"):
+        load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
+
+
+def test_public_splits_disjoint_deterministic_and_per_set():
+    from physff_openmm.training.recipe import public_splits
+
+    recs = _records(["C" * (k % 5 + 1) + "O" * (k // 5 + 1) for k in range(20)], n_conf=1)
+    sets = {"conformers": recs[:10], "torsions": recs[10:]}
+    a = public_splits(sets, {"torsions": (0.0, 0.0, 1.0)})
+    b = public_splits(sets, {"torsions": (0.0, 0.0, 1.0)})
+    assert [r.name for r in a.part("test")] == [r.name for r in b.part("test")]
+    assert {r.name for r in a.test["torsions"]} == {r.name for r in recs[10:]}  # per-set fractions
+    seen = [r.name for part in ("train", "val", "test") for r in a.part(part)]
+    assert sorted(seen) == sorted(r.name for r in recs)  # every record exactly once
+    counts = a.counts()
+    assert counts["torsions"]["test_molecules"] == 10 and counts["torsions"]["train_molecules"] == 0
+    with pytest.raises(ConfigError, match="no split fractions"):
+        public_splits({"other": recs})
+    with pytest.raises(ConfigError, match="unknown split part"):
+        a.part("testing")
+
+
+def test_molecule_batch_sampler_keeps_molecules_whole():
+    from physff_openmm.training.data import MoleculeBatchSampler
+
+    mol_ids = [0] * 5 + [1] * 3 + [2] * 7 + [3] * 1 + [4] * 4
+    s = MoleculeBatchSampler(mol_ids, batch_size=6, seed=1)
+    epochs = [list(s) for _ in range(3)]
+    for batches in epochs:
+        flat = sorted(i for b in batches for i in b)
+        assert flat == list(range(len(mol_ids)))  # each graph once per epoch
+        for b in batches:
+            for m in {mol_ids[i] for i in b}:  # a molecule present in a batch is there whole
+                assert sum(mol_ids[i] == m for i in b) == mol_ids.count(m)
+    assert len({tuple(map(tuple, e)) for e in epochs}) > 1  # reshuffled between epochs
+    assert len(s) == len(epochs[0])
+
+
+def test_relative_loss_term_centres_each_molecule():
+    from types import SimpleNamespace
+
+    from physff_openmm.training.stage2 import EnergyModule
+
+    e = torch.tensor([1.0, 3.0, 10.0, 5.0, 7.0], dtype=torch.float64)
+    ref = torch.tensor([0.0, 4.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    batch = SimpleNamespace(mol_id=torch.tensor([0, 0, 1, 2, 2]), energy=ref)
+    pred_c, ref_c = EnergyModule._relative(e, batch, torch.ones(5, dtype=torch.bool))
+    # molecule 1 has a single conformer: left out; molecules 0 and 2 centred on their means
+    assert torch.allclose(pred_c, torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64))
+    assert torch.allclose(ref_c, torch.tensor([-2.0, 2.0, 0.0, 0.0], dtype=torch.float64))
+    assert EnergyModule._relative(e, batch, torch.tensor([True, False, True, True, False])) is None
+
+
+def test_data_module_keeps_interaction_only_and_force_only_conformers():
+    from physff_openmm.training.data import PhysFFDataModule
+
+    energy_only, forces_only, inter_only = _records(["CCO", "CCN", "CO"], n_conf=2)
+    forces_only.energy[:] = np.nan
+    forces_only.forces = 0.01 * np.ones((2, forces_only.n_atoms, 3))
+    inter_only.energy[:] = np.nan
+    inter_only.interaction_energy = np.array([-0.001, np.nan])
+    dm = PhysFFDataModule(splits=([energy_only, forces_only, inter_only], [energy_only], []), group_by_molecule=True, batch_size=2)
+    dm.setup()
+    # 2 + 2 + 1 (the second interaction-only conformer has no label at all)
+    assert len(dm.train_graphs) == 5
+    batches = list(dm.train_dataloader())
+    assert sum(int(b.num_graphs) for b in batches) == 5
+    with pytest.raises(ConfigError, match="splits must be"):
+        PhysFFDataModule(splits=([energy_only], []))
+
+
+def test_xtb_displacements_are_dft_anchored_and_resume(tmp_path):
+    pytest.importorskip("tblite")
+    from physff_openmm.training.dataset import read_dataset
+    from physff_openmm.training.recipe import xtb_displacements
+    from physff_openmm.training.xtb import xtb_energy_forces
+
+    (rec,) = _records(["CO"], n_conf=2, seed=3)
+    out = tmp_path / "disp.h5"
+    info = xtb_displacements([rec], out, n_samples=2, sigmas=(0.05,), max_conformers=1, seed=0)
+    assert info["geometries_written"] == 2
+    (d,) = read_dataset(out)
+    assert d.name == rec.name and d.forces is not None and d.level.endswith("+delta(gfn2-xtb)")
+    z = rec.species.astype(int)
+    for x, e, f, cid in zip(d.positions, d.energy, d.forces, d.conformer_ids):
+        base = rec.conformer_ids.index(cid.rsplit("-d", 1)[0])
+        e_x, f_x = xtb_energy_forces(z, x, rec.total_charge)
+        e_0, _ = xtb_energy_forces(z, rec.positions[base], rec.total_charge)
+        assert e == pytest.approx(rec.energy[base] + e_x - e_0, abs=1e-9)
+        np.testing.assert_allclose(f, f_x, atol=1e-9)
+        assert 0.01 < np.abs(x - rec.positions[base]).max() < 0.5
+    assert xtb_displacements([rec], out, n_samples=2, sigmas=(0.05,), max_conformers=1)["molecules"] == 0  # resumed: done
+    with pytest.raises(ConfigError, match="positive sigmas"):
+        xtb_displacements([rec], tmp_path / "x.h5", sigmas=(0.0,))
+
+
+def test_read_public_sets_rejects_bad_input(tmp_path):
+    from physff_openmm.training.recipe import read_public_sets
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_public_sets(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="unknown public sets"):
+        read_public_sets(tmp_path, sets=["qm7"])
+
+
+def test_kd_inputs_keep_first_conformer_of_small_molecules():
+    from physff_openmm.training.recipe import kd_inputs
+
+    small, large = _records(["CO", "CCCCCCCCCC"], n_conf=3)
+    out = kd_inputs([small, large], max_atoms=10)
+    assert [name for name, _ in out] == [small.name]
+    mol = out[0][1]
+    assert mol.GetNumConformers() == 1
+    np.testing.assert_allclose(mol.GetConformer(0).GetPositions(), small.positions[0])

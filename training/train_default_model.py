@@ -1,0 +1,152 @@
+"""Build the default model from public data: labels -> stage 1 -> stage 2 -> checks -> model file.
+
+Usage (from the repository root, with ``pip install -e .[train]``)::
+
+    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|all] [--install]
+
+Stages (each resumes or reuses what an earlier run left in ``work_dir``):
+
+- ``label``: GFN2-xTB displacements of the training conformers and the
+  stage-1 kinetic-energy labels (QM9 and small training molecules);
+- ``embed``: stage 1 on those labels;
+- ``energy``: stage 2 on the public sets (fixed split of
+  :func:`physff_openmm.training.recipe.public_splits`) and the displacements,
+  then the MD check and the model file.
+
+Every step is library code in :mod:`physff_openmm.training`; this script only
+strings them together. ``--install`` registers the file in ``models/index.json``
+under its name, with the config's alias.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # labelling: one thread per process on a 2-core machine
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
+from physff_openmm.training.recipe import kd_inputs, public_splits, read_public_sets, xtb_displacements
+
+logger = logging.getLogger("train_default_model")
+
+
+def _splits(cfg: DefaultModelConfig):
+    sets = read_public_sets(cfg.public.data_dir, limit=cfg.public.limit)
+    return public_splits(sets, {k: tuple(v) for k, v in cfg.public.fractions.items()}, cfg.public.seed)
+
+
+def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
+    w = Path(cfg.work_dir)
+    return {"displaced": w / "displaced.h5", "kd": w / "kd.h5", "embed": w / "embed", "energy": w / "energy"}
+
+
+def label(cfg: DefaultModelConfig, splits) -> dict:
+    from physff_openmm.training.labelling import label as qm_label
+    from physff_openmm.training.sources import read_qm9
+
+    paths = _paths(cfg)
+    out: dict = {}
+    d = cfg.displacements
+    if d.n_samples:
+        recs = [r for s in d.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
+        t = time.perf_counter()
+        out["displacements"] = xtb_displacements(
+            recs, paths["displaced"], n_samples=d.n_samples, sigmas=d.sigmas, max_conformers=d.max_conformers,
+            max_energy_kcal_mol=d.max_energy_kcal_mol, workers=d.workers, seed=d.seed,
+        )
+        out["displacements"]["seconds"] = round(time.perf_counter() - t, 1)
+        print(json.dumps(out), flush=True)
+    k = cfg.kd
+    inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
+    if k.max_atoms:
+        inputs += kd_inputs(splits.part("train"), max_atoms=k.max_atoms)
+    if inputs:
+        t = time.perf_counter()
+        qm_label(inputs, paths["kd"], level=k.level, n_conformers=0, optimize=None, forces=False, kinetic=True,
+                 n_workers=k.workers, progress=False, seed=k.seed)
+        out["kd"] = {"molecules": len(inputs), "level": k.level, "seconds": round(time.perf_counter() - t, 1)}
+    return out
+
+
+def embed(cfg: DefaultModelConfig) -> dict:
+    from physff_openmm.training.stage1 import train_stage1
+
+    paths = _paths(cfg)
+    result = train_stage1(str(paths["kd"]), paths["embed"], cfg.stage1)
+    return result.metrics
+
+
+def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
+    import dataclasses
+
+    import torch
+
+    from physff_openmm.training.data import PhysFFDataModule
+    from physff_openmm.training.dataset import read_dataset
+    from physff_openmm.training.evaluate import md_stability
+    from physff_openmm.training.export import export_model, install_model
+    from physff_openmm.training.stage2 import train_stage2
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    paths = _paths(cfg)
+    train, val, test = splits.part("train"), splits.part("val"), splits.part("test")
+    if paths["displaced"].is_file():
+        displaced = read_dataset(paths["displaced"])
+        names_val = {r.name for r in val}
+        train += [r for r in displaced if r.name not in names_val]
+        val += [r for r in displaced if r.name in names_val]
+    c = cfg.stage2
+    dm = PhysFFDataModule(
+        splits=(train, val, test), batch_size=c.data.batch_size, seed=c.data.seed, num_workers=c.data.num_workers,
+        group_by_molecule=c.data.group_by_molecule,
+    )
+    embed_file = paths["embed"] / "embed.pt"
+    result = train_stage2(dm, paths["energy"], c, embed=embed_file if embed_file.is_file() else None)
+    md = md_stability(result.model, cfg.md_check)
+    metadata = {
+        "name": cfg.name,
+        "description": cfg.description,
+        "level": "b3lyp-d3bj/def2-svp",
+        "metrics": {**result.metrics, "md_stability": md},
+        "data": {
+            **result.provenance,
+            "recipe": "training/default_model.yaml",
+            "public_splits": splits.counts(),
+            "config": config_to_dict(cfg),
+        },
+    }
+    sha = export_model(result.model, cfg.output, metadata, config=c)
+    if install:
+        install_model(cfg.output, cfg.name, description=cfg.description, alias=cfg.alias or None)
+    return {"file": cfg.output, "sha256": sha, "metrics": metadata["metrics"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config")
+    p.add_argument("--stage", choices=("label", "embed", "energy", "all"), default="all")
+    p.add_argument("--install", action="store_true", help="register the model in physff_openmm/models/index.json")
+    p.add_argument("--output", help="model file to write instead of the config's output")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = load_config(args.config, DefaultModelConfig)
+    if args.output:
+        cfg.output = args.output
+    splits = _splits(cfg)
+    print(json.dumps({"public_splits": splits.counts()}), flush=True)
+    if args.stage in ("label", "all"):
+        print(json.dumps(label(cfg, splits), indent=1), flush=True)
+    if args.stage in ("embed", "all"):
+        print(json.dumps(embed(cfg), indent=1, default=str), flush=True)
+    if args.stage in ("energy", "all"):
+        print(json.dumps(energy(cfg, splits, args.install), indent=1, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
