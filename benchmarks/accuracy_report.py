@@ -1340,27 +1340,9 @@ def write_markdown(text: str, path: Path) -> None:
 
 
 # ============================================================================ CLI
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from physff_openmm._argtypes import positive_float, positive_int
+
     p = argparse.ArgumentParser(
         prog="accuracy_report.py",
         description="Accuracy report of a shipped physff model on the held-out test split of the public sets "
@@ -1372,15 +1354,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-md", type=Path, default=DEFAULT_MD, help="markdown report (default: docs/accuracy.md)")
     p.add_argument("--figures", type=Path, default=DEFAULT_FIGURES, help="figure folder (default: docs/figures/accuracy)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="all numbers (default: benchmarks/results/accuracy.json)")
-    p.add_argument("--md-molecules", type=_positive_int, default=20,
+    p.add_argument("--md-molecules", type=positive_int, default=20,
                    help="MD stability test: the first N test molecules of the conformer benchmark by name, "
                    "independent of --limit (default 20)")
-    p.add_argument("--md-ps", type=_positive_float, default=100.0, help="simulated time per MD run, ps (default 100)")
-    p.add_argument("--limit", type=_positive_int, default=None,
+    p.add_argument("--md-ps", type=positive_float, default=100.0, help="simulated time per MD run, ps (default 100)")
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="score only the first N test records of each set (of each NCIAtlas subset); quick runs only")
     p.add_argument("--skip-md", action="store_true", help="leave out the MD stability test")
     p.add_argument("--skip-xtb", action="store_true", help="leave out GFN2-xTB (its columns show '-')")
-    p.add_argument("--threads", type=_positive_int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="threads for torch, tblite (OpenMP) and OpenMM's CPU platform (default 1)")
     return p
 

@@ -33,32 +33,19 @@ def test_default_is_the_trained_model_with_provenance():
     assert len(model.file_hash) == 64
 
 
-def _water_dimer():
-    from physff_openmm.molecule import load_molecule
-    from physff_openmm.workflows.simulation import with_positions
-
-    xyz = np.array([
-        [0.000, 0.000, 0.000],    # O donor
-        [2.910, 0.000, 0.000],    # O acceptor
-        [0.957, 0.000, 0.000],    # H (donated)
-        [-0.240, 0.927, 0.000],   # H
-        [3.150, -0.463, 0.800],   # H
-        [3.150, -0.463, -0.800],  # H
-    ])
-    return with_positions(load_molecule("O.O"), xyz)
-
-
 def test_water_charges_and_hydrogen_bond():
     """Charges have the chemically expected signs; the water dimer is bound by a few kcal/mol.
 
     CCSD(T)/CBS puts the water dimer's interaction energy at about -5.0 kcal/mol.
     """
+    from structures import water_dimer
+
     from physff_openmm import workflows as wf
 
     params = pf.parameterize("O", model="default")
     q = params.charges
     assert q[0] < -0.3 and np.all(q[1:] > 0.15) and abs(q.sum()) < 1e-9
-    res = wf.interaction_energy(_water_dimer(), minimize=False, platform="Reference")
+    res = wf.interaction_energy(water_dimer(), minimize=False, platform="Reference")
     assert -8.0 < res["interaction_energy_kcal_mol"] < -2.0, res
 
 

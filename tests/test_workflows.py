@@ -450,22 +450,9 @@ def _shipped_model_available() -> bool:
 
 @pytest.mark.skipif(not _shipped_model_available(), reason="the shipped 'default' model is not installed yet")
 def test_water_dimer_is_bound_with_shipped_model():
-    from physff_openmm.workflows.simulation import with_positions
+    from structures import water_dimer
 
-    # a hydrogen-bonded water dimer: O...O 2.9 A, donor O-H pointing at the acceptor O
-    water = load_molecule("O.O")
-    xyz = np.array([
-        [0.000, 0.000, 0.000],   # O donor
-        [2.910, 0.000, 0.000],   # O acceptor
-        [0.957, 0.000, 0.000],   # H (donated)
-        [-0.240, 0.927, 0.000],  # H
-        [3.150, -0.463, 0.800],  # H
-        [3.150, -0.463, -0.800],  # H
-    ])
-    # load_molecule keeps the SMILES order: O, O, then the hydrogens of the first and of the second
-    order = [a.GetSymbol() for a in water.GetAtoms()]
-    assert order == ["O", "O", "H", "H", "H", "H"]
-    dimer = with_positions(water, xyz)
+    dimer = water_dimer()
     res = wf.interaction_energy(dimer, minimize=True, platform=PLATFORM)
     assert res["interaction_energy_kcal_mol"] < 0.0, res
 

@@ -536,11 +536,8 @@ def _augment_one(args) -> MoleculeRecord | None:
         keep_ids.append(cid)
     if not pos:
         return None
-    return MoleculeRecord(
-        name=rec.name, smiles=rec.smiles, total_charge=rec.total_charge, species=rec.species,
-        formal_charges=rec.formal_charges, bonds=rec.bonds, bond_orders=rec.bond_orders,
-        positions=np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=keep_ids,
-        level=rec.level or XTB_LEVEL,
+    return rec.with_conformers(
+        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=keep_ids, level=rec.level or XTB_LEVEL,
         source=f"GFN2-xTB (tblite) bond scans (fractions {list(fractions)}) and {hot_t:g} K normal-mode samples "
         f"around the first minimum; {rec.smiles}",
     )

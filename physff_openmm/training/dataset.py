@@ -397,6 +397,19 @@ class MoleculeRecord:
         mol.SetProp("_Name", self.name)
         return mol
 
+    def with_conformers(self, positions, *, energy=None, forces=None, conformer_ids=None, level: str = "", source: str = "") -> MoleculeRecord:
+        """A new record of the same molecule (topology, name, charge) with other conformers and labels.
+
+        Other per-conformer labels (interaction energies, charges, kinetic terms,
+        extra levels, angles, scalings) are not carried over.
+        """
+        return MoleculeRecord(
+            name=self.name, smiles=self.smiles, total_charge=self.total_charge, species=self.species,
+            formal_charges=self.formal_charges, bonds=self.bonds, bond_orders=self.bond_orders,
+            positions=positions, energy=energy, forces=forces, conformer_ids=conformer_ids,
+            level=level or self.level, source=source or self.source, fragments=self.fragments,
+        )
+
     @classmethod
     def from_rdkit(
         cls,

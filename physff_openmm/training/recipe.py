@@ -161,11 +161,8 @@ def _displace_one(args) -> MoleculeRecord | None:
             ids.append(f"{rec.conformer_ids[k]}-d{t}")
     if not pos:
         return None
-    return MoleculeRecord(
-        name=rec.name, smiles=rec.smiles, total_charge=rec.total_charge, species=rec.species,
-        formal_charges=rec.formal_charges, bonds=rec.bonds, bond_orders=rec.bond_orders,
-        positions=np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=ids,
-        level=f"{rec.level}+delta(gfn2-xtb)",
+    return rec.with_conformers(
+        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=ids, level=f"{rec.level}+delta(gfn2-xtb)",
         source=f"Gaussian displacements (sigma {list(sigmas)} Angstrom) of {rec.source.split(':')[0]} conformers; "
         f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
     )
