@@ -107,6 +107,12 @@ def load_model(model: str | Path | PhysFFModel = "default") -> PhysFFModel:
     with _lock:
         if key not in _cache:
             m = load_model_file(path)
+            expected = _shipped().get(name, {}).get("sha256") if path.parent == MODELS_DIR else None
+            if expected and m.file_hash != expected:
+                raise ModelError(
+                    f"shipped model {name!r} ({str(path)!r}) has sha256 {m.file_hash}, but models/index.json "
+                    f"records {expected}: the file is damaged or was replaced; reinstall physff-openmm"
+                )
             m.name = m.metadata.get("name", name)
             _cache[key] = m
         return _cache[key]

@@ -167,7 +167,11 @@ def install_model(
         raise ModelError(f"copy of {src} to {target} does not match the original")
     index_path = models_dir / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    index[name] = {"file": target.name, "description": description or model.metadata.get("description", "")}
+    index[name] = {
+        "file": target.name,
+        "description": description or model.metadata.get("description", ""),
+        "sha256": model.file_hash,
+    }
     if alias:
         index[alias] = {"alias_of": name}
         if alias_warning:

@@ -312,10 +312,27 @@ def test_export_and_install(tmp_path):
     models = tmp_path / "models"
     target = install_model(tmp_path / "m.pt", "tiny", description="a test model", models_dir=models, alias="default", alias_warning="careful")
     index = json.loads((models / "index.json").read_text())
-    assert target == models / "tiny.pt" and index["tiny"] == {"file": "tiny.pt", "description": "a test model"}
+    assert target == models / "tiny.pt" and index["tiny"] == {"file": "tiny.pt", "description": "a test model", "sha256": sha}
     assert index["default"] == {"alias_of": "tiny", "warning": "careful"}
     with pytest.raises(ModelError, match="does not exist"):
         install_model(tmp_path / "missing.pt", "x", models_dir=models)
+
+
+def test_registry_refuses_a_shipped_file_whose_hash_differs(tmp_path, monkeypatch):
+    import physff_openmm.registry as registry
+    from physff_openmm.training.export import export_model, install_model
+
+    models = tmp_path / "models"
+    export_model(PhysFFModel(ModelConfig(**TINY_MODEL)), tmp_path / "m.pt", {"level": "test"})
+    install_model(tmp_path / "m.pt", "tiny", models_dir=models)
+    monkeypatch.setattr(registry, "MODELS_DIR", models)
+    assert registry.load_model("tiny").file_hash == json.loads((models / "index.json").read_text())["tiny"]["sha256"]
+    other = PhysFFModel(ModelConfig(**TINY_MODEL))
+    with torch.no_grad():
+        other.elin_bias.fill_(1.0)
+    export_model(other, models / "tiny.pt", {"level": "test"})  # replaced behind the index's back
+    with pytest.raises(ModelError, match="damaged or was replaced"):
+        registry.load_model("tiny")
 
 
 # ============================================================================ the shipped development model
