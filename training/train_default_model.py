@@ -6,12 +6,14 @@ Usage (from the repository root, with ``pip install -e .[train]``)::
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
-- ``label``: GFN2-xTB displacements of the training conformers and the
-  stage-1 kinetic-energy labels (QM9 and small training molecules);
+- ``label``: GFN2-xTB displacements and bond scans of the training
+  conformers, and the stage-1 kinetic-energy labels (QM9 and small training
+  molecules);
 - ``embed``: stage 1 on those labels;
 - ``energy``: stage 2 on the public sets (fixed split of
-  :func:`physff_openmm.training.recipe.public_splits`) and the displacements,
-  then the MD check and the model file.
+  :func:`physff_openmm.training.recipe.public_splits`) and the displacements;
+- ``finetune``: a second stage-2 phase from those weights with the bond scans
+  added, then the MD check and the model file.
 
 Every step is library code in :mod:`physff_openmm.training`; this script only
 strings them together. ``--install`` registers the file in ``models/index.json``
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
-from physff_openmm.training.recipe import kd_inputs, public_splits, read_public_sets, xtb_displacements
+from physff_openmm.training.recipe import kd_inputs, public_splits, read_public_sets, xtb_bond_scans, xtb_displacements
 
 logger = logging.getLogger("train_default_model")
 
@@ -42,7 +44,10 @@ def _splits(cfg: DefaultModelConfig):
 
 def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
-    return {"displaced": w / "displaced.h5", "kd": w / "kd.h5", "embed": w / "embed", "energy": w / "energy"}
+    return {
+        "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "kd": w / "kd.h5",
+        "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
+    }
 
 
 def label(cfg: DefaultModelConfig, splits) -> dict:
@@ -60,6 +65,17 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
             max_energy_kcal_mol=d.max_energy_kcal_mol, workers=d.workers, seed=d.seed,
         )
         out["displacements"]["seconds"] = round(time.perf_counter() - t, 1)
+        print(json.dumps(out), flush=True)
+    b = cfg.bond_scans
+    if b.fractions:
+        recs = [r for s in b.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
+        recs = recs[: b.max_molecules] if b.max_molecules else recs
+        t = time.perf_counter()
+        out["bond_scans"] = xtb_bond_scans(
+            recs, paths["bond_scans"], fractions=b.fractions, max_bonds=b.max_bonds,
+            max_energy_kcal_mol=b.max_energy_kcal_mol, workers=b.workers, seed=b.seed,
+        )
+        out["bond_scans"]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -81,38 +97,75 @@ def embed(cfg: DefaultModelConfig) -> dict:
     return result.metrics
 
 
-def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
-    import dataclasses
-
-    import torch
-
+def _datamodule(cfg, splits, stage_cfg, shards):
+    """Public splits plus the labelled shards; a record of a validation molecule stays in validation."""
     from physff_openmm.training.data import PhysFFDataModule
     from physff_openmm.training.dataset import read_dataset
-    from physff_openmm.training.evaluate import md_stability
-    from physff_openmm.training.export import export_model, install_model
+
+    train, val, test = splits.part("train"), splits.part("val"), splits.part("test")
+    names_val = {r.name for r in val}
+    for path in shards:
+        if Path(path).is_file():
+            extra = read_dataset(path)
+            train += [r for r in extra if r.name not in names_val]
+            val += [r for r in extra if r.name in names_val]
+    d = stage_cfg.data
+    return PhysFFDataModule(
+        splits=(train, val, test), batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
+        group_by_molecule=d.group_by_molecule,
+    )
+
+
+def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
+    """Stage 2 from the stage-1 embeddings; the result goes to ``work_dir/energy/stage2.pt``."""
+    import torch
+
+    from physff_openmm.training.export import export_model
     from physff_openmm.training.stage2 import train_stage2
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    train, val, test = splits.part("train"), splits.part("val"), splits.part("test")
-    if paths["displaced"].is_file():
-        displaced = read_dataset(paths["displaced"])
-        names_val = {r.name for r in val}
-        train += [r for r in displaced if r.name not in names_val]
-        val += [r for r in displaced if r.name in names_val]
-    c = cfg.stage2
-    dm = PhysFFDataModule(
-        splits=(train, val, test), batch_size=c.data.batch_size, seed=c.data.seed, num_workers=c.data.num_workers,
-        group_by_molecule=c.data.group_by_molecule,
-    )
+    dm = _datamodule(cfg, splits, cfg.stage2, [paths["displaced"]])
     embed_file = paths["embed"] / "embed.pt"
-    result = train_stage2(dm, paths["energy"], c, embed=embed_file if embed_file.is_file() else None)
+    result = train_stage2(dm, paths["energy"], cfg.stage2, embed=embed_file if embed_file.is_file() else None)
+    meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
+    export_model(result.model, paths["energy"] / "stage2.pt", meta, config=cfg.stage2)
+    if cfg.finetune is None:
+        return _finish(cfg, splits, result, {"stage2": _summary(result.metrics)}, install)
+    return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
+
+
+def finetune(cfg: DefaultModelConfig, splits, install: bool) -> dict:
+    """The second stage-2 phase: from ``stage2.pt``, with the bond scans added."""
+    import torch
+
+    from physff_openmm.model import load_model_file
+    from physff_openmm.training.stage2 import train_stage2
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    paths = _paths(cfg)
+    start = load_model_file(paths["energy"] / "stage2.pt")
+    dm = _datamodule(cfg, splits, cfg.finetune, [paths["displaced"], paths["bond_scans"]])
+    result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
+    phases = {"stage2": _summary(start.metadata.get("metrics", {})), "finetune": _summary(result.metrics)}
+    return _finish(cfg, splits, result, phases, install)
+
+
+def _summary(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("test_molecules",)}
+
+
+def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool) -> dict:
+    """MD check, model file with provenance and metrics, registry entry."""
+    from physff_openmm.training.evaluate import md_stability
+    from physff_openmm.training.export import export_model, install_model
+
     md = md_stability(result.model, cfg.md_check)
     metadata = {
         "name": cfg.name,
         "description": cfg.description,
         "level": "b3lyp-d3bj/def2-svp",
-        "metrics": {**result.metrics, "md_stability": md},
+        "metrics": {**result.metrics, "phases": phases, "md_stability": md},
         "data": {
             **result.provenance,
             "recipe": "training/default_model.yaml",
@@ -120,7 +173,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
             "config": config_to_dict(cfg),
         },
     }
-    sha = export_model(result.model, cfg.output, metadata, config=c)
+    sha = export_model(result.model, cfg.output, metadata, config=cfg.finetune or cfg.stage2)
     if install:
         install_model(cfg.output, cfg.name, description=cfg.description, alias=cfg.alias or None)
     return {"file": cfg.output, "sha256": sha, "metrics": metadata["metrics"]}
@@ -129,7 +182,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config")
-    p.add_argument("--stage", choices=("label", "embed", "energy", "all"), default="all")
+    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "all"), default="all")
     p.add_argument("--install", action="store_true", help="register the model in physff_openmm/models/index.json")
     p.add_argument("--output", help="model file to write instead of the config's output")
     args = p.parse_args(argv)
@@ -145,6 +198,8 @@ def main(argv=None) -> int:
         print(json.dumps(embed(cfg), indent=1, default=str), flush=True)
     if args.stage in ("energy", "all"):
         print(json.dumps(energy(cfg, splits, args.install), indent=1, default=str), flush=True)
+    if args.stage in ("finetune", "all") and cfg.finetune is not None:
+        print(json.dumps(finetune(cfg, splits, args.install), indent=1, default=str), flush=True)
     return 0
 
 

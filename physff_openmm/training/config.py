@@ -34,6 +34,7 @@ __all__ = [
     "PublicDataConfig",
     "DisplacementConfig",
     "KDDataConfig",
+    "BondScanConfig",
     "DefaultModelConfig",
     "load_config",
     "config_from_dict",
@@ -390,6 +391,34 @@ class DisplacementConfig:
 
 
 @dataclass
+class BondScanConfig:
+    """Bond scans with DFT-anchored GFN2-xTB labels (:func:`~physff_openmm.training.recipe.xtb_bond_scans`).
+
+    Attributes
+    ----------
+    fractions : list of float
+        Relative bond-length changes (empty: no scans).
+    max_bonds : int
+        Bonds scanned per molecule (one per bond type first).
+    max_energy_kcal_mol : float
+    sets : list of str
+        Public sets whose training and validation records are scanned.
+    max_molecules : int
+        Scan only the first this many of those records (0: all).
+    workers : int
+    seed : int
+    """
+
+    fractions: list[float] = field(default_factory=lambda: [-0.2, -0.1, 0.15, 0.35, 0.6, 0.9])
+    max_bonds: int = 4
+    max_energy_kcal_mol: float = 150.0
+    sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
+    max_molecules: int = 0
+    workers: int = 2
+    seed: int = 0
+
+
+@dataclass
 class KDDataConfig:
     """Stage-1 labels: kinetic-energy partitions at a small-basis level.
 
@@ -428,9 +457,13 @@ class DefaultModelConfig:
         Registry alias pointing at the model on install ("" for none).
     public : PublicDataConfig
     displacements : DisplacementConfig
+    bond_scans : BondScanConfig
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
+    finetune : Stage2Config or None
+        A second stage-2 phase that starts from the first one's weights and adds
+        the bond scans to the training data (None: no second phase).
     md_check : MDCheckConfig
     """
 
@@ -441,9 +474,11 @@ class DefaultModelConfig:
     alias: str = "default"
     public: PublicDataConfig = field(default_factory=PublicDataConfig)
     displacements: DisplacementConfig = field(default_factory=DisplacementConfig)
+    bond_scans: BondScanConfig = field(default_factory=BondScanConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    finetune: Stage2Config | None = None
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 
 

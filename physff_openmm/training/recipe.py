@@ -43,6 +43,7 @@ __all__ = [
     "read_public_sets",
     "public_splits",
     "xtb_displacements",
+    "xtb_bond_scans",
     "kd_inputs",
 ]
 
@@ -130,10 +131,6 @@ def public_splits(
 def _displace_one(args) -> MoleculeRecord | None:
     """Displaced copies of a record's conformers with DFT-anchored GFN2-xTB labels (worker process)."""
     rec, n_samples, sigmas, max_conformers, max_e, seed = args
-    from ..units import HARTREE_TO_KCAL
-    from .xtb import xtb_energy_forces
-
-    z = rec.species.astype(int)
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(np.isfinite(rec.energy))
     if max_conformers and len(rows) > max_conformers:
@@ -141,24 +138,10 @@ def _displace_one(args) -> MoleculeRecord | None:
     pos, es, fs, ids = [], [], [], []
     for k in rows:
         x0 = rec.positions[k]
-        try:
-            e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
-        except PhysFFError as exc:
-            logger.warning("%s %s: %s", rec.name, rec.conformer_ids[k], exc)
-            continue
-        for t in range(n_samples):
-            sigma = float(sigmas[t % len(sigmas)])
-            x = x0 + rng.normal(scale=sigma, size=x0.shape)
-            try:
-                e, f = xtb_energy_forces(z, x, rec.total_charge)
-            except PhysFFError:
-                continue
-            if (e - e0) * HARTREE_TO_KCAL > max_e:
-                continue
-            pos.append(x)
-            es.append(rec.energy[k] + (e - e0))
-            fs.append(f)
-            ids.append(f"{rec.conformer_ids[k]}-d{t}")
+        geoms = [x0 + rng.normal(scale=float(sigmas[t % len(sigmas)]), size=x0.shape) for t in range(n_samples)]
+        names = [f"{rec.conformer_ids[k]}-d{t}" for t in range(n_samples)]
+        for acc, got in zip((pos, es, fs, ids), _xtb_samples(rec, x0, float(rec.energy[k]), geoms, names, max_e)):
+            acc.extend(got)
     if not pos:
         return None
     return rec.with_conformers(
@@ -206,6 +189,104 @@ def xtb_displacements(
     n = 0
     with ShardWriter(out_path) as w:
         for rec in _map_in_workers(_displace_one, todo, workers):
+            if rec is not None:
+                n += w.write_record(rec)
+    return {"molecules": len(todo), "geometries_written": n}
+
+
+def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``max_bonds`` bonds, one per bond type (element pair and order) first, in random order."""
+    kinds: dict[tuple, list[int]] = {}
+    for b, ((i, j), order) in enumerate(zip(rec.bonds.tolist(), rec.bond_orders.tolist())):
+        kinds.setdefault((*sorted((int(rec.species[i]), int(rec.species[j]))), float(order)), []).append(b)
+    first = [int(rng.choice(v)) for v in kinds.values()]
+    rest = [b for b in range(len(rec.bonds)) if b not in set(first)]
+    order = list(rng.permutation(first)) + list(rng.permutation(rest)) if rest else list(rng.permutation(first))
+    return rec.bonds[np.asarray(order[:max_bonds], dtype=int)]
+
+
+def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float):
+    """DFT-anchored GFN2-xTB labels of ``geoms`` around ``x0``: (positions, energies, forces, ids) kept."""
+    from ..units import HARTREE_TO_KCAL
+    from .xtb import xtb_energy_forces
+
+    z = rec.species.astype(int)
+    out: tuple[list, list, list, list] = ([], [], [], [])
+    try:
+        e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
+    except PhysFFError as exc:
+        logger.warning("%s: %s", rec.name, exc)
+        return out
+    for x, cid in zip(geoms, ids):
+        try:
+            e, f = xtb_energy_forces(z, x, rec.total_charge)
+        except PhysFFError:
+            continue
+        if (e - e0) * HARTREE_TO_KCAL > max_e:
+            continue
+        for lst, v in zip(out, (x, e_ref + (e - e0), f, cid)):
+            lst.append(v)
+    return out
+
+
+def _bond_scan_one(args) -> MoleculeRecord | None:
+    """Bond scans around a record's lowest conformer with DFT-anchored GFN2-xTB labels (worker process)."""
+    rec, fractions, max_bonds, max_e, seed = args
+    from .data import bond_scan_geometries
+
+    rows = np.flatnonzero(np.isfinite(rec.energy))
+    if not len(rows) or not len(rec.bonds):
+        return None
+    k = int(rows[np.argmin(rec.energy[rows])])
+    bonds = _choose_bonds(rec, max_bonds, np.random.default_rng(seed))
+    geoms = bond_scan_geometries(rec.positions[k], bonds, fractions)
+    ids = [f"{rec.conformer_ids[k]}-bond{i}_{j}-{t}" for i, j in bonds.tolist() for t in range(len(fractions))]
+    pos, es, fs, keep = _xtb_samples(rec, rec.positions[k], float(rec.energy[k]), geoms, ids, max_e)
+    if not pos:
+        return None
+    return rec.with_conformers(
+        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=keep, level=f"{rec.level}+delta(gfn2-xtb)",
+        source=f"bond scans (fractions {list(fractions)}) around the lowest {rec.source.split(':')[0]} conformer; "
+        f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
+    )
+
+
+def xtb_bond_scans(
+    records: Sequence[MoleculeRecord],
+    out_path: str | Path,
+    *,
+    fractions: Sequence[float] = (-0.2, -0.1, 0.15, 0.35, 0.6, 0.9),
+    max_bonds: int = 4,
+    max_energy_kcal_mol: float = 150.0,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write bond scans with DFT-anchored GFN2-xTB labels of ``records`` to a shard (resumable).
+
+    Around each single-fragment record's lowest conformer, up to ``max_bonds``
+    bonds (one of each element pair and bond order first) are stretched or
+    compressed one at a time to r0 (1 + f) for each f in ``fractions``
+    (:func:`.data.bond_scan_geometries`); labels as in :func:`xtb_displacements`.
+    They teach the covalent pair terms a well: without them the pair potential
+    of a bond need not rise when the bond stretches, and MD breaks bonds.
+    """
+    from .data import _map_in_workers
+    from .dataset import ShardWriter, safe_name
+
+    if max_bonds < 1 or not len(fractions):
+        raise ConfigError(f"need max_bonds >= 1 and some fractions, got {max_bonds}, {list(fractions)}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with ShardWriter(out_path) as w:
+        done = w.completed_names()
+    todo = [
+        (r, tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol), seed + k)
+        for k, r in enumerate(records)
+        if r.fragments is None and safe_name(r.name) not in done and np.isfinite(r.energy).any()
+    ]
+    n = 0
+    with ShardWriter(out_path) as w:
+        for rec in _map_in_workers(_bond_scan_one, todo, workers):
             if rec is not None:
                 n += w.write_record(rec)
     return {"molecules": len(todo), "geometries_written": n}
