@@ -156,3 +156,32 @@ def test_kd_inputs_keep_first_conformer_of_small_molecules():
     mol = out[0][1]
     assert mol.GetNumConformers() == 1
     np.testing.assert_allclose(mol.GetConformer(0).GetPositions(), small.positions[0])
+
+
+def test_xtb_bond_scans_stretch_one_bond_of_each_type(tmp_path):
+    pytest.importorskip("tblite")
+    from physff_openmm.training.dataset import read_dataset
+    from physff_openmm.training.recipe import xtb_bond_scans
+
+    (rec,) = _records(["CO"], n_conf=2, seed=5)
+    fractions = (-0.1, 0.3)
+    info = xtb_bond_scans([rec], tmp_path / "scan.h5", fractions=fractions, max_bonds=3, seed=0)
+    (d,) = read_dataset(tmp_path / "scan.h5")
+    k = int(np.argmin(rec.energy))
+    x0 = rec.positions[k]
+    # methanol has bond types C-O, C-H and O-H: one of each, two fractions each
+    assert info["geometries_written"] == d.n_conformers == 6
+    kinds = set()
+    for x, cid in zip(d.positions, d.conformer_ids):
+        i, j = map(int, cid.split("-bond")[1].split("-")[0].split("_"))
+        f = fractions[int(cid.rsplit("-", 1)[1])]
+        r0, r = np.linalg.norm(x0[i] - x0[j]), np.linalg.norm(x[i] - x[j])
+        assert r == pytest.approx(r0 * (1 + f))
+        moved = np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-12)
+        assert moved.tolist() == [j]  # only the bond's second atom moves
+        kinds.add(tuple(sorted((int(rec.species[i]), int(rec.species[j])))))
+    assert kinds == {(6, 8), (1, 6), (1, 8)}
+    stretched = [e for e, cid in zip(d.energy, d.conformer_ids) if cid.endswith("-1")]
+    assert min(stretched) > rec.energy[k]  # a 30 % stretch costs energy: the anchor is the DFT minimum
+    with pytest.raises(ConfigError, match="max_bonds"):
+        xtb_bond_scans([rec], tmp_path / "x.h5", max_bonds=0)
