@@ -504,7 +504,8 @@ def bond_scan_geometries(positions: np.ndarray, bonds: np.ndarray, fractions: Se
 
 def _augment_one(args) -> MoleculeRecord | None:
     rec, fractions, n_hot, hot_t, max_e, seed = args
-    from .xtb import sample_off_equilibrium, xtb_energy_forces
+    from .recipe import _xtb_samples
+    from .xtb import sample_off_equilibrium
 
     minima = [k for k, cid in enumerate(rec.conformer_ids) if "-" not in cid]
     if not minima or rec.fragments is not None:
@@ -521,19 +522,8 @@ def _augment_one(args) -> MoleculeRecord | None:
         hot = sample_off_equilibrium(z, x0, rec.total_charge, n_hot, method="normal_modes", temperature_k=hot_t, seed=seed)
         geoms.extend(hot)
         ids.extend(f"{rec.conformer_ids[k0]}-hot{t}" for t in range(len(hot)))
-    e0 = rec.energy[k0]
-    pos, es, fs, keep_ids = [], [], [], []
-    for x, cid in zip(geoms, ids):
-        try:
-            e, f = xtb_energy_forces(z, x, rec.total_charge)
-        except PhysFFError:
-            continue
-        if (e - e0) * HARTREE_TO_KCAL > max_e:
-            continue
-        pos.append(x)
-        es.append(e)
-        fs.append(f)
-        keep_ids.append(cid)
+    # labels relative to a fresh GFN2-xTB point at x0, whose energy is rec.energy[k0]
+    pos, es, fs, keep_ids = _xtb_samples(rec, x0, float(rec.energy[k0]), geoms, ids, max_e)
     if not pos:
         return None
     return rec.with_conformers(

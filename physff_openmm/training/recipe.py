@@ -142,13 +142,7 @@ def _displace_one(args) -> MoleculeRecord | None:
         names = [f"{rec.conformer_ids[k]}-d{t}" for t in range(n_samples)]
         for acc, got in zip((pos, es, fs, ids), _xtb_samples(rec, x0, float(rec.energy[k]), geoms, names, max_e)):
             acc.extend(got)
-    if not pos:
-        return None
-    return rec.with_conformers(
-        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=ids, level=f"{rec.level}+delta(gfn2-xtb)",
-        source=f"Gaussian displacements (sigma {list(sigmas)} Angstrom) of {rec.source.split(':')[0]} conformers; "
-        f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
-    )
+    return _anchored_record(rec, (pos, es, fs, ids), f"Gaussian displacements (sigma {list(sigmas)} Angstrom) of")
 
 
 def xtb_displacements(
@@ -172,23 +166,29 @@ def xtb_displacements(
     ``max_energy_kcal_mol`` above their conformer (by GFN2-xTB) are dropped.
     Records are written under their own names, so splits by molecule agree.
     """
+    if n_samples < 1 or not len(sigmas) or any(float(s) <= 0 for s in sigmas):
+        raise ConfigError(f"need n_samples >= 1 and positive sigmas, got {n_samples}, {list(sigmas)}")
+    options = (int(n_samples), tuple(float(s) for s in sigmas), int(max_conformers), float(max_energy_kcal_mol))
+    return _label_records(_displace_one, records, out_path, options, workers, seed)
+
+
+def _label_records(worker, records, out_path, options: tuple, workers: int, seed: int) -> dict[str, Any]:
+    """Run ``worker((record, *options, seed + k))`` over the records not yet in the shard; append the results."""
     from .data import _map_in_workers
     from .dataset import ShardWriter, safe_name
 
-    if n_samples < 1 or not len(sigmas) or any(float(s) <= 0 for s in sigmas):
-        raise ConfigError(f"need n_samples >= 1 and positive sigmas, got {n_samples}, {list(sigmas)}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with ShardWriter(out_path) as w:
         done = w.completed_names()
     todo = [
-        (r, int(n_samples), tuple(float(s) for s in sigmas), int(max_conformers), float(max_energy_kcal_mol), seed + k)
+        (r, *options, seed + k)
         for k, r in enumerate(records)
         if r.fragments is None and safe_name(r.name) not in done and np.isfinite(r.energy).any()
     ]
     n = 0
     with ShardWriter(out_path) as w:
-        for rec in _map_in_workers(_displace_one, todo, workers):
+        for rec in _map_in_workers(worker, todo, workers):
             if rec is not None:
                 n += w.write_record(rec)
     return {"molecules": len(todo), "geometries_written": n}
@@ -229,6 +229,18 @@ def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, 
     return out
 
 
+def _anchored_record(rec: MoleculeRecord, samples, what: str) -> MoleculeRecord | None:
+    """A record of the kept (positions, energies, forces, ids) samples; None when there are none."""
+    pos, es, fs, ids = samples
+    if not pos:
+        return None
+    return rec.with_conformers(
+        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=list(ids), level=f"{rec.level}+delta(gfn2-xtb)",
+        source=f"{what} {rec.source.split(':')[0]} conformers; "
+        f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
+    )
+
+
 def _bond_scan_one(args) -> MoleculeRecord | None:
     """Bond scans around a record's lowest conformer with DFT-anchored GFN2-xTB labels (worker process)."""
     rec, fractions, max_bonds, max_e, seed = args
@@ -241,14 +253,8 @@ def _bond_scan_one(args) -> MoleculeRecord | None:
     bonds = _choose_bonds(rec, max_bonds, np.random.default_rng(seed))
     geoms = bond_scan_geometries(rec.positions[k], bonds, fractions)
     ids = [f"{rec.conformer_ids[k]}-bond{i}_{j}-{t}" for i, j in bonds.tolist() for t in range(len(fractions))]
-    pos, es, fs, keep = _xtb_samples(rec, rec.positions[k], float(rec.energy[k]), geoms, ids, max_e)
-    if not pos:
-        return None
-    return rec.with_conformers(
-        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=keep, level=f"{rec.level}+delta(gfn2-xtb)",
-        source=f"bond scans (fractions {list(fractions)}) around the lowest {rec.source.split(':')[0]} conformer; "
-        f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
-    )
+    samples = _xtb_samples(rec, rec.positions[k], float(rec.energy[k]), geoms, ids, max_e)
+    return _anchored_record(rec, samples, f"bond scans (fractions {list(fractions)}) around the lowest")
 
 
 def xtb_bond_scans(
@@ -270,26 +276,10 @@ def xtb_bond_scans(
     They teach the covalent pair terms a well: without them the pair potential
     of a bond need not rise when the bond stretches, and MD breaks bonds.
     """
-    from .data import _map_in_workers
-    from .dataset import ShardWriter, safe_name
-
     if max_bonds < 1 or not len(fractions):
         raise ConfigError(f"need max_bonds >= 1 and some fractions, got {max_bonds}, {list(fractions)}")
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with ShardWriter(out_path) as w:
-        done = w.completed_names()
-    todo = [
-        (r, tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol), seed + k)
-        for k, r in enumerate(records)
-        if r.fragments is None and safe_name(r.name) not in done and np.isfinite(r.energy).any()
-    ]
-    n = 0
-    with ShardWriter(out_path) as w:
-        for rec in _map_in_workers(_bond_scan_one, todo, workers):
-            if rec is not None:
-                n += w.write_record(rec)
-    return {"molecules": len(todo), "geometries_written": n}
+    options = (tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol))
+    return _label_records(_bond_scan_one, records, out_path, options, workers, seed)
 
 
 # ============================================================================ stage-1 inputs
