@@ -522,8 +522,9 @@ def _augment_one(args) -> MoleculeRecord | None:
         hot = sample_off_equilibrium(z, x0, rec.total_charge, n_hot, method="normal_modes", temperature_k=hot_t, seed=seed)
         geoms.extend(hot)
         ids.extend(f"{rec.conformer_ids[k0]}-hot{t}" for t in range(len(hot)))
-    # labels relative to a fresh GFN2-xTB point at x0, whose energy is rec.energy[k0]
-    pos, es, fs, keep_ids = _xtb_samples(rec, x0, float(rec.energy[k0]), geoms, ids, max_e)
+    # plain GFN2-xTB labels: rec.energy[k0] is already the GFN2-xTB energy at x0
+    e0 = float(rec.energy[k0])
+    pos, es, fs, keep_ids = _xtb_samples(rec, x0, e0, geoms, ids, max_e, e0=e0)
     if not pos:
         return None
     return rec.with_conformers(
@@ -552,17 +553,33 @@ def augment_xtb(
     Dimers (records with ``fragments``) are skipped.
     """
 
+    options = (tuple(bond_fractions), int(n_hot_modes), float(hot_temperature_k), float(max_energy_kcal_mol))
+    return label_new_records(_augment_one, records, out_path, options, workers=workers, seed=seed)
+
+
+def label_new_records(
+    worker, records, out_path, options: tuple, *, workers: int = 1, seed: int = 0, require_energy: bool = False
+) -> dict:
+    """Append ``worker((record, *options, seed + k))`` for each k-th record to a shard, resumably.
+
+    Records already complete in the shard, dimers (``fragments``) and, with
+    ``require_energy``, records without any finite energy are skipped; ``worker``
+    returns a record or None and runs in ``workers`` processes (:func:`_map_in_workers`).
+    """
     from .dataset import ShardWriter, safe_name
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with ShardWriter(out_path) as w:
         done = w.completed_names()
-    todo = [(r, tuple(bond_fractions), int(n_hot_modes), float(hot_temperature_k), float(max_energy_kcal_mol), seed + k)
-            for k, r in enumerate(records) if safe_name(r.name) not in done and r.fragments is None]
+    todo = [
+        (r, *options, seed + k)
+        for k, r in enumerate(records)
+        if r.fragments is None and safe_name(r.name) not in done and (not require_energy or np.isfinite(r.energy).any())
+    ]
     n = 0
     with ShardWriter(out_path) as w:
-        for rec in _map_in_workers(_augment_one, todo, workers):
+        for rec in _map_in_workers(worker, todo, workers):
             if rec is not None:
                 n += w.write_record(rec)
     return {"molecules": len(todo), "geometries_written": n}

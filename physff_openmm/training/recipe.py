@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError, PhysFFError
+from .data import label_new_records
 from .dataset import MoleculeRecord, split_by_molecule
 
 __all__ = [
@@ -169,29 +170,7 @@ def xtb_displacements(
     if n_samples < 1 or not len(sigmas) or any(float(s) <= 0 for s in sigmas):
         raise ConfigError(f"need n_samples >= 1 and positive sigmas, got {n_samples}, {list(sigmas)}")
     options = (int(n_samples), tuple(float(s) for s in sigmas), int(max_conformers), float(max_energy_kcal_mol))
-    return _label_records(_displace_one, records, out_path, options, workers, seed)
-
-
-def _label_records(worker, records, out_path, options: tuple, workers: int, seed: int) -> dict[str, Any]:
-    """Run ``worker((record, *options, seed + k))`` over the records not yet in the shard; append the results."""
-    from .data import _map_in_workers
-    from .dataset import ShardWriter, safe_name
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with ShardWriter(out_path) as w:
-        done = w.completed_names()
-    todo = [
-        (r, *options, seed + k)
-        for k, r in enumerate(records)
-        if r.fragments is None and safe_name(r.name) not in done and np.isfinite(r.energy).any()
-    ]
-    n = 0
-    with ShardWriter(out_path) as w:
-        for rec in _map_in_workers(worker, todo, workers):
-            if rec is not None:
-                n += w.write_record(rec)
-    return {"molecules": len(todo), "geometries_written": n}
+    return label_new_records(_displace_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
 
 
 def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator) -> np.ndarray:
@@ -205,18 +184,24 @@ def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator)
     return rec.bonds[np.asarray(order[:max_bonds], dtype=int)]
 
 
-def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float):
-    """DFT-anchored GFN2-xTB labels of ``geoms`` around ``x0``: (positions, energies, forces, ids) kept."""
+def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float, e0: float | None = None):
+    """Anchored GFN2-xTB labels of ``geoms`` around ``x0``: (positions, energies, forces, ids) kept.
+
+    Energies are ``e_ref + E_xTB(x) - e0`` (Hartree) with ``e0`` the GFN2-xTB energy at
+    ``x0``, computed here unless given; geometries more than ``max_e`` kcal/mol above
+    ``e0`` are dropped.
+    """
     from ..units import HARTREE_TO_KCAL
     from .xtb import xtb_energy_forces
 
     z = rec.species.astype(int)
     out: tuple[list, list, list, list] = ([], [], [], [])
-    try:
-        e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
-    except PhysFFError as exc:
-        logger.warning("%s: %s", rec.name, exc)
-        return out
+    if e0 is None:
+        try:
+            e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
+        except PhysFFError as exc:
+            logger.warning("%s: %s", rec.name, exc)
+            return out
     for x, cid in zip(geoms, ids):
         try:
             e, f = xtb_energy_forces(z, x, rec.total_charge)
@@ -279,7 +264,7 @@ def xtb_bond_scans(
     if max_bonds < 1 or not len(fractions):
         raise ConfigError(f"need max_bonds >= 1 and some fractions, got {max_bonds}, {list(fractions)}")
     options = (tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol))
-    return _label_records(_bond_scan_one, records, out_path, options, workers, seed)
+    return label_new_records(_bond_scan_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
 
 
 # ============================================================================ stage-1 inputs
