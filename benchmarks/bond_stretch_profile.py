@@ -28,6 +28,7 @@ def profile(model: str, smiles: str, bond: str) -> dict:
     import openmm.unit as u
 
     import physff_openmm as pf
+    from physff_openmm.errors import PhysFFError
     from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
     from physff_openmm.training.xtb import xtb_energy_forces
     from physff_openmm.units import ANGSTROM_TO_NM, HARTREE_TO_KCAL
@@ -41,7 +42,7 @@ def profile(model: str, smiles: str, bond: str) -> dict:
     want = sorted(bond.split("-"))
     pairs = [(int(i), int(j)) for i, j in params.covalent_pairs if sorted((sym[i], sym[j])) == want]
     if not pairs:
-        raise SystemExit(f"error: {smiles} has no {bond} bond")
+        raise PhysFFError(f"{smiles} has no {bond} bond")
     i, j = pairs[0]
     if sym[i] == "H" and sym[j] != "H":  # move the hydrogen
         i, j = j, i
@@ -71,7 +72,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.bond.count("-") != 1:
         p.error(f"--bond must look like C-H, got {args.bond!r}")
-    res = profile(args.model, args.smiles, args.bond)
+    from physff_openmm.errors import PhysFFError
+
+    try:
+        res = profile(args.model, args.smiles, args.bond)
+    except PhysFFError as exc:  # unknown model, bad SMILES, no such bond: one line, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     info = machine_info()
     rows = [[f"{q['r_angstrom']:.2f}", f"{q['model_kcal_mol']:.1f}", f"{q['gfn2_xtb_kcal_mol']:.1f}"] for q in res["points"]]
     text = (

@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from physff_openmm.errors import PhysFFError
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
 from physff_openmm.training.recipe import kd_inputs, public_splits, read_public_sets, xtb_bond_scans, xtb_displacements
 
@@ -187,6 +188,14 @@ def main(argv=None) -> int:
     p.add_argument("--output", help="model file to write instead of the config's output")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except PhysFFError as exc:  # bad config, data folder, shard or model file: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     cfg = load_config(args.config, DefaultModelConfig)
     if args.output:
         cfg.output = args.output
