@@ -6,14 +6,14 @@ Usage (from the repository root, with ``pip install -e .[train]``)::
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
-- ``label``: GFN2-xTB displacements and bond scans of the training
+- ``label``: GFN2-xTB displacements, bond scans and compressions of the training
   conformers, and the stage-1 kinetic-energy labels (QM9 and small training
   molecules);
 - ``embed``: stage 1 on those labels;
 - ``energy``: stage 2 on the public sets (fixed split of
   :func:`physff_openmm.training.recipe.public_splits`) and the displacements;
 - ``finetune``: a second stage-2 phase from those weights with the bond scans
-  added, then the MD check and the model file.
+  and compressions added, then the MD check and the model file.
 
 Every step is library code in :mod:`physff_openmm.training`; this script only
 strings them together. ``--install`` registers the file in ``models/index.json``
@@ -46,7 +46,8 @@ def _splits(cfg: DefaultModelConfig):
 def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
-        "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "kd": w / "kd.h5",
+        "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "compressions": w / "compressions.h5",
+        "kd": w / "kd.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
     }
 
@@ -67,16 +68,17 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         )
         out["displacements"]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
-    b = cfg.bond_scans
-    if b.fractions:
+    for key, b in (("bond_scans", cfg.bond_scans), ("compressions", cfg.compressions)):
+        if not b.fractions:
+            continue
         recs = [r for s in b.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
         recs = recs[: b.max_molecules] if b.max_molecules else recs
         t = time.perf_counter()
-        out["bond_scans"] = xtb_bond_scans(
-            recs, paths["bond_scans"], fractions=b.fractions, max_bonds=b.max_bonds,
+        out[key] = xtb_bond_scans(
+            recs, paths[key], fractions=b.fractions, max_bonds=b.max_bonds,
             max_energy_kcal_mol=b.max_energy_kcal_mol, workers=b.workers, seed=b.seed,
         )
-        out["bond_scans"]["seconds"] = round(time.perf_counter() - t, 1)
+        out[key]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -146,7 +148,7 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
     start = load_model_file(paths["energy"] / "stage2.pt")
-    dm = _datamodule(cfg, splits, cfg.finetune, [paths["displaced"], paths["bond_scans"]])
+    dm = _datamodule(cfg, splits, cfg.finetune, [paths["displaced"], paths["bond_scans"], paths["compressions"]])
     result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
     phases = {"stage2": _summary(start.metadata.get("metrics", {})), "finetune": _summary(result.metrics)}
     return _finish(cfg, splits, result, phases, install)

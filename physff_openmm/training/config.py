@@ -174,8 +174,10 @@ class Stage2LossConfig:
 
     Attributes
     ----------
-    kind : {"mae", "mse"}
-        Mean absolute or mean squared error (each term).
+    kind : {"mae", "mse", "rmse"}
+        Mean absolute, mean squared or root-mean-square error (each term). RMSE
+        keeps the units and scale of MAE but weighs the largest errors most (a
+        stretched bond's 50 kcal/mol beside many 1 kcal/mol conformer errors).
     energy_weight : float
         Weight of the total-energy term (kcal/mol per atom when ``per_atom``).
     per_atom : bool
@@ -188,6 +190,11 @@ class Stage2LossConfig:
         Weight of the relative-energy term: energies minus their mean over the
         conformers of the same molecule in the batch (conformer and torsion
         profiles), kcal/mol; needs ``data.group_by_molecule``.
+    relative_forces_weight : float
+        Weight of the same relative term over the conformers that have forces
+        (displacements and bond scans around one minimum, each labelled as
+        E_ref(x0) + E_xTB(x) - E_xTB(x0)): the energy differences that shape
+        covalent wells, which the total-energy term leaves to E_lin.
     noise_sigma : float
         Gaussian noise added to training coordinates, Angstrom (0.005 in the paper).
     """
@@ -198,11 +205,12 @@ class Stage2LossConfig:
     force_weight: float = 1.0
     interaction_weight: float = 1.0
     relative_weight: float = 0.0
+    relative_forces_weight: float = 0.0
     noise_sigma: float = 0.005
 
     def __post_init__(self):
-        if self.kind not in ("mae", "mse"):
-            raise ConfigError(f"loss.kind must be 'mae' or 'mse', got {self.kind!r}")
+        if self.kind not in ("mae", "mse", "rmse"):
+            raise ConfigError(f"loss.kind must be 'mae', 'mse' or 'rmse', got {self.kind!r}")
         if self.noise_sigma < 0:
             raise ConfigError(f"loss.noise_sigma must be >= 0 Angstrom, got {self.noise_sigma}")
 
@@ -219,12 +227,19 @@ class Stage2Config:
         Keep the stage-1 embedding network fixed.
     fit_linear : bool
         Fit E_lin by least squares on element counts before training.
+    refit_linear : bool
+        Fit E_lin again by least squares, at the start of every epoch and after
+        training, to what the pair terms leave of the training energies without
+        forces (the QM conformers). The total-energy term then no longer holds
+        the covalent wells at the depth that the first E_lin fit left them:
+        E_lin follows the pair terms as they deepen.
     data, optim, trainer, loss
     """
 
     model: ModelConfig | None = None
     freeze_embedding: bool = False
     fit_linear: bool = True
+    refit_linear: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -458,6 +473,10 @@ class DefaultModelConfig:
     public : PublicDataConfig
     displacements : DisplacementConfig
     bond_scans : BondScanConfig
+    compressions : BondScanConfig
+        A second set of bond scans (its own shard, ``compressions.h5``) for the
+        short-range walls: bonds compressed further, with a higher energy cap.
+        Empty ``fractions`` (the default): none.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
@@ -475,6 +494,7 @@ class DefaultModelConfig:
     public: PublicDataConfig = field(default_factory=PublicDataConfig)
     displacements: DisplacementConfig = field(default_factory=DisplacementConfig)
     bond_scans: BondScanConfig = field(default_factory=BondScanConfig)
+    compressions: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[]))
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)

@@ -88,8 +88,15 @@ def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor) -> torch.Te
     return out.index_add_(0, graph[i], e)
 
 
-def fit_linear_energy(graphs) -> tuple[np.ndarray, float, float]:
+def fit_linear_energy(graphs, pair_energies: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """E_lin by least squares: per-element weights and the per-fragment bias, kcal/mol.
+
+    Parameters
+    ----------
+    graphs : sequence of MolGraph with ``energy``
+    pair_energies : (n_graphs,) kcal/mol, optional
+        The model's pair terms (energy minus E_lin) of each graph; E_lin is then
+        fitted to ``energy - pair_energies`` (default: to ``energy``).
 
     Returns
     -------
@@ -99,6 +106,8 @@ def fit_linear_energy(graphs) -> tuple[np.ndarray, float, float]:
     """
     x = element_counts(graphs)
     y = np.array([float(g.energy) for g in graphs])
+    if pair_energies is not None:
+        y = y - np.asarray(pair_energies, dtype=np.float64)
     ok = np.isfinite(y)
     x, y = x[ok], y[ok]
     if not len(y):
@@ -110,17 +119,40 @@ def fit_linear_energy(graphs) -> tuple[np.ndarray, float, float]:
     return coef[: len(ELEMENTS)], float(coef[-1]), rmse
 
 
+def refit_linear_energy(model: PhysFFModel, graphs, batch_size: int = 64) -> float:
+    """Fit the model's E_lin to what its pair terms leave of the energies of ``graphs`` without forces.
+
+    Returns the RMSE (kcal/mol) of the fitted total energies on those graphs.
+    """
+    from torch_geometric.loader import DataLoader
+
+    chosen = [g for g in graphs if not bool(g.has_forces) and bool(torch.isfinite(g.energy).all())]
+    if not chosen:
+        raise ConfigError("refit_linear: no training energies without forces to fit E_lin to")
+    model.eval()
+    model.elin_weights.zero_()  # energies are then the pair terms alone
+    model.elin_bias.zero_()
+    with torch.no_grad():
+        pairs = [model.energy(b, b.pos.to(torch.float64)).numpy() for b in DataLoader(chosen, batch_size=batch_size, shuffle=False)]
+    w, b, rmse = fit_linear_energy(chosen, np.concatenate(pairs))
+    model.elin_weights.copy_(torch.from_numpy(w))
+    model.elin_bias.fill_(b)
+    return rmse
+
+
 # ============================================================================ Lightning module
 class EnergyModule(pl.LightningModule):
     """Stage 2 as a LightningModule.
 
-    Loss (each term MAE or MSE per ``config.loss.kind``)::
+    Loss (each term MAE, MSE or RMSE per ``config.loss.kind``)::
 
         energy_weight * |E - E_ref| (/ n_atoms if per_atom)
         + force_weight * |F - F_ref| per component, over conformers with forces
         + interaction_weight * |E_int - E_int_ref|, over dimers with interaction energies
         + relative_weight * |(E - <E>_mol) - (E_ref - <E_ref>_mol)|, over conformers without
           forces whose molecule has several conformers in the batch (<>_mol: mean over them)
+        + relative_forces_weight * the same, over conformers with forces (displacements,
+          bond scans)
     """
 
     def __init__(self, model: PhysFFModel, config: Stage2Config):
@@ -139,7 +171,11 @@ class EnergyModule(pl.LightningModule):
 
     def _err(self, pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         d = pred - ref
-        return d.abs().mean() if self.config.loss.kind == "mae" else (d * d).mean()
+        kind = self.config.loss.kind
+        if kind == "mae":
+            return d.abs().mean()
+        mse = (d * d).mean()
+        return mse if kind == "mse" else torch.sqrt(mse + 1e-12)
 
     @staticmethod
     def _relative(e: torch.Tensor, batch, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -185,6 +221,11 @@ class EnergyModule(pl.LightningModule):
             if rel is not None:
                 loss = loss + lc.relative_weight * self._err(*rel)
                 out["relative_mae"] = (rel[0] - rel[1]).abs().mean().detach()
+        if lc.relative_forces_weight > 0:
+            rel = self._relative(e, batch, ok & batch.has_forces)
+            if rel is not None:
+                loss = loss + lc.relative_forces_weight * self._err(*rel)
+                out["relative_forces_mae"] = (rel[0] - rel[1]).abs().mean().detach()
         has_int = torch.isfinite(batch.interaction)
         if lc.interaction_weight > 0 and bool(has_int.any()):
             e_int = interaction_energy(self.model, batch, pos)
@@ -208,6 +249,12 @@ class EnergyModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):  # noqa: D102 - lets export_model rebuild the model
         checkpoint["physff_model_config"] = self.model.config.to_dict()
+
+    def on_train_epoch_start(self):  # noqa: D102 - E_lin follows the pair terms (refit_linear)
+        if self.config.refit_linear:
+            rmse = refit_linear_energy(self.model, self.trainer.datamodule.train_graphs, self.config.data.batch_size)
+            self.model.train()
+            self.log("elin_refit_rmse", rmse, on_epoch=True, on_step=False)
 
     def configure_optimizers(self):  # noqa: D102
         return configure_adam(self.model, self.config.optim)
@@ -294,6 +341,8 @@ def train_stage2(
     model, fit_stats, best_checkpoint = fit_module(module, dm, cfg, out_dir)
     for p in model.parameters():
         p.requires_grad_(False)
+    if cfg.refit_linear:
+        metrics["elin_refit_rmse_kcal_mol"] = refit_linear_energy(model, dm.train_graphs, cfg.data.batch_size)
     metrics.update(fit_stats)
     metrics["validation"] = evaluate_graphs(model, dm.val_graphs)
     if dm.test_graphs:

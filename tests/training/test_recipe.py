@@ -40,6 +40,10 @@ def test_default_recipe_config_loads():
 
     cfg = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     assert cfg.stage2.loss.relative_weight > 0 and cfg.stage2.data.group_by_molecule
+    # the second phase: bond scans and compressions shape the covalent wells, E_lin follows the pair terms
+    assert cfg.finetune.loss.relative_forces_weight > 0 and cfg.finetune.refit_linear
+    assert min(cfg.compressions.fractions) < min(cfg.bond_scans.fractions)
+    assert load_config({}, DefaultModelConfig).compressions.fractions == []
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
@@ -93,6 +97,67 @@ def test_relative_loss_term_centres_each_molecule():
     assert torch.allclose(pred_c, torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64))
     assert torch.allclose(ref_c, torch.tensor([-2.0, 2.0, 0.0, 0.0], dtype=torch.float64))
     assert EnergyModule._relative(e, batch, torch.tensor([True, False, True, True, False])) is None
+
+
+@pytest.mark.parametrize("kind", ["mae", "mse", "rmse"])
+def test_relative_forces_term_covers_only_conformers_with_forces(kind):
+    """relative_forces_weight: energy differences within each molecule's labelled geometries that have forces."""
+    from physff_openmm.model import PhysFFModel
+    from physff_openmm.training.config import Stage2Config, load_config
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.stage2 import EnergyModule
+
+    with_f = _records(["CCO", "CN"], n_conf=3, forces=True)
+    without_f = _records(["CCC"], n_conf=3, seed=1)
+    graphs = records_to_graphs(with_f + without_f)
+    batch = next(iter(make_loader(graphs, len(graphs))))
+    weights = {"energy_weight": 0.0, "force_weight": 0.0, "interaction_weight": 0.0, "relative_weight": 0.0}
+    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
+                       "loss": {**weights, "relative_forces_weight": 1.0, "kind": kind, "noise_sigma": 0.0}}, Stage2Config)
+    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    out = module.compute(batch, train=False)
+    with torch.no_grad():
+        e = module.model.energy(batch, batch.pos.double())
+    d = []
+    for m in (0, 1):  # the records with forces; each centred on its own mean
+        sel = batch.mol_id == m
+        d.append((e[sel] - e[sel].mean()) - (batch.energy[sel] - batch.energy[sel].mean()))
+    d = torch.cat(d)
+    expect = {"mae": d.abs().mean(), "mse": (d * d).mean(), "rmse": (d * d).mean().sqrt()}[kind]
+    assert float(out["loss"]) == pytest.approx(float(expect), rel=1e-9)
+    assert float(out["relative_forces_mae"]) == pytest.approx(float(d.abs().mean()), rel=1e-9)
+    assert "relative_mae" not in out
+    # the conformer-only relative term leaves these records out
+    cfg.loss.relative_forces_weight, cfg.loss.relative_weight = 0.0, 1.0
+    out = module.compute(batch, train=False)
+    assert "relative_forces_mae" not in out and float(out["relative_mae"]) > 0
+    with pytest.raises(ConfigError, match="loss.kind"):
+        load_config({"loss": {"kind": "huber"}}, Stage2Config)
+
+
+def test_refit_linear_energy_is_least_squares_on_energies_without_forces():
+    from physff_openmm.model import PhysFFModel, ModelConfig
+    from physff_openmm.training.data import element_counts, records_to_graphs
+    from physff_openmm.training.stage2 import refit_linear_energy
+
+    torch.manual_seed(0)
+    model = PhysFFModel(ModelConfig(hidden=16, n_steps=2, pair_hidden=16))
+    with torch.no_grad():
+        model.feats_net[-1].weight.mul_(100.0)  # pair terms far from zero
+    plain = records_to_graphs(_records(["CCO", "CN", "CCC", "OCO", "NCC"], n_conf=2))
+    with_f = records_to_graphs(_records(["CO"], n_conf=2, seed=2, forces=True))
+    for g in with_f:
+        g.energy = g.energy + 1.0e4  # must not take part in the fit
+    rmse = refit_linear_energy(model, plain + with_f, batch_size=3)
+    with torch.no_grad():
+        e = np.array([float(model.energy(g, g.pos)) for g in plain])
+    y = np.array([float(g.energy) for g in plain]) * 1.0
+    x = element_counts(plain)
+    resid = y - e
+    assert np.abs(x.T @ resid).max() < 1e-6 * np.abs(y).sum()  # normal equations: residual orthogonal to the counts
+    assert rmse == pytest.approx(float(np.sqrt(np.mean(resid**2))), rel=1e-6)
+    with pytest.raises(ConfigError, match="no training energies"):
+        refit_linear_energy(model, with_f)
 
 
 def test_data_module_keeps_interaction_only_and_force_only_conformers():
