@@ -13,7 +13,9 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 - ``energy``: stage 2 on the public sets (fixed split of
   :func:`physff_openmm.training.recipe.public_splits`) and the displacements;
 - ``finetune``: a second stage-2 phase from those weights with the bond scans
-  and compressions added, then the MD check and the model file.
+  and compressions added;
+- ``dissociation``: a third phase from those weights with the rigid-fragment
+  scans added, then the MD check and the model file.
 
 Every step is library code in :mod:`physff_openmm.training`; this script only
 strings them together. ``--install`` registers the file in ``models/index.json``
@@ -47,7 +49,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "compressions": w / "compressions.h5",
-        "kd": w / "kd.h5",
+        "fragment_scans": w / "fragment_scans.h5", "kd": w / "kd.h5", "dissociation": w / "dissociation",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
     }
 
@@ -68,7 +70,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         )
         out["displacements"]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
-    for key, b in (("bond_scans", cfg.bond_scans), ("compressions", cfg.compressions)):
+    for key, b in (("bond_scans", cfg.bond_scans), ("compressions", cfg.compressions), ("fragment_scans", cfg.fragment_scans)):
         if not b.fractions:
             continue
         recs = [r for s in b.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
@@ -76,7 +78,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         t = time.perf_counter()
         out[key] = xtb_bond_scans(
             recs, paths[key], fractions=b.fractions, max_bonds=b.max_bonds,
-            max_energy_kcal_mol=b.max_energy_kcal_mol, workers=b.workers, seed=b.seed,
+            max_energy_kcal_mol=b.max_energy_kcal_mol, rigid=b.rigid, workers=b.workers, seed=b.seed,
         )
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
@@ -143,6 +145,7 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool) -> dict:
     import torch
 
     from physff_openmm.model import load_model_file
+    from physff_openmm.training.export import export_model
     from physff_openmm.training.stage2 import train_stage2
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -151,6 +154,27 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool) -> dict:
     dm = _datamodule(cfg, splits, cfg.finetune, [paths["displaced"], paths["bond_scans"], paths["compressions"]])
     result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
     phases = {"stage2": _summary(start.metadata.get("metrics", {})), "finetune": _summary(result.metrics)}
+    if cfg.dissociation is None:
+        return _finish(cfg, splits, result, phases, install)
+    meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases}
+    export_model(result.model, paths["finetune"] / "finetune.pt", meta, config=cfg.finetune)
+    return {"finetune": _summary(result.metrics), "file": str(paths["finetune"] / "finetune.pt")}
+
+
+def dissociation(cfg: DefaultModelConfig, splits, install: bool) -> dict:
+    """The third phase: from ``finetune.pt``, with the rigid-fragment scans added; then the checks and the model file."""
+    import torch
+
+    from physff_openmm.model import load_model_file
+    from physff_openmm.training.stage2 import train_stage2
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    paths = _paths(cfg)
+    start = load_model_file(paths["finetune"] / "finetune.pt")
+    shards = [paths[k] for k in ("displaced", "bond_scans", "compressions", "fragment_scans")]
+    dm = _datamodule(cfg, splits, cfg.dissociation, shards)
+    result = train_stage2(dm, paths["dissociation"], cfg.dissociation, embed=start)
+    phases = {**start.metadata.get("phases", {}), "dissociation": _summary(result.metrics)}
     return _finish(cfg, splits, result, phases, install)
 
 
@@ -176,7 +200,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
             "config": config_to_dict(cfg),
         },
     }
-    sha = export_model(result.model, cfg.output, metadata, config=cfg.finetune or cfg.stage2)
+    sha = export_model(result.model, cfg.output, metadata, config=cfg.dissociation or cfg.finetune or cfg.stage2)
     if install:
         install_model(cfg.output, cfg.name, description=cfg.description, alias=cfg.alias or None)
     return {"file": cfg.output, "sha256": sha, "metrics": metadata["metrics"]}
@@ -185,7 +209,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config")
-    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "all"), default="all")
+    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "dissociation", "all"), default="all")
     p.add_argument("--install", action="store_true", help="register the model in physff_openmm/models/index.json")
     p.add_argument("--output", help="model file to write instead of the config's output")
     args = p.parse_args(argv)
@@ -211,6 +235,8 @@ def _run(args) -> int:
         print(json.dumps(energy(cfg, splits, args.install), indent=1, default=str), flush=True)
     if args.stage in ("finetune", "all") and cfg.finetune is not None:
         print(json.dumps(finetune(cfg, splits, args.install), indent=1, default=str), flush=True)
+    if args.stage in ("dissociation", "all") and cfg.finetune is not None and cfg.dissociation is not None:
+        print(json.dumps(dissociation(cfg, splits, args.install), indent=1, default=str), flush=True)
     return 0
 
 

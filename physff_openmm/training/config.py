@@ -420,6 +420,9 @@ class BondScanConfig:
         Public sets whose training and validation records are scanned.
     max_molecules : int
         Scan only the first this many of those records (0: all).
+    rigid : bool
+        Move the smaller fragment on one side of a bond as a whole (bonds outside
+        rings only): a dissociation path. Default: only the bond's second atom moves.
     workers : int
     seed : int
     """
@@ -427,6 +430,7 @@ class BondScanConfig:
     fractions: list[float] = field(default_factory=lambda: [-0.2, -0.1, 0.15, 0.35, 0.6, 0.9])
     max_bonds: int = 4
     max_energy_kcal_mol: float = 150.0
+    rigid: bool = False
     sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
     max_molecules: int = 0
     workers: int = 2
@@ -477,12 +481,18 @@ class DefaultModelConfig:
         A second set of bond scans (its own shard, ``compressions.h5``) for the
         short-range walls: bonds compressed further, with a higher energy cap.
         Empty ``fractions`` (the default): none.
+    fragment_scans : BondScanConfig
+        Rigid-fragment bond scans (``rigid``) far out along the dissociation
+        path (shard ``fragment_scans.h5``), for the ``dissociation`` phase.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
     finetune : Stage2Config or None
         A second stage-2 phase that starts from the first one's weights and adds
-        the bond scans to the training data (None: no second phase).
+        the bond scans and compressions to the training data (None: no second phase).
+    dissociation : Stage2Config or None
+        A third phase from the second one's weights that also adds the
+        rigid-fragment scans (None: none).
     md_check : MDCheckConfig
     """
 
@@ -495,10 +505,12 @@ class DefaultModelConfig:
     displacements: DisplacementConfig = field(default_factory=DisplacementConfig)
     bond_scans: BondScanConfig = field(default_factory=BondScanConfig)
     compressions: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[]))
+    fragment_scans: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[], rigid=True))
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     finetune: Stage2Config | None = None
+    dissociation: Stage2Config | None = None
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 
 

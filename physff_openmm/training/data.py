@@ -474,7 +474,25 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
     )
 
 
-def bond_scan_geometries(positions: np.ndarray, bonds: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+def bond_side(n_atoms: int, all_bonds: np.ndarray, i: int, j: int) -> np.ndarray | None:
+    """Atoms connected to ``j`` once bond (i, j) is cut (j included); None if the bond is in a ring."""
+    adj: list[list[int]] = [[] for _ in range(n_atoms)]
+    for a, b in np.asarray(all_bonds).reshape(-1, 2).tolist():
+        if {a, b} != {i, j}:
+            adj[a].append(b)
+            adj[b].append(a)
+    seen, stack = {j}, [j]
+    while stack:
+        for b in adj[stack.pop()]:
+            if b not in seen:
+                seen.add(b)
+                stack.append(b)
+    return None if i in seen else np.array(sorted(seen))
+
+
+def bond_scan_geometries(
+    positions: np.ndarray, bonds: np.ndarray, fractions: Sequence[float], *, all_bonds: np.ndarray | None = None
+) -> np.ndarray:
     """Geometries with one bond stretched or compressed at a time.
 
     For every bond (i, j) and every fraction f, atom j moves along the bond so that
@@ -482,22 +500,37 @@ def bond_scan_geometries(positions: np.ndarray, bonds: np.ndarray, fractions: Se
     potential the repulsive wall and the stretch of covalent bonds, which thermal
     samples at 300-600 K barely reach.
 
+    With ``all_bonds`` (the molecule's bonds) the whole fragment on the smaller side of
+    a bond outside rings moves rigidly instead: the path of a dissociation, on which
+    only the bond and the pairs across it change. Ring bonds are then skipped.
+
     Parameters
     ----------
     positions : (n_atoms, 3) Angstrom, a minimum
     bonds : (n_bonds, 2) zero-based
     fractions : relative changes of the bond length, e.g. (-0.22, -0.11, 0.12, 0.3)
+    all_bonds : (m, 2), optional
 
     Returns
     -------
-    (n_bonds * len(fractions), n_atoms, 3) Angstrom
+    (n_scanned_bonds * len(fractions), n_atoms, 3) Angstrom
     """
     out = []
-    for i, j in np.asarray(bonds).reshape(-1, 2):
+    n = len(positions)
+    for i, j in np.asarray(bonds).reshape(-1, 2).tolist():
+        moving = np.array([j])
+        if all_bonds is not None:
+            side_j, side_i = bond_side(n, all_bonds, i, j), bond_side(n, all_bonds, j, i)
+            if side_j is None:
+                continue
+            if len(side_i) < len(side_j):
+                i, j, moving = j, i, side_i
+            else:
+                moving = side_j
         d = positions[j] - positions[i]
         for f in fractions:
             x = positions.copy()
-            x[j] = positions[i] + d * (1.0 + float(f))
+            x[moving] += d * float(f)
             out.append(x)
     return np.asarray(out).reshape(-1, *positions.shape)
 

@@ -173,15 +173,17 @@ def xtb_displacements(
     return label_new_records(_displace_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
 
 
-def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``max_bonds`` bonds, one per bond type (element pair and order) first, in random order."""
+def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator, candidates: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``max_bonds`` bonds (of ``candidates``, default all), one per bond type (element pair and order) first, in random order."""
+    order_of = {tuple(sorted(b)): float(o) for b, o in zip(rec.bonds.tolist(), rec.bond_orders.tolist())}
+    pool = rec.bonds if candidates is None else np.asarray(candidates).reshape(-1, 2)
     kinds: dict[tuple, list[int]] = {}
-    for b, ((i, j), order) in enumerate(zip(rec.bonds.tolist(), rec.bond_orders.tolist())):
-        kinds.setdefault((*sorted((int(rec.species[i]), int(rec.species[j]))), float(order)), []).append(b)
+    for b, (i, j) in enumerate(pool.tolist()):
+        kinds.setdefault((*sorted((int(rec.species[i]), int(rec.species[j]))), order_of[tuple(sorted((i, j)))]), []).append(b)
     first = [int(rng.choice(v)) for v in kinds.values()]
-    rest = [b for b in range(len(rec.bonds)) if b not in set(first)]
+    rest = [b for b in range(len(pool)) if b not in set(first)]
     order = list(rng.permutation(first)) + list(rng.permutation(rest)) if rest else list(rng.permutation(first))
-    return rec.bonds[np.asarray(order[:max_bonds], dtype=int)]
+    return pool[np.asarray(order[:max_bonds], dtype=int)]
 
 
 def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float, e0: float | None = None):
@@ -228,18 +230,26 @@ def _anchored_record(rec: MoleculeRecord, samples, what: str) -> MoleculeRecord 
 
 def _bond_scan_one(args) -> MoleculeRecord | None:
     """Bond scans around a record's lowest conformer with DFT-anchored GFN2-xTB labels (worker process)."""
-    rec, fractions, max_bonds, max_e, seed = args
-    from .data import bond_scan_geometries
+    rec, fractions, max_bonds, max_e, rigid, seed = args
+    from .data import bond_scan_geometries, bond_side
 
     rows = np.flatnonzero(np.isfinite(rec.energy))
     if not len(rows) or not len(rec.bonds):
         return None
     k = int(rows[np.argmin(rec.energy[rows])])
-    bonds = _choose_bonds(rec, max_bonds, np.random.default_rng(seed))
-    geoms = bond_scan_geometries(rec.positions[k], bonds, fractions)
+    if rigid:  # bonds outside rings only: their far side can move away as a whole
+        keep = [b for b, (i, j) in enumerate(rec.bonds.tolist()) if bond_side(rec.n_atoms, rec.bonds, i, j) is not None]
+        if not keep:
+            return None
+        rec_b = rec.bonds[keep]
+    else:
+        rec_b = rec.bonds
+    bonds = _choose_bonds(rec, max_bonds, np.random.default_rng(seed), candidates=rec_b)
+    geoms = bond_scan_geometries(rec.positions[k], bonds, fractions, all_bonds=rec.bonds if rigid else None)
     ids = [f"{rec.conformer_ids[k]}-bond{i}_{j}-{t}" for i, j in bonds.tolist() for t in range(len(fractions))]
     samples = _xtb_samples(rec, rec.positions[k], float(rec.energy[k]), geoms, ids, max_e)
-    return _anchored_record(rec, samples, f"bond scans (fractions {list(fractions)}) around the lowest")
+    what = "rigid-fragment bond scans" if rigid else "bond scans"
+    return _anchored_record(rec, samples, f"{what} (fractions {list(fractions)}) around the lowest")
 
 
 def xtb_bond_scans(
@@ -249,6 +259,7 @@ def xtb_bond_scans(
     fractions: Sequence[float] = (-0.2, -0.1, 0.15, 0.35, 0.6, 0.9),
     max_bonds: int = 4,
     max_energy_kcal_mol: float = 150.0,
+    rigid: bool = False,
     workers: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -260,10 +271,12 @@ def xtb_bond_scans(
     (:func:`.data.bond_scan_geometries`); labels as in :func:`xtb_displacements`.
     They teach the covalent pair terms a well: without them the pair potential
     of a bond need not rise when the bond stretches, and MD breaks bonds.
+    With ``rigid``, bonds outside rings are scanned by moving the smaller
+    fragment on one side as a whole: a dissociation path.
     """
     if max_bonds < 1 or not len(fractions):
         raise ConfigError(f"need max_bonds >= 1 and some fractions, got {max_bonds}, {list(fractions)}")
-    options = (tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol))
+    options = (tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol), bool(rigid))
     return label_new_records(_bond_scan_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
 
 

@@ -250,3 +250,31 @@ def test_xtb_bond_scans_stretch_one_bond_of_each_type(tmp_path):
     assert min(stretched) > rec.energy[k]  # a 30 % stretch costs energy: the anchor is the DFT minimum
     with pytest.raises(ConfigError, match="max_bonds"):
         xtb_bond_scans([rec], tmp_path / "x.h5", max_bonds=0)
+
+
+def test_rigid_bond_scans_pull_the_smaller_fragment_away_whole():
+    from physff_openmm.training.data import bond_scan_geometries, bond_side
+
+    (rec,) = _records(["CCO"], n_conf=1)
+    x0 = rec.positions[0]
+    bonds = rec.bonds
+    cc = [b for b in bonds.tolist() if sorted(int(rec.species[a]) for a in b) == [6, 6]][0]
+    geoms = bond_scan_geometries(x0, np.array([cc]), (0.5, 1.0), all_bonds=bonds)
+    assert geoms.shape == (2, rec.n_atoms, 3)
+    # the methyl side (4 atoms) is smaller than the CH2OH side (5 atoms): it moves as a whole
+    methyl = next(s for s in (bond_side(rec.n_atoms, bonds, *cc), bond_side(rec.n_atoms, bonds, *cc[::-1])) if len(s) == 4)
+    fixed = np.setdiff1d(np.arange(rec.n_atoms), methyl)
+    for x, f in zip(geoms, (0.5, 1.0)):
+        assert np.allclose(x[fixed], x0[fixed])
+        shift = x[methyl] - x0[methyl]
+        assert np.allclose(shift, shift[0])  # rigid translation
+        i, j = cc
+        assert np.linalg.norm(x[i] - x[j]) == pytest.approx(np.linalg.norm(x0[i] - x0[j]) * (1 + f))
+    # ring bonds cannot be pulled apart: skipped
+    (benz,) = _records(["c1ccccc1"], n_conf=1)
+    ring = [b for b in benz.bonds.tolist() if sorted(int(benz.species[a]) for a in b) == [6, 6]]
+    assert bond_side(benz.n_atoms, benz.bonds, *ring[0]) is None
+    assert bond_scan_geometries(benz.positions[0], np.array(ring[:2]), (0.5,), all_bonds=benz.bonds).shape[0] == 0
+    # without all_bonds only the second atom moves, as before
+    x = bond_scan_geometries(x0, np.array([cc]), (0.5,))[0]
+    assert np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-12).tolist() == [cc[1]]
