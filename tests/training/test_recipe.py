@@ -40,10 +40,13 @@ def test_default_recipe_config_loads():
 
     cfg = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     assert cfg.stage2.loss.relative_weight > 0 and cfg.stage2.data.group_by_molecule
-    # the second phase: bond scans and compressions shape the covalent wells, E_lin follows the pair terms
-    assert cfg.finetune.loss.relative_forces_weight > 0 and cfg.finetune.refit_linear
-    assert min(cfg.compressions.fractions) < min(cfg.bond_scans.fractions)
     assert load_config({}, DefaultModelConfig).compressions.fractions == []
+    # the covalent-well trial: compressions, rigid-fragment scans, relative scan energies, E_lin refitted
+    trial = load_config(ROOT / "training" / "configs" / "default_model_walls.yaml", DefaultModelConfig)
+    assert trial.finetune.loss.relative_forces_weight > 0 and trial.finetune.refit_linear
+    assert trial.dissociation is not None and trial.fragment_scans.rigid
+    assert min(trial.compressions.fractions) < min(trial.bond_scans.fractions)
+    assert trial.alias == "" and not trial.output.startswith("physff_openmm")  # not shipped
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
