@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with ``pip install -e .[train]``)::
 
-    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|all] [--install]
+    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|dissociation|all] [--install]
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 

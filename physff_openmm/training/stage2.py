@@ -129,11 +129,15 @@ def refit_linear_energy(model: PhysFFModel, graphs, batch_size: int = 64) -> flo
     chosen = [g for g in graphs if not bool(g.has_forces) and bool(torch.isfinite(g.energy).all())]
     if not chosen:
         raise ConfigError("refit_linear: no training energies without forces to fit E_lin to")
+    dev = model.elin_weights.device
     model.eval()
     model.elin_weights.zero_()  # energies are then the pair terms alone
     model.elin_bias.zero_()
     with torch.no_grad():
-        pairs = [model.energy(b, b.pos.to(torch.float64)).numpy() for b in DataLoader(chosen, batch_size=batch_size, shuffle=False)]
+        pairs = []
+        for b in DataLoader(chosen, batch_size=batch_size, shuffle=False):
+            b = b.to(dev)
+            pairs.append(model.energy(b, b.pos.to(torch.float64)).cpu().numpy())
     w, b, rmse = fit_linear_energy(chosen, np.concatenate(pairs))
     model.elin_weights.copy_(torch.from_numpy(w))
     model.elin_bias.fill_(b)
