@@ -121,7 +121,7 @@ def _datamodule(cfg, splits, stage_cfg, shards):
     )
 
 
-def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
+def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     """Stage 2 from the stage-1 embeddings; the result goes to ``work_dir/energy/stage2.pt``."""
     import torch
 
@@ -136,12 +136,23 @@ def energy(cfg: DefaultModelConfig, splits, install: bool) -> dict:
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
     export_model(result.model, paths["energy"] / "stage2.pt", meta, config=cfg.stage2)
     if cfg.finetune is None:
-        return _finish(cfg, splits, result, {"stage2": _summary(result.metrics)}, install)
+        return _finish(cfg, splits, result, {"stage2": _summary(result.metrics)}, install, recipe)
     return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
 
 
-def finetune(cfg: DefaultModelConfig, splits, install: bool) -> dict:
-    """The second stage-2 phase: from ``stage2.pt``, with the bond scans added."""
+#: The later stage-2 phases: the model file each starts from (in ``work_dir``) and the shards it adds up to.
+LATER_PHASES = {
+    "finetune": ("energy/stage2.pt", ("displaced", "bond_scans", "compressions")),
+    "dissociation": ("finetune/finetune.pt", ("displaced", "bond_scans", "compressions", "fragment_scans")),
+}
+
+
+def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, name: str) -> dict:
+    """A later stage-2 phase (``finetune``, ``dissociation``) from the previous phase's weights.
+
+    The last phase of the config runs the checks and writes the model file; an
+    earlier one leaves ``work_dir/<name>/<name>.pt`` for the next.
+    """
     import torch
 
     from physff_openmm.model import load_model_file
@@ -150,39 +161,26 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    start = load_model_file(paths["energy"] / "stage2.pt")
-    dm = _datamodule(cfg, splits, cfg.finetune, [paths["displaced"], paths["bond_scans"], paths["compressions"]])
-    result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
-    phases = {"stage2": _summary(start.metadata.get("metrics", {})), "finetune": _summary(result.metrics)}
-    if cfg.dissociation is None:
-        return _finish(cfg, splits, result, phases, install)
+    stage_cfg = getattr(cfg, name)
+    start_file, shard_keys = LATER_PHASES[name]
+    start = load_model_file(Path(cfg.work_dir) / start_file)
+    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in shard_keys])
+    result = train_stage2(dm, paths[name], stage_cfg, embed=start)
+    earlier = start.metadata.get("phases") or {"stage2": _summary(start.metadata.get("metrics", {}))}
+    phases = {**earlier, name: _summary(result.metrics)}
+    if name == "dissociation" or cfg.dissociation is None:
+        return _finish(cfg, splits, result, phases, install, recipe)
+    out = paths[name] / f"{name}.pt"
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases}
-    export_model(result.model, paths["finetune"] / "finetune.pt", meta, config=cfg.finetune)
-    return {"finetune": _summary(result.metrics), "file": str(paths["finetune"] / "finetune.pt")}
-
-
-def dissociation(cfg: DefaultModelConfig, splits, install: bool) -> dict:
-    """The third phase: from ``finetune.pt``, with the rigid-fragment scans added; then the checks and the model file."""
-    import torch
-
-    from physff_openmm.model import load_model_file
-    from physff_openmm.training.stage2 import train_stage2
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    paths = _paths(cfg)
-    start = load_model_file(paths["finetune"] / "finetune.pt")
-    shards = [paths[k] for k in ("displaced", "bond_scans", "compressions", "fragment_scans")]
-    dm = _datamodule(cfg, splits, cfg.dissociation, shards)
-    result = train_stage2(dm, paths["dissociation"], cfg.dissociation, embed=start)
-    phases = {**start.metadata.get("phases", {}), "dissociation": _summary(result.metrics)}
-    return _finish(cfg, splits, result, phases, install)
+    export_model(result.model, out, meta, config=stage_cfg)
+    return {name: _summary(result.metrics), "file": str(out)}
 
 
 def _summary(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in ("test_molecules",)}
 
 
-def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool) -> dict:
+def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool, recipe: str) -> dict:
     """MD check, model file with provenance and metrics, registry entry."""
     from physff_openmm.training.evaluate import md_stability
     from physff_openmm.training.export import export_model, install_model
@@ -195,7 +193,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
         "metrics": {**result.metrics, "phases": phases, "md_stability": md},
         "data": {
             **result.provenance,
-            "recipe": "training/default_model.yaml",
+            "recipe": recipe,
             "public_splits": splits.counts(),
             "config": config_to_dict(cfg),
         },
@@ -231,12 +229,13 @@ def _run(args) -> int:
         print(json.dumps(label(cfg, splits), indent=1), flush=True)
     if args.stage in ("embed", "all"):
         print(json.dumps(embed(cfg), indent=1, default=str), flush=True)
+    recipe = Path(os.path.relpath(args.config)).as_posix()  # "training/default_model.yaml" from the repository root
     if args.stage in ("energy", "all"):
-        print(json.dumps(energy(cfg, splits, args.install), indent=1, default=str), flush=True)
+        print(json.dumps(energy(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
     if args.stage in ("finetune", "all") and cfg.finetune is not None:
-        print(json.dumps(finetune(cfg, splits, args.install), indent=1, default=str), flush=True)
+        print(json.dumps(later_phase(cfg, splits, args.install, recipe, "finetune"), indent=1, default=str), flush=True)
     if args.stage in ("dissociation", "all") and cfg.finetune is not None and cfg.dissociation is not None:
-        print(json.dumps(dissociation(cfg, splits, args.install), indent=1, default=str), flush=True)
+        print(json.dumps(later_phase(cfg, splits, args.install, recipe, "dissociation"), indent=1, default=str), flush=True)
     return 0
 
 

@@ -129,7 +129,7 @@ def refit_linear_energy(model: PhysFFModel, graphs, batch_size: int = 64) -> flo
     chosen = [g for g in graphs if not bool(g.has_forces) and bool(torch.isfinite(g.energy).all())]
     if not chosen:
         raise ConfigError("refit_linear: no training energies without forces to fit E_lin to")
-    dev = model.elin_weights.device
+    dev, was_training = model.elin_weights.device, model.training
     model.eval()
     model.elin_weights.zero_()  # energies are then the pair terms alone
     model.elin_bias.zero_()
@@ -141,6 +141,7 @@ def refit_linear_energy(model: PhysFFModel, graphs, batch_size: int = 64) -> flo
     w, b, rmse = fit_linear_energy(chosen, np.concatenate(pairs))
     model.elin_weights.copy_(torch.from_numpy(w))
     model.elin_bias.fill_(b)
+    model.train(was_training)
     return rmse
 
 
@@ -257,7 +258,6 @@ class EnergyModule(pl.LightningModule):
     def on_train_epoch_start(self):  # noqa: D102 - E_lin follows the pair terms (refit_linear)
         if self.config.refit_linear:
             rmse = refit_linear_energy(self.model, self.trainer.datamodule.train_graphs, self.config.data.batch_size)
-            self.model.train()
             self.log("elin_refit_rmse", rmse, on_epoch=True, on_step=False)
 
     def configure_optimizers(self):  # noqa: D102

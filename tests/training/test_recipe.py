@@ -152,9 +152,10 @@ def test_refit_linear_energy_is_least_squares_on_energies_without_forces():
     for g in with_f:
         g.energy = g.energy + 1.0e4  # must not take part in the fit
     rmse = refit_linear_energy(model, plain + with_f, batch_size=3)
+    assert model.training  # the mode it was called in
     with torch.no_grad():
         e = np.array([float(model.energy(g, g.pos)) for g in plain])
-    y = np.array([float(g.energy) for g in plain]) * 1.0
+    y = np.array([float(g.energy) for g in plain])
     x = element_counts(plain)
     resid = y - e
     assert np.abs(x.T @ resid).max() < 1e-6 * np.abs(y).sum()  # normal equations: residual orthogonal to the counts
