@@ -13,9 +13,12 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 - ``energy``: stage 2 on the public sets (fixed split of
   :func:`physff_openmm.training.recipe.public_splits`) and the displacements;
 - ``finetune``: a second stage-2 phase from those weights with the bond scans
-  and compressions added;
-- ``dissociation``: a third phase from those weights with the rigid-fragment
-  scans added, then the MD check and the model file.
+  (and compressions, where the config labels them) added;
+- ``dissociation``: a third phase from those weights (with the rigid-fragment
+  scans, where the config labels them), then the MD check and the model file.
+
+A phase reads only the shards its config labels, so that one recipe's run
+is not changed by another's shards left in a shared ``work_dir``.
 
 Every step is library code in :mod:`physff_openmm.training`; this script only
 strings them together. ``--install`` registers the file in ``models/index.json``
@@ -164,7 +167,9 @@ def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, nam
     stage_cfg = getattr(cfg, name)
     start_file, shard_keys = LATER_PHASES[name]
     start = load_model_file(Path(cfg.work_dir) / start_file)
-    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in shard_keys])
+    # only the shards this config labels: a shard another recipe left in work_dir stays out
+    wanted = [k for k in shard_keys if (cfg.displacements.n_samples if k == "displaced" else getattr(cfg, k).fractions)]
+    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in wanted])
     result = train_stage2(dm, paths[name], stage_cfg, embed=start)
     earlier = start.metadata.get("phases") or {"stage2": _summary(start.metadata.get("metrics", {}))}
     phases = {**earlier, name: _summary(result.metrics)}

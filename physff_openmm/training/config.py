@@ -195,6 +195,22 @@ class Stage2LossConfig:
         (displacements and bond scans around one minimum, each labelled as
         E_ref(x0) + E_xTB(x) - E_xTB(x0)): the energy differences that shape
         covalent wells, which the total-energy term leaves to E_lin.
+    covalent_well_weight : float
+        Weight of the covalent-well term: for every covalent pair of the
+        equilibrium geometries in the batch (those without forces), its
+        short-range curve at distances ``covalent_well_grid`` * r0 (r0: the pair's
+        length there) must lie at least a Morse floor
+        ``covalent_well_depth`` * (1 - exp(-``covalent_well_steepness`` (r - r0)))^2
+        above its value at r0; the term is the mean shortfall, kcal/mol. Energies
+        and forces near minima leave the curves far from r0 free; this bounds
+        them, so that MD cannot pull a bond apart or push it through itself.
+    covalent_well_grid : list of float
+        Distances at which the floor is checked, as fractions of r0 (points
+        beyond the model's r_on are skipped).
+    covalent_well_depth : float
+        kcal/mol; the floor's plateau on stretching (real bonds: 80-110).
+    covalent_well_steepness : float
+        1/Angstrom; the Morse exponent of the floor.
     noise_sigma : float
         Gaussian noise added to training coordinates, Angstrom (0.005 in the paper).
     """
@@ -206,11 +222,19 @@ class Stage2LossConfig:
     interaction_weight: float = 1.0
     relative_weight: float = 0.0
     relative_forces_weight: float = 0.0
+    covalent_well_weight: float = 0.0
+    covalent_well_grid: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5])
+    covalent_well_depth: float = 40.0
+    covalent_well_steepness: float = 2.0
     noise_sigma: float = 0.005
 
     def __post_init__(self):
         if self.kind not in ("mae", "mse", "rmse"):
             raise ConfigError(f"loss.kind must be 'mae', 'mse' or 'rmse', got {self.kind!r}")
+        if any(float(x) <= 0 or float(x) == 1.0 for x in self.covalent_well_grid):
+            raise ConfigError(f"loss.covalent_well_grid: fractions of r0 must be > 0 and not 1, got {self.covalent_well_grid}")
+        if self.covalent_well_depth < 0 or self.covalent_well_steepness <= 0:
+            raise ConfigError("loss.covalent_well_depth must be >= 0 kcal/mol and covalent_well_steepness > 0 per Angstrom")
         if self.noise_sigma < 0:
             raise ConfigError(f"loss.noise_sigma must be >= 0 Angstrom, got {self.noise_sigma}")
 
@@ -491,8 +515,8 @@ class DefaultModelConfig:
         A second stage-2 phase that starts from the first one's weights and adds
         the bond scans and compressions to the training data (None: no second phase).
     dissociation : Stage2Config or None
-        A third phase from the second one's weights that also adds the
-        rigid-fragment scans (None: none).
+        A third phase from the second one's weights, with the rigid-fragment
+        scans added where ``fragment_scans`` labels them (None: none).
     md_check : MDCheckConfig
     """
 

@@ -35,6 +35,7 @@ from .stage1 import EMBED_FILE, configure_adam, fit_module, prepare_run
 
 __all__ = [
     "EnergyModule",
+    "covalent_well_shortfall",
     "fit_linear_energy",
     "interaction_energy",
     "energy_and_forces",
@@ -86,6 +87,29 @@ def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor) -> torch.Te
     c = model.config
     e = pair_potential.pair_energy(r, q[i], q[j], params, covalent, c.r_on, c.r_off)
     return out.index_add_(0, graph[i], e)
+
+
+def covalent_well_shortfall(params: torch.Tensor, r0: torch.Tensor, grid, depth: float, steepness: float, r_max: float) -> torch.Tensor:
+    """How far covalent short-range curves fall short of a Morse-shaped floor, kcal/mol.
+
+    For each pair (parameters ``params`` (P, 14), equilibrium length ``r0`` (P,)
+    Angstrom) and each fraction t of ``grid`` with r = t * r0 <= ``r_max``, the
+    floor is B = depth * (1 - exp(-steepness * (r - r0)))^2, a Morse curve (rising
+    towards ``depth`` as the bond stretches, steeply as it is compressed), and the
+    shortfall is max(0, B - (E_SR(r) - E_SR(r0))). Returns their mean
+    (differentiable in ``params``; zero for wells at least that deep and steep).
+    """
+    t = torch.as_tensor(list(grid), dtype=torch.float64, device=params.device)
+    r0 = r0.to(torch.float64).unsqueeze(-1)
+    r = r0 * t  # (P, G)
+    keep = r <= r_max
+    rise = pair_potential.short_range(r, params.unsqueeze(1).expand(-1, t.numel(), -1))
+    rise = rise - pair_potential.short_range(r0.squeeze(-1), params).unsqueeze(-1)
+    floor = depth * (1.0 - torch.exp(-steepness * (r - r0))) ** 2
+    short = torch.relu(floor - rise)
+    if not bool(keep.any()):
+        return short.sum() * 0.0
+    return short[keep].mean()
 
 
 def fit_linear_energy(graphs, pair_energies: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
@@ -158,6 +182,8 @@ class EnergyModule(pl.LightningModule):
           forces whose molecule has several conformers in the batch (<>_mol: mean over them)
         + relative_forces_weight * the same, over conformers with forces (displacements,
           bond scans)
+        + covalent_well_weight * covalent_well_shortfall of the covalent pairs of the
+          conformers without forces (equilibrium geometries)
     """
 
     def __init__(self, model: PhysFFModel, config: Stage2Config):
@@ -201,6 +227,22 @@ class EnergyModule(pl.LightningModule):
         mean_r = torch.zeros_like(n).index_add_(0, inv, r) / n
         return (p - mean_p[inv])[multi], (r - mean_r[inv])[multi]
 
+    def _covalent_well(self, batch) -> torch.Tensor | None:
+        """covalent_well_shortfall over the covalent pairs of the batch's equilibrium geometries."""
+        lc = self.config.loss
+        i, j = batch.pair_index[:, 0], batch.pair_index[:, 1]
+        select = (batch.pair_attr[:, NONCOVALENT] < 0.5) & ~batch.has_forces[batch.batch[i]]
+        if not bool(select.any()):
+            return None
+        i, j = i[select], j[select]
+        m = self.model
+        h = m.embed(batch.x, batch.edge_index, batch.edge_attr)
+        params = m.pair_parameters(h[i], h[j], batch.pair_attr[select])
+        r0 = torch.linalg.vector_norm(batch.pos[i].double() - batch.pos[j].double(), dim=-1)
+        return covalent_well_shortfall(
+            params, r0, lc.covalent_well_grid, lc.covalent_well_depth, lc.covalent_well_steepness, m.config.r_on
+        )
+
     def compute(self, batch, *, train: bool) -> dict[str, torch.Tensor]:
         """Loss and error terms of a batch."""
         lc = self.config.loss
@@ -231,6 +273,11 @@ class EnergyModule(pl.LightningModule):
             if rel is not None:
                 loss = loss + lc.relative_forces_weight * self._err(*rel)
                 out["relative_forces_mae"] = (rel[0] - rel[1]).abs().mean().detach()
+        if lc.covalent_well_weight > 0:
+            well = self._covalent_well(batch)
+            if well is not None:
+                loss = loss + lc.covalent_well_weight * well
+                out["covalent_well"] = well.detach()
         has_int = torch.isfinite(batch.interaction)
         if lc.interaction_weight > 0 and bool(has_int.any()):
             e_int = interaction_energy(self.model, batch, pos)

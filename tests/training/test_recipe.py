@@ -282,3 +282,89 @@ def test_rigid_bond_scans_pull_the_smaller_fragment_away_whole():
     # without all_bonds only the second atom moves, as before
     x = bond_scan_geometries(x0, np.array([cc]), (0.5,))[0]
     assert np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-12).tolist() == [cc[1]]
+
+
+def _well_params(amplitudes, widths):
+    p = torch.zeros(1, 14, dtype=torch.float64)
+    p[0, 2::2] = torch.tensor(amplitudes, dtype=torch.float64)
+    p[0, 3::2] = torch.tensor(widths, dtype=torch.float64)
+    return p
+
+
+def test_covalent_well_shortfall_against_a_hand_computed_floor():
+    """The shortfall is the mean of max(0, D (1 - exp(-a (r - r0)))^2 - (E_SR(r) - E_SR(r0))) over grid points up to r_max."""
+    from physff_openmm.training.stage2 import covalent_well_shortfall
+
+    grid, depth, a = [0.8, 0.9, 1.2, 1.5, 3.0], 40.0, 2.0
+    r0 = torch.tensor([1.5], dtype=torch.float64)
+
+    def floor(t):
+        return depth * (1.0 - np.exp(-a * (t - 1.0) * 1.5)) ** 2
+
+    # a flat curve misses the whole floor; the 3.0 * r0 = 4.5 A point lies beyond r_max = 4.0 and is skipped
+    flat = covalent_well_shortfall(torch.zeros(1, 14, dtype=torch.float64), r0, grid, depth, a, 4.0)
+    assert flat.item() == pytest.approx(np.mean([floor(t) for t in grid[:4]]), rel=1e-12)
+    # an arbitrary curve, written out by hand from the formula of DESIGN.md
+    amp = np.array([-80.0, 40.0, -10.0, 5.0, 0.0, 3.0])
+    wid = np.array([0.5, 0.4, 0.7, 0.3, 0.5, 0.6])
+    mu = 1.2 + 0.6 * np.arange(6)
+
+    def e_sr(r):
+        return float(np.sum(amp * np.exp(-((r - mu) ** 2) / (wid**2 + 1e-5))))
+
+    got = covalent_well_shortfall(_well_params(amp, wid), r0, grid, depth, a, 4.0)
+    expect = [max(0.0, floor(t) - (e_sr(1.5 * t) - e_sr(1.5))) for t in grid[:4]]
+    assert got.item() == pytest.approx(np.mean(expect), rel=1e-10)
+    assert got.item() > 0
+    # a deep well centred on r0 = 1.2 A (the first Gaussian's centre) clears a shallow floor everywhere
+    deep = _well_params([-500.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.6, 0.5, 0.5, 0.5, 0.5, 0.5])
+    r0 = torch.tensor([1.2], dtype=torch.float64)
+    near = [0.8, 0.9, 1.1, 1.3, 1.5]
+    assert covalent_well_shortfall(deep, r0, near, depth, a, 4.0).item() == 0.0
+    # the same Gaussian turned into a hill pushes the atoms apart: worse than flat
+    hill = covalent_well_shortfall(-deep, r0, near, depth, a, 4.0)
+    flat = covalent_well_shortfall(torch.zeros_like(deep), r0, near, depth, a, 4.0)
+    assert hill.item() > flat.item() > 0
+    # differentiable in the parameters (it trains feats_net)
+    p = _well_params(amp, wid).requires_grad_(True)
+    covalent_well_shortfall(p, torch.tensor([1.5], dtype=torch.float64), grid, depth, a, 4.0).backward()
+    assert torch.isfinite(p.grad).all() and float(p.grad.abs().sum()) > 0
+
+
+def test_covalent_well_term_uses_the_bonds_of_equilibrium_geometries():
+    """covalent_well_weight adds the shortfall over the covalent pairs of the conformers without forces."""
+    from physff_openmm.graph import NONCOVALENT
+    from physff_openmm.model import PhysFFModel
+    from physff_openmm.training.config import Stage2Config, load_config
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.stage2 import EnergyModule, covalent_well_shortfall
+
+    torch.manual_seed(0)
+    with_f = _records(["CCO"], n_conf=2, forces=True)
+    without_f = _records(["CN", "CCC"], n_conf=1, seed=1)
+    graphs = records_to_graphs(with_f + without_f)
+    batch = next(iter(make_loader(graphs, len(graphs))))
+    zero = {"energy_weight": 0.0, "force_weight": 0.0, "interaction_weight": 0.0, "relative_weight": 0.0, "noise_sigma": 0.0}
+    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
+                       "loss": {**zero, "covalent_well_weight": 2.0, "covalent_well_grid": [0.8, 1.3]}}, Stage2Config)
+    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    out = module.compute(batch, train=False)
+    # independent: the covalent pairs of the two graphs without forces, one graph at a time
+    expect_parts, n_pairs = [], 0
+    for g in records_to_graphs(without_f):
+        i, j = g.pair_index[:, 0], g.pair_index[:, 1]
+        cov = g.pair_attr[:, NONCOVALENT] < 0.5
+        h = module.model.embed(g.x, g.edge_index, g.edge_attr)
+        params = module.model.pair_parameters(h[i[cov]], h[j[cov]], g.pair_attr[cov])
+        r0 = torch.linalg.vector_norm(g.pos[i[cov]].double() - g.pos[j[cov]].double(), dim=-1)
+        expect_parts.append(covalent_well_shortfall(params, r0, [0.8, 1.3], 40.0, 2.0, 5.0) * int(cov.sum()))
+        n_pairs += int(cov.sum())
+    expect = float(sum(expect_parts).detach()) / n_pairs
+    assert float(out["covalent_well"]) == pytest.approx(expect, rel=1e-9)
+    assert float(out["loss"]) == pytest.approx(2.0 * expect, rel=1e-9)
+    # only conformers with forces in the batch: no term
+    batch_f = next(iter(make_loader(records_to_graphs(with_f), 2)))
+    assert "covalent_well" not in module.compute(batch_f, train=False)
+    for bad in ({"covalent_well_grid": [0.8, 1.0]}, {"covalent_well_grid": [-0.5]}, {"covalent_well_depth": -1.0}, {"covalent_well_steepness": 0.0}):
+        with pytest.raises(ConfigError, match="covalent_well"):
+            load_config({"loss": bad}, Stage2Config)
