@@ -201,7 +201,7 @@ class Stage2LossConfig:
         short-range curve at distances ``covalent_well_grid`` * r0 (r0: the pair's
         length there) must lie at least a Morse floor
         ``covalent_well_depth`` * (1 - exp(-``covalent_well_steepness`` (r - r0)))^2
-        above its value at r0; the term is the mean shortfall, kcal/mol. Energies
+        above its value at r0; the term is the root-mean-square shortfall, kcal/mol. Energies
         and forces near minima leave the curves far from r0 free; this bounds
         them, so that MD cannot pull a bond apart or push it through itself.
     covalent_well_grid : list of float

@@ -96,8 +96,12 @@ def covalent_well_shortfall(params: torch.Tensor, r0: torch.Tensor, grid, depth:
     Angstrom) and each fraction t of ``grid`` with r = t * r0 <= ``r_max``, the
     floor is B = depth * (1 - exp(-steepness * (r - r0)))^2, a Morse curve (rising
     towards ``depth`` as the bond stretches, steeply as it is compressed), and the
-    shortfall is max(0, B - (E_SR(r) - E_SR(r0))). Returns their mean
+    shortfall is max(0, B - (E_SR(r) - E_SR(r0))). Returns their root mean square
     (differentiable in ``params``; zero for wells at least that deep and steep).
+    The square weighs the largest shortfalls most: an X-H bond's inner wall (one
+    large negative Gaussian at 1.2 Angstrom, its push balanced by the next one)
+    is then learned, where the mean shortfall stalls on the small violations that
+    the first steps towards it cause near r0.
     """
     t = torch.as_tensor(list(grid), dtype=torch.float64, device=params.device)
     r0 = r0.to(torch.float64).unsqueeze(-1)
@@ -109,7 +113,7 @@ def covalent_well_shortfall(params: torch.Tensor, r0: torch.Tensor, grid, depth:
     short = torch.relu(floor - rise)
     if not bool(keep.any()):
         return short.sum() * 0.0
-    return short[keep].mean()
+    return torch.sqrt((short[keep] ** 2).mean() + 1e-12)
 
 
 def fit_linear_energy(graphs, pair_energies: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:

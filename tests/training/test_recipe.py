@@ -292,7 +292,7 @@ def _well_params(amplitudes, widths):
 
 
 def test_covalent_well_shortfall_against_a_hand_computed_floor():
-    """The shortfall is the mean of max(0, D (1 - exp(-a (r - r0)))^2 - (E_SR(r) - E_SR(r0))) over grid points up to r_max."""
+    """The shortfall is the RMS of max(0, D (1 - exp(-a (r - r0)))^2 - (E_SR(r) - E_SR(r0))) over grid points up to r_max."""
     from physff_openmm.training.stage2 import covalent_well_shortfall
 
     grid, depth, a = [0.8, 0.9, 1.2, 1.5, 3.0], 40.0, 2.0
@@ -303,7 +303,7 @@ def test_covalent_well_shortfall_against_a_hand_computed_floor():
 
     # a flat curve misses the whole floor; the 3.0 * r0 = 4.5 A point lies beyond r_max = 4.0 and is skipped
     flat = covalent_well_shortfall(torch.zeros(1, 14, dtype=torch.float64), r0, grid, depth, a, 4.0)
-    assert flat.item() == pytest.approx(np.mean([floor(t) for t in grid[:4]]), rel=1e-12)
+    assert flat.item() == pytest.approx(np.sqrt(np.mean([floor(t) ** 2 for t in grid[:4]])), rel=1e-9)
     # an arbitrary curve, written out by hand from the formula of DESIGN.md
     amp = np.array([-80.0, 40.0, -10.0, 5.0, 0.0, 3.0])
     wid = np.array([0.5, 0.4, 0.7, 0.3, 0.5, 0.6])
@@ -314,13 +314,13 @@ def test_covalent_well_shortfall_against_a_hand_computed_floor():
 
     got = covalent_well_shortfall(_well_params(amp, wid), r0, grid, depth, a, 4.0)
     expect = [max(0.0, floor(t) - (e_sr(1.5 * t) - e_sr(1.5))) for t in grid[:4]]
-    assert got.item() == pytest.approx(np.mean(expect), rel=1e-10)
+    assert got.item() == pytest.approx(np.sqrt(np.mean(np.square(expect))), rel=1e-9)
     assert got.item() > 0
     # a deep well centred on r0 = 1.2 A (the first Gaussian's centre) clears a shallow floor everywhere
     deep = _well_params([-500.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.6, 0.5, 0.5, 0.5, 0.5, 0.5])
     r0 = torch.tensor([1.2], dtype=torch.float64)
     near = [0.8, 0.9, 1.1, 1.3, 1.5]
-    assert covalent_well_shortfall(deep, r0, near, depth, a, 4.0).item() == 0.0
+    assert covalent_well_shortfall(deep, r0, near, depth, a, 4.0).item() < 1e-5
     # the same Gaussian turned into a hill pushes the atoms apart: worse than flat
     hill = covalent_well_shortfall(-deep, r0, near, depth, a, 4.0)
     flat = covalent_well_shortfall(torch.zeros_like(deep), r0, near, depth, a, 4.0)
@@ -357,9 +357,9 @@ def test_covalent_well_term_uses_the_bonds_of_equilibrium_geometries():
         h = module.model.embed(g.x, g.edge_index, g.edge_attr)
         params = module.model.pair_parameters(h[i[cov]], h[j[cov]], g.pair_attr[cov])
         r0 = torch.linalg.vector_norm(g.pos[i[cov]].double() - g.pos[j[cov]].double(), dim=-1)
-        expect_parts.append(covalent_well_shortfall(params, r0, [0.8, 1.3], 40.0, 2.0, 5.0) * int(cov.sum()))
+        expect_parts.append(covalent_well_shortfall(params, r0, [0.8, 1.3], 40.0, 2.0, 5.0) ** 2 * int(cov.sum()))
         n_pairs += int(cov.sum())
-    expect = float(sum(expect_parts).detach()) / n_pairs
+    expect = np.sqrt(float(sum(expect_parts).detach()) / n_pairs)
     assert float(out["covalent_well"]) == pytest.approx(expect, rel=1e-9)
     assert float(out["loss"]) == pytest.approx(2.0 * expect, rel=1e-9)
     # only conformers with forces in the batch: no term
