@@ -35,6 +35,7 @@ from .stage1 import EMBED_FILE, configure_adam, fit_module, prepare_run
 
 __all__ = [
     "EnergyModule",
+    "covalent_well_gaps",
     "covalent_well_shortfall",
     "fit_linear_energy",
     "interaction_energy",
@@ -89,31 +90,39 @@ def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor) -> torch.Te
     return out.index_add_(0, graph[i], e)
 
 
-def covalent_well_shortfall(params: torch.Tensor, r0: torch.Tensor, grid, depth: float, steepness: float, r_max: float) -> torch.Tensor:
-    """How far covalent short-range curves fall short of a Morse-shaped floor, kcal/mol.
+def covalent_well_gaps(params: torch.Tensor, r0: torch.Tensor, grid, depth: float, steepness: float) -> torch.Tensor:
+    """How far covalent short-range curves lie below a Morse-shaped floor, kcal/mol, (P, G).
 
     For each pair (parameters ``params`` (P, 14), equilibrium length ``r0`` (P,)
-    Angstrom) and each fraction t of ``grid`` with r = t * r0 <= ``r_max``, the
-    floor is B = depth * (1 - exp(-steepness * (r - r0)))^2, a Morse curve (rising
+    Angstrom) and each fraction t of ``grid`` (G values), at r = t * r0: the floor
+    is B = depth * (1 - exp(-steepness * (r - r0)))^2, a Morse curve (rising
     towards ``depth`` as the bond stretches, steeply as it is compressed), and the
-    shortfall is max(0, B - (E_SR(r) - E_SR(r0))). Returns their root mean square
-    (differentiable in ``params``; zero for wells at least that deep and steep).
-    The square weighs the largest shortfalls most: an X-H bond's inner wall (one
-    large negative Gaussian at 1.2 Angstrom, its push balanced by the next one)
-    is then learned, where the mean shortfall stalls on the small violations that
-    the first steps towards it cause near r0.
+    gap is max(0, B - (E_SR(r) - E_SR(r0))). Differentiable in ``params``; zero
+    for wells at least that deep and steep.
     """
     t = torch.as_tensor(list(grid), dtype=torch.float64, device=params.device)
     r0 = r0.to(torch.float64).unsqueeze(-1)
     r = r0 * t  # (P, G)
-    keep = r <= r_max
     rise = pair_potential.short_range(r, params.unsqueeze(1).expand(-1, t.numel(), -1))
     rise = rise - pair_potential.short_range(r0.squeeze(-1), params).unsqueeze(-1)
     floor = depth * (1.0 - torch.exp(-steepness * (r - r0))) ** 2
-    short = torch.relu(floor - rise)
+    return torch.relu(floor - rise)
+
+
+def covalent_well_shortfall(params: torch.Tensor, r0: torch.Tensor, grid, depth: float, steepness: float, r_max: float) -> torch.Tensor:
+    """Root mean square of :func:`covalent_well_gaps` over the grid points with r <= ``r_max``, kcal/mol.
+
+    The square weighs the largest gaps most: an X-H bond's inner wall (one
+    large negative Gaussian at 1.2 Angstrom, its push balanced by the next one)
+    is then learned, where the mean gap stalls on the small violations near r0
+    that the first steps towards that wall cause
+    (``benchmarks/covalent_well_check.py`` measures both).
+    """
+    gaps = covalent_well_gaps(params, r0, grid, depth, steepness)
+    keep = r0.to(torch.float64).unsqueeze(-1) * torch.as_tensor(list(grid), dtype=torch.float64, device=params.device) <= r_max
     if not bool(keep.any()):
-        return short.sum() * 0.0
-    return torch.sqrt((short[keep] ** 2).mean() + 1e-12)
+        return gaps.sum() * 0.0
+    return torch.sqrt((gaps[keep] ** 2).mean() + 1e-12)
 
 
 def fit_linear_energy(graphs, pair_energies: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:

@@ -368,3 +368,37 @@ def test_covalent_well_term_uses_the_bonds_of_equilibrium_geometries():
     for bad in ({"covalent_well_grid": [0.8, 1.0]}, {"covalent_well_grid": [-0.5]}, {"covalent_well_depth": -1.0}, {"covalent_well_steepness": 0.0}):
         with pytest.raises(ConfigError, match="covalent_well"):
             load_config({"loss": bad}, Stage2Config)
+
+
+def test_covalent_well_check_script_tables_and_fit(tmp_path, monkeypatch):
+    """benchmarks/covalent_well_check.py: gaps by bond type, the same as the library's, and the fit of the term alone."""
+    import importlib.util
+    import sys
+
+    from physff_openmm.registry import load_model
+    from physff_openmm.training.stage2 import covalent_well_gaps
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("covalent_well_check", ROOT / "benchmarks" / "covalent_well_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "covalent_well_check", mod)
+    spec.loader.exec_module(mod)
+    grid = (0.8, 1.5)
+    res = mod.check("dev", ["CCO"], grid, 40.0, 2.0, fit_steps=3, lr=1e-3)
+    assert res["start"]["all"]["bonds"] == 8 and res["start"]["C-H"]["bonds"] == 5 and res["start"]["H-O"]["bonds"] == 1
+    # the O-H row, against the library function applied to the parameters parameterize() gives
+    from physff_openmm import parameterize
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+
+    mol = ensure_conformer(load_molecule("CCO"))
+    ps = parameterize(mol, model=load_model("dev"), cache=False)
+    x = positions_angstrom(mol)
+    (a, b), = [p for p in ps.covalent_pairs if {ps.symbols[p[0]], ps.symbols[p[1]]} == {"O", "H"}]
+    r0 = torch.tensor([float(np.linalg.norm(x[a] - x[b]))], dtype=torch.float64)
+    gaps = covalent_well_gaps(torch.tensor(ps.pair_parameters()[a, b])[None], r0, grid, 40.0, 2.0)[0]
+    np.testing.assert_allclose(res["start"]["H-O"]["mean_gap_kcal_mol"], gaps.numpy(), atol=0.006)
+    for reduction in ("mean", "rms"):
+        trace = res[f"fit_{reduction}"]["trace"]
+        assert trace[0]["step"] == 0 and trace[-1]["step"] == 3
+        assert trace[-1][f"{reduction}_gap"] <= trace[0][f"{reduction}_gap"]
+    assert mod.main(["--model", "no-such-model", "--smiles", "CCO", "--out", str(tmp_path / "x")]) == 2
