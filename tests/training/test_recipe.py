@@ -47,6 +47,11 @@ def test_default_recipe_config_loads():
     assert trial.dissociation is not None and trial.fragment_scans.rigid
     assert min(trial.compressions.fractions) < min(trial.bond_scans.fractions)
     assert trial.alias == "" and not trial.output.startswith("physff_openmm")  # not shipped
+    # the covalent-well trial: the Morse-floor term in the second phase, E_lin refitted
+    wells = load_config(ROOT / "training" / "configs" / "default_model_wells.yaml", DefaultModelConfig)
+    assert wells.finetune.loss.covalent_well_weight > 0 and wells.finetune.refit_linear
+    assert wells.alias == "" and not wells.output.startswith("physff_openmm") and wells.work_dir != cfg.work_dir
+    assert cfg.finetune.loss.covalent_well_weight == 0  # the shipped recipe is unchanged
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
