@@ -133,7 +133,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    dm = _datamodule(cfg, splits, cfg.stage2, [paths["displaced"]])
+    dm = _datamodule(cfg, splits, cfg.stage2, [paths["displaced"]] if cfg.displacements.n_samples else [])
     embed_file = paths["embed"] / "embed.pt"
     result = train_stage2(dm, paths["energy"], cfg.stage2, embed=embed_file if embed_file.is_file() else None)
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
