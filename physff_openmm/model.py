@@ -202,7 +202,19 @@ class PhysFFModel(nn.Module):
         """E_lin = sum_atoms w[element] + b * n_fragments, kcal/mol."""
         return self.elin_weights[species].sum() + self.elin_bias * n_fragments
 
-    def energy(self, data, positions: Tensor) -> Tensor:
+    def pair_terms(self, data) -> tuple[Tensor, Tensor]:
+        """Charges (n,) e and pair parameters (P, 14) of ``data.pair_index``: the energy's
+        topology-dependent part, which does not depend on positions.
+
+        Compute them once where several quantities of one batch need them
+        (energies, interaction energies, covalent wells) and pass them as ``terms``.
+        """
+        h = self.embed(data.x, data.edge_index, data.edge_attr)
+        q = self.charges(h, data.fragment_index, data.fragment_charge)
+        i, j = data.pair_index[:, 0], data.pair_index[:, 1]
+        return q, self.pair_parameters(h[i], h[j], data.pair_attr)
+
+    def energy(self, data, positions: Tensor, terms: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Total energies (kcal/mol) of a batch of graphs built with ``with_pairs=True``.
 
         Parameters
@@ -210,16 +222,16 @@ class PhysFFModel(nn.Module):
         data : MolGraph or a torch_geometric Batch of them
         positions : Tensor
             (n_atoms, 3) Angstrom, float64 recommended.
+        terms : tuple of Tensor, optional
+            ``pair_terms(data)``, when already computed.
 
         Returns
         -------
         Tensor
             (n_graphs,) energies E_lin + pair terms, kcal/mol.
         """
-        h = self.embed(data.x, data.edge_index, data.edge_attr)
-        q = self.charges(h, data.fragment_index, data.fragment_charge)
+        q, params = self.pair_terms(data) if terms is None else terms
         i, j = data.pair_index[:, 0], data.pair_index[:, 1]
-        params = self.pair_parameters(h[i], h[j], data.pair_attr)
         covalent = data.pair_attr[:, NONCOVALENT] < 0.5
         pos = positions.to(torch.float64)
         r = torch.linalg.vector_norm(pos[i] - pos[j], dim=-1)

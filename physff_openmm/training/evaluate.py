@@ -54,9 +54,10 @@ def predict(model: PhysFFModel, graphs: Sequence, *, batch_size: int = 32, force
     model.eval()
     for batch in make_loader(graphs, batch_size):
         pos = batch.pos.to(torch.float64)
-        e, f = energy_and_forces(model, batch, pos, forces=forces)
-        with torch.no_grad():
-            e_int = interaction_energy(model, batch, pos)
+        with torch.no_grad():  # positions are the only input forces need a gradient of
+            terms = model.pair_terms(batch)
+        e, f = energy_and_forces(model, batch, pos, forces=forces, terms=terms)
+        e_int = interaction_energy(model, batch, pos, terms)
         out["energy"].append(e.detach().numpy())
         out["energy_ref"].append(batch.energy.numpy())
         out["interaction"].append(e_int.numpy())

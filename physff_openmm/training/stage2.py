@@ -49,28 +49,32 @@ logger = logging.getLogger(__name__)
 
 
 # ============================================================================ physics helpers
-def energy_and_forces(model: PhysFFModel, batch, pos: torch.Tensor, *, forces: bool = True, create_graph: bool = False):
+def energy_and_forces(
+    model: PhysFFModel, batch, pos: torch.Tensor, *, forces: bool = True, create_graph: bool = False, terms=None
+):
     """Energies (n_graphs,) kcal/mol and forces (n_atoms, 3) kcal/mol/Angstrom by autograd.
 
     ``pos`` (n_atoms, 3) Angstrom, float64. Forces are None when ``forces`` is False.
+    ``terms``: ``model.pair_terms(batch)``, when already computed.
     """
     if not forces:
-        return model.energy(batch, pos), None
+        return model.energy(batch, pos, terms), None
     if not pos.requires_grad:
         pos = pos.detach().requires_grad_(True)
     with torch.enable_grad():
-        e = model.energy(batch, pos)
+        e = model.energy(batch, pos, terms)
         (grad,) = torch.autograd.grad(e.sum(), pos, create_graph=create_graph)
     return e, -grad
 
 
-def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor) -> torch.Tensor:
+def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor, terms=None) -> torch.Tensor:
     """E(AB) - sum E(fragments) per graph, kcal/mol (zero for single-fragment graphs).
 
     Computed as the sum of the intermolecular pair terms, which equals the
     difference of the model's energies of the complex and of its isolated
     fragments (embeddings use only covalent bonds; each fragment's charges sum
-    to its formal charge; E_lin is additive).
+    to its formal charge; E_lin is additive). ``terms``: ``model.pair_terms(batch)``,
+    when already computed.
     """
     i, j = batch.pair_index[:, 0], batch.pair_index[:, 1]
     inter = batch.fragment_index[i] != batch.fragment_index[j]
@@ -79,10 +83,8 @@ def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor) -> torch.Te
     out = torch.zeros(n_graphs, dtype=torch.float64, device=pos.device)
     if not bool(inter.any()):
         return out
-    h = model.embed(batch.x, batch.edge_index, batch.edge_attr)
-    q = model.charges(h, batch.fragment_index, batch.fragment_charge)
-    i, j = i[inter], j[inter]
-    params = model.pair_parameters(h[i], h[j], batch.pair_attr[inter])
+    q, params = model.pair_terms(batch) if terms is None else terms
+    i, j, params = i[inter], j[inter], params[inter]
     covalent = batch.pair_attr[inter][:, NONCOVALENT] < 0.5
     r = torch.linalg.vector_norm(pos[i].double() - pos[j].double(), dim=-1)
     c = model.config
@@ -239,20 +241,21 @@ class EnergyModule(pl.LightningModule):
         mean_r = torch.zeros_like(n).index_add_(0, inv, r) / n
         return (p - mean_p[inv])[multi], (r - mean_r[inv])[multi]
 
-    def _covalent_well(self, batch) -> torch.Tensor | None:
-        """covalent_well_shortfall over the covalent pairs of the batch's equilibrium geometries."""
+    def _covalent_well(self, batch, params: torch.Tensor) -> torch.Tensor | None:
+        """covalent_well_shortfall over the covalent pairs of the batch's equilibrium geometries.
+
+        ``params``: the pair parameters of ``batch.pair_index`` (``model.pair_terms``).
+        """
         lc = self.config.loss
         i, j = batch.pair_index[:, 0], batch.pair_index[:, 1]
         select = (batch.pair_attr[:, NONCOVALENT] < 0.5) & ~batch.has_forces[batch.batch[i]]
         if not bool(select.any()):
             return None
         i, j = i[select], j[select]
-        m = self.model
-        h = m.embed(batch.x, batch.edge_index, batch.edge_attr)
-        params = m.pair_parameters(h[i], h[j], batch.pair_attr[select])
         r0 = torch.linalg.vector_norm(batch.pos[i].double() - batch.pos[j].double(), dim=-1)
         return covalent_well_shortfall(
-            params, r0, lc.covalent_well_grid, lc.covalent_well_depth, lc.covalent_well_steepness, m.config.r_on
+            params[select], r0, lc.covalent_well_grid, lc.covalent_well_depth, lc.covalent_well_steepness,
+            self.model.config.r_on,
         )
 
     def compute(self, batch, *, train: bool) -> dict[str, torch.Tensor]:
@@ -263,7 +266,8 @@ class EnergyModule(pl.LightningModule):
             pos = pos + lc.noise_sigma * torch.randn_like(pos)
         atom_has_f = batch.has_forces[batch.batch]
         want_f = lc.force_weight > 0 and bool(atom_has_f.any())
-        e, f = energy_and_forces(self.model, batch, pos, forces=want_f, create_graph=train)
+        terms = self.model.pair_terms(batch)  # once per batch: energies, interaction energies and wells share them
+        e, f = energy_and_forces(self.model, batch, pos, forces=want_f, create_graph=train, terms=terms)
         n_atoms = torch.bincount(batch.batch, minlength=int(batch.num_graphs)).to(e.dtype)
         ok = torch.isfinite(batch.energy)
         out: dict[str, torch.Tensor] = {}
@@ -286,13 +290,13 @@ class EnergyModule(pl.LightningModule):
                 loss = loss + lc.relative_forces_weight * self._err(*rel)
                 out["relative_forces_mae"] = (rel[0] - rel[1]).abs().mean().detach()
         if lc.covalent_well_weight > 0:
-            well = self._covalent_well(batch)
+            well = self._covalent_well(batch, terms[1])
             if well is not None:
                 loss = loss + lc.covalent_well_weight * well
                 out["covalent_well"] = well.detach()
         has_int = torch.isfinite(batch.interaction)
         if lc.interaction_weight > 0 and bool(has_int.any()):
-            e_int = interaction_energy(self.model, batch, pos)
+            e_int = interaction_energy(self.model, batch, pos, terms)
             loss = loss + lc.interaction_weight * self._err(e_int[has_int], batch.interaction[has_int])
             out["interaction_mae"] = (e_int[has_int] - batch.interaction[has_int]).abs().mean().detach()
         out["loss"] = loss

@@ -375,6 +375,37 @@ def test_covalent_well_term_uses_the_bonds_of_equilibrium_geometries():
             load_config({"loss": bad}, Stage2Config)
 
 
+def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
+    """Energies, forces, interaction energies and covalent wells share one pass of the MPNN per batch,
+    and energies from precomputed ``pair_terms`` equal those computed from scratch."""
+    from physff_openmm.model import PhysFFModel
+    from physff_openmm.training.config import Stage2Config, load_config
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.stage2 import EnergyModule, energy_and_forces, interaction_energy
+
+    torch.manual_seed(0)
+    graphs = records_to_graphs(_records(["CCO"], n_conf=2, forces=True) + _records(["CN", "CCC"], n_conf=2, seed=1))
+    batch = next(iter(make_loader(graphs, len(graphs))))
+    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
+                       "loss": {"interaction_weight": 1.0, "covalent_well_weight": 1.0, "noise_sigma": 0.0}}, Stage2Config)
+    model = PhysFFModel(cfg.model)
+    module = EnergyModule(model, cfg)
+    pos = batch.pos.double()
+    e0, f0 = energy_and_forces(model, batch, pos)
+    terms = model.pair_terms(batch)
+    e1, f1 = energy_and_forces(model, batch, pos, terms=terms)
+    assert torch.equal(e0.detach(), e1.detach()) and torch.equal(f0, f1)
+    assert torch.equal(interaction_energy(model, batch, pos), interaction_energy(model, batch, pos, terms))
+    calls = []
+    embed = model.embed
+    monkeypatch.setattr(model, "embed", lambda *a: calls.append(1) or embed(*a))
+    out = module.compute(batch, train=True)
+    assert {"energy_mae", "force_mae", "covalent_well"} <= set(out) and torch.isfinite(out["loss"])
+    assert len(calls) == 1
+    out["loss"].backward()  # the shared terms carry gradients to every loss term
+    assert all(p.grad is not None for p in model.feats_net.parameters())
+
+
 def test_covalent_well_check_script_tables_and_fit(tmp_path, monkeypatch):
     """benchmarks/covalent_well_check.py: gaps by bond type, the same as the library's, and the fit of the term alone."""
     import importlib.util
