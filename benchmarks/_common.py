@@ -135,20 +135,6 @@ def usable(smiles: str) -> bool:
     return True
 
 
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random 3x3 rotation matrix."""
-    q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    a, b, c, d = q
-    return np.array(
-        [
-            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-        ]
-    )
-
-
 def build_cluster(mols: list, seed: int = SEED, gap: float = 2.5, directions: int = 60):
     """Pack molecules (each with a 3D conformer) into a compact cluster, as one complex.
 
@@ -166,7 +152,7 @@ def build_cluster(mols: list, seed: int = SEED, gap: float = 2.5, directions: in
     from rdkit.Geometry import Point3D
     from scipy.spatial import cKDTree
 
-    from physff_openmm.molecule import combine_molecules, positions_angstrom
+    from physff_openmm.molecule import combine_molecules, positions_angstrom, random_rotation
 
     rng = np.random.default_rng(seed)
     placed: list[np.ndarray] = []

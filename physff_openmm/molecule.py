@@ -53,6 +53,7 @@ __all__ = [
     "positions_angstrom",
     "ensure_conformer",
     "combine_molecules",
+    "random_rotation",
 ]
 
 #: Elements the model has parameters for.
@@ -362,6 +363,20 @@ def positions_angstrom(mol: Chem.Mol, conf_id: int = -1) -> np.ndarray:
         raise MoleculeError(f"the molecule has no conformer with id {conf_id} (ids: {ids})") from exc
     pos = np.array(conf.GetPositions(), dtype=np.float64)
     return pos.reshape(mol.GetNumAtoms(), 3)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3x3 rotation matrix (from a random unit quaternion), for placing molecules."""
+    q = rng.standard_normal(4)
+    q /= np.linalg.norm(q)
+    a, b, c, d = q
+    return np.array(
+        [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+        ]
+    )
 
 
 def combine_molecules(mols: Iterable[Chem.Mol]) -> Chem.Mol:

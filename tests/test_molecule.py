@@ -495,3 +495,16 @@ def test_combine_molecules():
     assert no_conf.GetNumConformers() == 0
     with pytest.raises(MoleculeParseError):
         combine_molecules([])
+
+
+def test_random_rotation_is_a_proper_rotation_and_seeded():
+    from physff_openmm.molecule import random_rotation
+
+    mats = [random_rotation(np.random.default_rng(s)) for s in range(20)]
+    for m in mats:
+        assert np.allclose(m @ m.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(m) == pytest.approx(1.0, abs=1e-12)
+    assert np.array_equal(random_rotation(np.random.default_rng(3)), mats[3])
+    # uniform over rotations: the rotated x axis averages to about zero
+    axes = np.array([random_rotation(np.random.default_rng(s))[:, 0] for s in range(2000)])
+    assert np.abs(axes.mean(axis=0)).max() < 0.06

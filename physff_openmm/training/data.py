@@ -29,6 +29,7 @@ import torch
 
 from ..errors import ConfigError, DependencyError, PhysFFError
 from ..graph import ELEMENTS, MolGraph, mol_to_graph
+from ..molecule import random_rotation
 from ..units import HARTREE_TO_KCAL
 from .dataset import MoleculeRecord, read_dataset, split_by_molecule
 
@@ -672,22 +673,9 @@ def smallest_molecules(csv_path: str | Path, n: int, skip_elements: Sequence[str
     return out
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q = rng.standard_normal(4)
-    q /= np.linalg.norm(q)
-    a, b, c, d = q
-    return np.array(
-        [
-            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-        ]
-    )
-
-
 def _place(xa: np.ndarray, xb: np.ndarray, gap: float, rng: np.random.Generator) -> np.ndarray:
     """Rotate B randomly and move it along a random direction until its closest atom is ``gap`` Angstrom from A."""
-    xb = (xb - xb.mean(0)) @ _random_rotation(rng).T
+    xb = (xb - xb.mean(0)) @ random_rotation(rng).T
     direction = rng.standard_normal(3)
     direction /= np.linalg.norm(direction)
     ca = xa.mean(0)
