@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
 
 from . import energy
 from .errors import ConfigError, ModelError
@@ -96,21 +96,27 @@ def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out))
 
 
-class MessageStep(MessagePassing):
-    """One edge-conditioned message-passing step with a residual update."""
+class MessageStep(nn.Module):
+    """One edge-conditioned message-passing step with a residual update.
+
+    m_i = sum over edges (j -> i) of message_net([h_i, h_j, e_ij]) (``edge_index`` rows:
+    source j, target i; both directions of each bond are listed), then
+    h_i <- LayerNorm(h_i + update_net([h_i, m_i])). The sum is PyG's ``scatter``:
+    the same aggregation as ``MessagePassing(aggr="add")``, without the propagate
+    module that ``MessagePassing`` writes to a temporary file in every new process.
+    """
 
     def __init__(self, hidden: int, edge_dim: int):
-        super().__init__(aggr="add")
+        super().__init__()
         self.message_net = _mlp(2 * hidden + edge_dim, hidden, hidden)
         self.update_net = _mlp(2 * hidden, hidden, hidden)
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        m = self.propagate(edge_index, h=h, e=edge_attr)
+        src, dst = edge_index[0], edge_index[1]
+        msg = self.message_net(torch.cat([h[dst], h[src], edge_attr], dim=-1))
+        m = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="sum")
         return self.norm(h + self.update_net(torch.cat([h, m], dim=-1)))
-
-    def message(self, h_i: Tensor, h_j: Tensor, e: Tensor) -> Tensor:  # noqa: D102
-        return self.message_net(torch.cat([h_i, h_j, e], dim=-1))
 
 
 class PhysFFModel(nn.Module):

@@ -194,3 +194,32 @@ def test_missing_hydrogens_in_rdkit_mol(test_model_path):
 def test_model_config_rejects_unknown_keys():
     with pytest.raises(pf.ConfigError, match="unknown model config keys \\['hiden'\\]"):
         pf.ModelConfig.from_dict({"hiden": 3})
+
+
+def test_message_passing_sums_messages_and_leaves_no_temporary_files(tmp_path):
+    """MessageStep: m_i = sum over bonds j-i of message_net([h_i, h_j, e_ij]) (checked by hand), and a new
+    process that builds and runs the model writes nothing to its temporary folder."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from physff_openmm.model import MessageStep
+
+    torch.manual_seed(0)
+    step = MessageStep(hidden=4, edge_dim=2).double()
+    h = torch.randn(3, 4, dtype=torch.float64)
+    edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])  # 0-1 and 1-2, both directions
+    e = torch.randn(4, 2, dtype=torch.float64)
+    m = torch.zeros(3, 4, dtype=torch.float64)
+    for k in range(4):
+        j, i = int(edges[0, k]), int(edges[1, k])
+        m[i] += step.message_net(torch.cat([h[i], h[j], e[k]]))
+    expect = step.norm(h + step.update_net(torch.cat([h, m], dim=-1)))
+    assert torch.allclose(step(h, edges, e), expect, atol=1e-12)
+
+    code = "import physff_openmm as pf; print(pf.parameterize('CCO', model='dev', cache=False).charges.sum())"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
