@@ -7,8 +7,8 @@ Usage (from the repository root, with ``pip install -e .[train]``)::
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
 - ``label``: GFN2-xTB displacements, bond scans and compressions of the training
-  conformers, and the stage-1 kinetic-energy labels (QM9 and small training
-  molecules);
+  conformers, frames of a trained model's MD (where ``md_samples.model`` names
+  one), and the stage-1 kinetic-energy labels (QM9 and small training molecules);
 - ``embed``: stage 1 on those labels;
 - ``energy``: stage 2 on the public sets (fixed split of
   :func:`physff_openmm.training.recipe.public_splits`) and the displacements;
@@ -38,7 +38,14 @@ from pathlib import Path
 
 from physff_openmm.errors import PhysFFError
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
-from physff_openmm.training.recipe import kd_inputs, public_splits, read_public_sets, xtb_bond_scans, xtb_displacements
+from physff_openmm.training.recipe import (
+    kd_inputs,
+    public_splits,
+    read_public_sets,
+    xtb_bond_scans,
+    xtb_displacements,
+    xtb_md_samples,
+)
 
 logger = logging.getLogger("train_default_model")
 
@@ -52,7 +59,8 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "compressions": w / "compressions.h5",
-        "fragment_scans": w / "fragment_scans.h5", "kd": w / "kd.h5", "dissociation": w / "dissociation",
+        "fragment_scans": w / "fragment_scans.h5", "md_samples": w / "md_samples.h5", "kd": w / "kd.h5",
+        "dissociation": w / "dissociation",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
     }
 
@@ -84,6 +92,17 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
             max_energy_kcal_mol=b.max_energy_kcal_mol, rigid=b.rigid, workers=b.workers, seed=b.seed,
         )
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
+        print(json.dumps(out), flush=True)
+    m = cfg.md_samples
+    if m.model:
+        recs = [r for s in m.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
+        recs = recs[: m.max_molecules] if m.max_molecules else recs
+        t = time.perf_counter()
+        out["md_samples"] = xtb_md_samples(
+            recs, paths["md_samples"], m.model, time_ps=m.time_ps, n_frames=m.n_frames, temperature_k=m.temperature_k,
+            max_energy_kcal_mol=m.max_energy_kcal_mol, workers=m.workers, seed=m.seed,
+        )
+        out["md_samples"]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -133,7 +152,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    dm = _datamodule(cfg, splits, cfg.stage2, [paths["displaced"]] if cfg.displacements.n_samples else [])
+    dm = _datamodule(cfg, splits, cfg.stage2, [paths["displaced"]] if _labelled(cfg, "displaced") else [])
     embed_file = paths["embed"] / "embed.pt"
     result = train_stage2(dm, paths["energy"], cfg.stage2, embed=embed_file if embed_file.is_file() else None)
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
@@ -145,9 +164,18 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
 #: The later stage-2 phases: the model file each starts from (in ``work_dir``) and the shards it adds up to.
 LATER_PHASES = {
-    "finetune": ("energy/stage2.pt", ("displaced", "bond_scans", "compressions")),
-    "dissociation": ("finetune/finetune.pt", ("displaced", "bond_scans", "compressions", "fragment_scans")),
+    "finetune": ("energy/stage2.pt", ("displaced", "bond_scans", "compressions", "md_samples")),
+    "dissociation": ("finetune/finetune.pt", ("displaced", "bond_scans", "compressions", "fragment_scans", "md_samples")),
 }
+
+
+def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
+    """Whether the config labels shard ``key`` (a shard another recipe left in work_dir does not count)."""
+    if key == "displaced":
+        return bool(cfg.displacements.n_samples)
+    if key == "md_samples":
+        return bool(cfg.md_samples.model)
+    return bool(getattr(cfg, key).fractions)
 
 
 def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, name: str) -> dict:
@@ -168,7 +196,7 @@ def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, nam
     start_file, shard_keys = LATER_PHASES[name]
     start = load_model_file(Path(cfg.work_dir) / start_file)
     # only the shards this config labels: a shard another recipe left in work_dir stays out
-    wanted = [k for k in shard_keys if (cfg.displacements.n_samples if k == "displaced" else getattr(cfg, k).fractions)]
+    wanted = [k for k in shard_keys if _labelled(cfg, k)]
     dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in wanted])
     result = train_stage2(dm, paths[name], stage_cfg, embed=start)
     earlier = start.metadata.get("phases") or {"stage2": _summary(start.metadata.get("metrics", {}))}

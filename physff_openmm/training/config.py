@@ -462,6 +462,43 @@ class BondScanConfig:
 
 
 @dataclass
+class MDSampleConfig:
+    """Frames of a model's own MD with DFT-anchored GFN2-xTB labels (:func:`~physff_openmm.training.recipe.xtb_md_samples`).
+
+    Attributes
+    ----------
+    model : str
+        Model name or file that runs the MD ("": no samples).
+    time_ps, n_frames, temperature_k : float, int, float
+        MD length per molecule (from its lowest conformer), frames kept, temperature.
+    max_energy_kcal_mol : float
+    sets : list of str
+        Public sets whose training and validation records are sampled.
+    max_molecules : int
+        Sample only the first this many of those records (0: all).
+    workers : int
+    seed : int
+    """
+
+    model: str = ""
+    time_ps: float = 2.0
+    n_frames: int = 8
+    temperature_k: float = 400.0
+    max_energy_kcal_mol: float = 150.0
+    sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
+    max_molecules: int = 0
+    workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.time_ps <= 0 or self.n_frames < 1 or self.temperature_k <= 0:
+            raise ConfigError(
+                f"md_samples: need time_ps > 0, n_frames >= 1 and temperature_k > 0, "
+                f"got {self.time_ps}, {self.n_frames}, {self.temperature_k}"
+            )
+
+
+@dataclass
 class KDDataConfig:
     """Stage-1 labels: kinetic-energy partitions at a small-basis level.
 
@@ -508,6 +545,9 @@ class DefaultModelConfig:
     fragment_scans : BondScanConfig
         Rigid-fragment bond scans (``rigid``) far out along the dissociation
         path (shard ``fragment_scans.h5``), for the ``dissociation`` phase.
+    md_samples : MDSampleConfig
+        Frames of a trained model's own MD (shard ``md_samples.h5``), for the
+        later phases; none unless ``md_samples.model`` names a model.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
@@ -530,6 +570,7 @@ class DefaultModelConfig:
     bond_scans: BondScanConfig = field(default_factory=BondScanConfig)
     compressions: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[]))
     fragment_scans: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[], rigid=True))
+    md_samples: MDSampleConfig = field(default_factory=MDSampleConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)

@@ -13,7 +13,7 @@ with its own fractions, so a molecule's conformers, a drive's points and a
 dimer's distance scan stay together. :func:`public_splits` is the single
 definition of that split, used by the training recipe and the accuracy report.
 
-Two kinds of labels are made here:
+Labels made here:
 
 - :func:`xtb_displacements`: for MD stability, randomly displaced copies of
   training conformers with GFN2-xTB forces. Their energy label is the
@@ -21,6 +21,9 @@ Two kinds of labels are made here:
   displacement, ``E_DFT(x0) + E_xTB(x) - E_xTB(x0)``: the public sets hold no
   forces and no geometries off their minima, which a pair potential needs to
   learn bond stiffness and the repulsive wall.
+- :func:`xtb_bond_scans`: bonds stretched and compressed one at a time, same labels.
+- :func:`xtb_md_samples`: frames of a trained model's own MD, same labels: where
+  its MD goes wrong, they show the next phase what the energy really is.
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
 """
@@ -45,6 +48,7 @@ __all__ = [
     "public_splits",
     "xtb_displacements",
     "xtb_bond_scans",
+    "xtb_md_samples",
     "kd_inputs",
 ]
 
@@ -278,6 +282,83 @@ def xtb_bond_scans(
         raise ConfigError(f"need max_bonds >= 1 and some fractions, got {max_bonds}, {list(fractions)}")
     options = (tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol), bool(rigid))
     return label_new_records(_bond_scan_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
+
+
+# ============================================================================ the model's own MD
+def _md_sample_one(args) -> MoleculeRecord | None:
+    """Frames of Langevin MD with ``model`` from a record's lowest conformer, DFT-anchored GFN2-xTB labels (worker process)."""
+    rec, model, time_ps, n_frames, temperature_k, max_e, seed = args
+    import openmm
+    import openmm.unit as u
+
+    from ..parameters import parameterize
+    from ..system import create_system
+    from ..units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
+
+    rows = np.flatnonzero(np.isfinite(rec.energy))
+    if not len(rows):
+        return None
+    k = int(rows[np.argmin(rec.energy[rows])])
+    x0 = rec.positions[k]
+    try:
+        params = parameterize(rec.to_rdkit(), model=model, cache=False)
+    except PhysFFError as exc:
+        logger.warning("%s: %s", rec.name, exc)
+        return None
+    system = create_system(params, backend="native")
+    integ = openmm.LangevinMiddleIntegrator(temperature_k * u.kelvin, 1.0 / u.picosecond, 1.0 * u.femtosecond)
+    integ.setRandomNumberSeed(int(seed) % 2**31)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    ctx.setPositions(x0 * ANGSTROM_TO_NM)
+    ctx.setVelocitiesToTemperature(temperature_k * u.kelvin, int(seed) % 2**31)
+    steps = max(1, round(time_ps * 1000.0 / n_frames))
+    geoms = []
+    for _ in range(n_frames):
+        try:
+            integ.step(steps)
+        except openmm.OpenMMException:  # the model's MD blew up: keep the frames before
+            break
+        x = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer) * NM_TO_ANGSTROM
+        if not np.all(np.isfinite(x)):
+            break
+        geoms.append(np.asarray(x, dtype=np.float64))
+    ids = [f"{rec.conformer_ids[k]}-md{t}" for t in range(len(geoms))]
+    samples = _xtb_samples(rec, x0, float(rec.energy[k]), geoms, ids, max_e)
+    what = f"frames of {time_ps:g} ps {temperature_k:g} K Langevin MD with model {Path(str(model)).name} from the lowest"
+    return _anchored_record(rec, samples, what)
+
+
+def xtb_md_samples(
+    records: Sequence[MoleculeRecord],
+    out_path: str | Path,
+    model: str | Path,
+    *,
+    time_ps: float = 2.0,
+    n_frames: int = 8,
+    temperature_k: float = 400.0,
+    max_energy_kcal_mol: float = 150.0,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write frames of a model's own MD with DFT-anchored GFN2-xTB labels to a shard (resumable).
+
+    From each single-fragment record's lowest conformer, ``model`` (name or file)
+    runs ``time_ps`` of Langevin MD (native backend, 1 fs, friction 1/ps) at
+    ``temperature_k``; ``n_frames`` evenly spaced frames (up to the first
+    non-finite one) get GFN2-xTB forces and the anchored energy of
+    :func:`xtb_displacements`; frames more than ``max_energy_kcal_mol`` above the
+    conformer (GFN2-xTB) are dropped. Where the model's MD goes wrong (a bond that
+    stretches too far, atoms that come too close) the frames show it, and their
+    labels tell the next training phase what the energy really is there: the
+    usual way to make a learned potential stable in MD.
+    """
+    if time_ps <= 0 or n_frames < 1 or temperature_k <= 0:
+        raise ConfigError(f"need time_ps > 0, n_frames >= 1 and temperature_k > 0, got {time_ps}, {n_frames}, {temperature_k}")
+    from ..registry import load_model
+
+    load_model(model)  # a bad name or file fails here, before any worker starts
+    options = (str(model), float(time_ps), int(n_frames), float(temperature_k), float(max_energy_kcal_mol))
+    return label_new_records(_md_sample_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
 
 
 # ============================================================================ stage-1 inputs

@@ -41,6 +41,9 @@ def test_default_recipe_config_loads():
     cfg = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     assert cfg.stage2.loss.relative_weight > 0 and cfg.stage2.data.group_by_molecule
     assert load_config({}, DefaultModelConfig).compressions.fractions == []
+    assert load_config({}, DefaultModelConfig).md_samples.model == ""  # no MD samples unless a model is named
+    with pytest.raises(ConfigError, match="md_samples"):
+        load_config({"md_samples": {"model": "dev", "n_frames": 0}}, DefaultModelConfig)
     # the covalent-well trial: compressions, rigid-fragment scans, relative scan energies, E_lin refitted
     trial = load_config(ROOT / "training" / "configs" / "default_model_walls.yaml", DefaultModelConfig)
     assert trial.finetune.loss.relative_forces_weight > 0 and trial.finetune.refit_linear
@@ -210,6 +213,36 @@ def test_xtb_displacements_are_dft_anchored_and_resume(tmp_path):
     assert xtb_displacements([rec], out, n_samples=2, sigmas=(0.05,), max_conformers=1)["molecules"] == 0  # resumed: done
     with pytest.raises(ConfigError, match="positive sigmas"):
         xtb_displacements([rec], tmp_path / "x.h5", sigmas=(0.0,))
+
+
+def test_xtb_md_samples_label_frames_of_the_models_own_md(tmp_path):
+    """Frames of the model's MD from the lowest conformer, with the anchored GFN2-xTB labels; resumable; bad input."""
+    pytest.importorskip("tblite")
+    from physff_openmm.errors import ModelError
+    from physff_openmm.training.dataset import read_dataset
+    from physff_openmm.training.recipe import xtb_md_samples
+    from physff_openmm.training.xtb import xtb_energy_forces
+
+    (rec,) = _records(["CCO"], n_conf=3, seed=4)
+    out = tmp_path / "md.h5"
+    info = xtb_md_samples([rec], out, "dev", time_ps=0.05, n_frames=3, temperature_k=300.0, seed=1)
+    assert info["molecules"] == 1
+    (d,) = read_dataset(out)
+    low = int(np.argmin(rec.energy))
+    assert d.conformer_ids == [f"{rec.conformer_ids[low]}-md{t}" for t in range(d.n_conformers)] and d.n_conformers >= 1
+    z = rec.species.astype(int)
+    e_0, _ = xtb_energy_forces(z, rec.positions[low], rec.total_charge)
+    for x, e, f in zip(d.positions, d.energy, d.forces):
+        e_x, f_x = xtb_energy_forces(z, x, rec.total_charge)
+        assert e == pytest.approx(rec.energy[low] + e_x - e_0, abs=1e-9)
+        np.testing.assert_allclose(f, f_x, atol=1e-9)
+        assert 0.005 < np.abs(x - rec.positions[low]).max() < 2.0  # the atoms moved, the molecule did not fly apart
+    assert "Langevin MD with model" in d.source
+    assert xtb_md_samples([rec], out, "dev", time_ps=0.05, n_frames=3)["molecules"] == 0  # resumed: done
+    with pytest.raises(ConfigError, match="n_frames"):
+        xtb_md_samples([rec], tmp_path / "x.h5", "dev", n_frames=0)
+    with pytest.raises(ModelError):
+        xtb_md_samples([rec], tmp_path / "x.h5", tmp_path / "missing.pt")
 
 
 def test_read_public_sets_rejects_bad_input(tmp_path):
