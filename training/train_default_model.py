@@ -186,7 +186,7 @@ def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, nam
     """
     import torch
 
-    from physff_openmm.model import load_model_file
+    from physff_openmm.model import file_sha256, load_model_file
     from physff_openmm.training.export import export_model
     from physff_openmm.training.stage2 import train_stage2
 
@@ -200,13 +200,16 @@ def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, nam
     dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in wanted])
     result = train_stage2(dm, paths[name], stage_cfg, embed=start)
     earlier = start.metadata.get("phases") or {"stage2": _summary(start.metadata.get("metrics", {}))}
-    phases = {**earlier, name: _summary(result.metrics)}
+    start_path = Path(cfg.work_dir) / start_file
+    summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
+    key = name if name not in earlier else f"{name}_{len(earlier) + 1}"  # a recipe that continues another's model
+    phases = {**earlier, key: summary}
     if name == "dissociation" or cfg.dissociation is None:
         return _finish(cfg, splits, result, phases, install, recipe)
     out = paths[name] / f"{name}.pt"
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases}
     export_model(result.model, out, meta, config=stage_cfg)
-    return {name: _summary(result.metrics), "file": str(out)}
+    return {name: summary, "file": str(out)}
 
 
 def _summary(metrics: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,24 @@ def test_default_recipe_config_loads():
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
+
+
+def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch):
+    """training/train_default_model.py: a shard counts only where the config labels it."""
+    import importlib.util
+
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+
+    spec = importlib.util.spec_from_file_location("train_default_model", ROOT / "training" / "train_default_model.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_default_model", script)
+    spec.loader.exec_module(script)
+    shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
+    md = load_config(ROOT / "training" / "configs" / "default_model_md.yaml", DefaultModelConfig)
+    keys = ("displaced", "bond_scans", "compressions", "fragment_scans", "md_samples")
+    assert [k for k in keys if script._labelled(shipped, k)] == ["displaced", "bond_scans"]
+    assert [k for k in keys if script._labelled(md, k)] == ["displaced", "bond_scans", "md_samples"]
+    assert all("md_samples" in shards for _, shards in script.LATER_PHASES.values())
 
 
 def test_public_splits_disjoint_deterministic_and_per_set():
