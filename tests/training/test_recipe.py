@@ -56,6 +56,17 @@ def test_default_recipe_config_loads():
     assert wells.finetune.loss.covalent_well_weight > 0 and wells.finetune.refit_linear
     assert wells.alias == "" and not wells.output.startswith("physff_openmm") and wells.work_dir != cfg.work_dir
     assert cfg.finetune.loss.covalent_well_weight == 0  # the shipped recipe is unchanged
+    # the session-5 trials: the term from the start of stage 2; a third phase; the model's own MD frames
+    wells2 = load_config(ROOT / "training" / "configs" / "default_model_wells2.yaml", DefaultModelConfig)
+    assert wells2.stage2.loss.covalent_well_weight > 0 and wells2.stage2.loss.covalent_well_depth == 70.0
+    wells3 = load_config(ROOT / "training" / "configs" / "default_model_wells3.yaml", DefaultModelConfig)
+    assert wells3.dissociation.loss.covalent_well_weight > 0 and min(wells3.dissociation.loss.covalent_well_grid) == 0.85
+    md = load_config(ROOT / "training" / "configs" / "default_model_md.yaml", DefaultModelConfig)
+    assert md.md_samples.model == "physff-default" and md.dissociation is not None and md.kd.n_qm9 == 0
+    for c in (wells3, md):  # they continue the shipped recipe's two phases unchanged
+        assert c.stage2 == cfg.stage2 and c.finetune == cfg.finetune
+    for c in (wells2, wells3, md):  # trials write outside the package, each in its own work_dir
+        assert c.output.startswith("/tmp/") and c.work_dir != cfg.work_dir and c.alias == ""
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
