@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from _common import machine_info, md_table, write_results
+from _common import command_line, machine_info, md_table, write_results
 
 DISTANCES = (0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0)
 
@@ -83,13 +83,13 @@ def main(argv=None) -> int:
     rows = [[f"{q['r_angstrom']:.2f}", f"{q['model_kcal_mol']:.1f}", f"{q['gfn2_xtb_kcal_mol']:.1f}"] for q in res["points"]]
     text = (
         f"# Energy along a stretched bond: {args.model}, {res['bond']} of {res['smiles']}\n\n"
-        f"Command: `python benchmarks/bond_stretch_profile.py --model {args.model} --smiles {args.smiles} --bond {args.bond}`"
+        f"Command: `{command_line()}`"
         f" ({info['date_utc']}).\n\nEnergies (kcal/mol) relative to the starting bond length {res['r0_angstrom']:.3f} A; "
         "only the bond's second atom moves.\n\n"
         + md_table(["r (A)", "model", "GFN2-xTB"], rows)
     )
     stem = args.out or f"bond_stretch_{args.model}".replace("/", "_")
-    write_results(stem, {"command": " ".join(sys.argv), "machine": info, **res}, text)
+    write_results(stem, {"command": command_line(), "machine": info, **res}, text)
     print(text)
     return 0
 
