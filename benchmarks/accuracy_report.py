@@ -768,7 +768,7 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer) -> d
     n_steps = max(1, int(round(md_ps * 1000.0 / MD_TIMESTEP_FS)))
     every = max(1, int(round(MD_REPORT_PS * 1000.0 / MD_TIMESTEP_FS)))
     status, t_fail, done = "stable", None, 0
-    max_rel, max_abs, worst, min_nb = 0.0, 0.0, None, math.inf
+    max_rel, max_abs, worst, worst_sign, min_nb = 0.0, 0.0, None, None, math.inf
     t_md = time.perf_counter()
     while done < n_steps:
         chunk = min(every, n_steps - done)
@@ -791,6 +791,7 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer) -> d
             if rel[b] > max_rel:
                 max_rel = float(rel[b])
                 worst = f"{symbols[bonds[b, 0]]}{bonds[b, 0]}-{symbols[bonds[b, 1]]}{bonds[b, 1]}"
+                worst_sign = "stretched" if d[b] > d0[b] else "compressed"
             max_abs = max(max_abs, float(np.max(np.abs(d - d0))))
         if iu.size:
             min_nb = min(min_nb, float(np.min(np.linalg.norm(pos[iu] - pos[ju], axis=1))))
@@ -806,6 +807,7 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer) -> d
         "name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms, "n_bonds": int(len(bonds)),
         "simulated_ps": done * MD_TIMESTEP_FS / 1000.0, "requested_ps": md_ps, "status": status, "failure_time_ps": t_fail,
         "max_relative_bond_deviation": max_rel, "max_absolute_bond_deviation_angstrom": max_abs, "worst_bond": worst,
+        "worst_bond_direction": worst_sign,
         "min_nonbonded_distance_angstrom": min_nb if math.isfinite(min_nb) else math.nan,
         "wall_seconds": time.perf_counter() - t0, "ms_per_step": 1e3 * wall / max(1, done),
     }
@@ -1283,7 +1285,8 @@ def build_markdown(rep: dict, figs: dict[str, Path], md_path: Path) -> str:
              "closest non-bonded (A)", "ms/step"],
             [[r["name"], r["n_atoms"], f2(r["simulated_ps"], 1), r["status"] + (f" at {f2(r['failure_time_ps'], 1)} ps" if r.get("failure_time_ps") else ""),
               f2(100 * r["max_relative_bond_deviation"], 1), f2(r.get("max_absolute_bond_deviation_angstrom"), 3),
-              r.get("worst_bond") or "-", f2(r.get("min_nonbonded_distance_angstrom")), f2(r.get("ms_per_step"), 3)]
+              (r.get("worst_bond") or "-") + (f" ({r['worst_bond_direction']})" if r.get("worst_bond_direction") else ""),
+              f2(r.get("min_nonbonded_distance_angstrom")), f2(r.get("ms_per_step"), 3)]
              for r in md["per_molecule"]]))
         L += ["", link("md", "largest bond deviation per molecule")]
 

@@ -201,6 +201,9 @@ def test_quick_report(report, tmp_path, request):
     assert md["n_molecules"] == 1
     assert 0 < md["per_molecule"][0]["simulated_ps"] <= 0.2 + 1e-9
     assert _finite(md["max_relative_bond_deviation"])
+    row = md["per_molecule"][0]
+    assert (row["worst_bond"] is None) == (row["worst_bond_direction"] is None)
+    assert row["worst_bond_direction"] in (None, "stretched", "compressed")
     lj = rep["sanity"]["lj"]["all_pairs"]
     assert lj["n_class_pairs"] > 0 and _finite(lj["sigma_angstrom"]["median"]) and _finite(lj["epsilon_kcal_mol"]["median"])
     assert "H" in rep["sanity"]["charges_e"] and "C" in rep["sanity"]["charges_e"]
