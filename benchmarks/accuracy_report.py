@@ -744,8 +744,12 @@ def _excluded_pairs(n: int, bonds: np.ndarray) -> np.ndarray:
     return adj | two | np.eye(n, dtype=bool)
 
 
-def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer) -> dict[str, Any]:
-    """Langevin MD of one record from its first conformer; checks every 0.1 ps."""
+def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extra_force=None) -> dict[str, Any]:
+    """Langevin MD of one record from its first conformer; checks every 0.1 ps.
+
+    ``extra_force``: optional callable (record, x0 in Angstrom) -> openmm.Force added
+    to the model's System (a diagnostic: ``benchmarks/inner_wall_check.py``).
+    """
     import openmm
     from openmm import unit
 
@@ -764,6 +768,9 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer) -> d
         with_positions(rec.to_rdkit(), x0), model=model, backend="native", platform=platform,
         temperature_k=MD_TEMPERATURE_K, timestep_fs=MD_TIMESTEP_FS, friction_per_ps=MD_FRICTION_PER_PS, seed=seed,
     )
+    if extra_force is not None:
+        sim.system.addForce(extra_force(rec, x0))
+        sim.context.reinitialize(preserveState=True)
     sim.context.setVelocitiesToTemperature(MD_TEMPERATURE_K * unit.kelvin, seed)
     n_steps = max(1, int(round(md_ps * 1000.0 / MD_TIMESTEP_FS)))
     every = max(1, int(round(MD_REPORT_PS * 1000.0 / MD_TIMESTEP_FS)))
@@ -813,12 +820,12 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer) -> d
     }
 
 
-def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer) -> dict[str, Any]:
+def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer, extra_force=None) -> dict[str, Any]:
     rows = []
     chosen = pool[:n_molecules]
     for i, rec in enumerate(chosen, 1):
         try:
-            row = md_run(rec, model, md_ps, threads, C.SEED + i, timer)
+            row = md_run(rec, model, md_ps, threads, C.SEED + i, timer, extra_force)
         except Exception as exc:  # noqa: BLE001 - a failure to set up is a result, not a crash of the report
             row = {"name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms, "status": f"error: {exc}",
                    "simulated_ps": 0.0, "max_relative_bond_deviation": math.nan}

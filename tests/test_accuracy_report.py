@@ -222,3 +222,35 @@ def test_quick_report(report, tmp_path, request):
         png = figs / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000, name
         assert f"(fig/{name}.png)" in text, name
+
+
+def test_inner_wall_check_adds_a_flat_bottom_wall_only(report):
+    """benchmarks/inner_wall_check.py: zero energy above f r0, k (f r0 - r)^2 below, on every bond."""
+    import types
+
+    import openmm
+    from openmm import unit
+
+    spec = importlib.util.spec_from_file_location("inner_wall_check", ROOT / "benchmarks" / "inner_wall_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x0 = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.5, 0.0]])  # bonds 0-1 (1.0 A) and 1-2 (1.5 A)
+    rec = types.SimpleNamespace(bonds=np.array([[0, 1], [1, 2]]))
+    force = mod.inner_wall(0.8, 1000.0)(rec, x0)
+    system = openmm.System()
+    for _ in range(3):
+        system.addParticle(1.0)
+    system.addForce(force)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+
+    def energy(x):
+        ctx.setPositions(x * 0.1)
+        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
+
+    assert energy(x0) == pytest.approx(0.0, abs=1e-9)
+    x = x0.copy()
+    x[0, 0] = 1.0 - 0.7  # bond 0-1 at 0.7 A: 0.1 A inside its wall at 0.8 A
+    assert energy(x) == pytest.approx(1000.0 * 0.1**2, rel=1e-6)
+    x = x0.copy()
+    x[2, 1] = 1.1  # bond 1-2 at 1.1 A: 0.1 A inside its wall at 1.2 A
+    assert energy(x) == pytest.approx(1000.0 * 0.1**2, rel=1e-6)
