@@ -268,10 +268,15 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def command_line() -> str:
-    """The command that produced the results, as typed from the repository root."""
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
-    return " ".join(["python", shlex.quote(script)] + [shlex.quote(a) for a in sys.argv[1:]])
+def command_line(argv: list[str] | None = None, script: str | None = None) -> str:
+    """The command that produced the results, as typed from the repository root.
+
+    ``argv`` and ``script`` (a script's ``__file__``) default to ``sys.argv``; pass
+    them when ``main(argv)`` is called from Python rather than the shell.
+    """
+    script = os.path.relpath(os.path.abspath(script or sys.argv[0]), ROOT)
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", shlex.quote(script)] + [shlex.quote(a) for a in args])
 
 
 def cpu_platform(threads: int) -> tuple[openmm.Platform, dict[str, str]]:

@@ -83,13 +83,13 @@ def main(argv=None) -> int:
     rows = [[f"{q['r_angstrom']:.2f}", f"{q['model_kcal_mol']:.1f}", f"{q['gfn2_xtb_kcal_mol']:.1f}"] for q in res["points"]]
     text = (
         f"# Energy along a stretched bond: {args.model}, {res['bond']} of {res['smiles']}\n\n"
-        f"Command: `{command_line()}`"
+        f"Command: `{command_line(argv, __file__)}`"
         f" ({info['date_utc']}).\n\nEnergies (kcal/mol) relative to the starting bond length {res['r0_angstrom']:.3f} A; "
         "only the bond's second atom moves.\n\n"
         + md_table(["r (A)", "model", "GFN2-xTB"], rows)
     )
     stem = args.out or f"bond_stretch_{args.model}".replace("/", "_")
-    write_results(stem, {"command": command_line(), "machine": info, **res}, text)
+    write_results(stem, {"command": command_line(argv, __file__), "machine": info, **res}, text)
     print(text)
     return 0
 

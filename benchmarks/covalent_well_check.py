@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from _common import machine_info, md_table, write_results
+from _common import command_line, machine_info, md_table, write_results
 
 SMILES = ("CCO", "c1ccccc1O", "CC(=O)NC", "Clc1ccccc1C(=O)O", "CS(=O)(=O)N", "c1ccncc1", "CC#N", "CCBr",
           "OCC(N)C(=O)O", "Nc1ccccc1", "CCOC(C)=O", "C1CCNCC1", "FC(F)(F)c1ccccc1", "COP(=O)(OC)OC")
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = machine_info()
-    command = "python benchmarks/covalent_well_check.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(argv, __file__)
     text = (
         f"# Covalent wells of {args.model}: gaps below a Morse floor\n\n"
         f"Command: `{command}` ({info['date_utc']}).\n\n"

@@ -39,14 +39,16 @@ def inner_wall(fraction: float, k_kcal_mol_a2: float):
     import numpy as np
     import openmm
 
-    k = k_kcal_mol_a2 * 4.184 * 100.0  # kJ/mol/nm^2
+    from physff_openmm.units import ANGSTROM_TO_NM, KCAL_TO_KJ
+
+    k = k_kcal_mol_a2 * KCAL_TO_KJ / ANGSTROM_TO_NM**2  # kJ/mol/nm^2
 
     def make(rec, x0):
         f = openmm.CustomBondForce("k_wall * step(r_wall - r) * (r_wall - r)^2")
         f.addGlobalParameter("k_wall", k)
         f.addPerBondParameter("r_wall")
         for i, j in np.asarray(rec.bonds, dtype=int).reshape(-1, 2):
-            f.addBond(int(i), int(j), [fraction * float(np.linalg.norm(x0[i] - x0[j])) * 0.1])  # nm
+            f.addBond(int(i), int(j), [fraction * float(np.linalg.norm(x0[i] - x0[j])) * ANGSTROM_TO_NM])
         return f
 
     return make
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     for label, extra in (("model", None), ("model + inner wall", inner_wall(args.fraction, args.k))):
         A.progress(f"MD: {label}")
         runs[label] = A.md_section(pool, model, args.md_molecules, args.md_ps, args.threads, A.Timer(), extra)
-    info = C.machine_info()
+    info, command = C.machine_info(), C.command_line(argv, __file__)
     rows = []
     for r0, r1 in zip(runs["model"]["per_molecule"], runs["model + inner wall"]["per_molecule"]):
         rows.append([r0["name"], r0["n_atoms"]] + [
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
     summ = {k: _summary(v) for k, v in runs.items()}
     text = (
         f"# MD with and without an inner wall on covalent bonds: {args.model}\n\n"
-        f"Command: `{C.command_line()}` ({info['date_utc']}).\n\n"
+        f"Command: `{command}` ({info['date_utc']}).\n\n"
         f"{args.md_molecules} test molecules, {args.md_ps:g} ps each at 300 K, 1 fs; a run stops at its first broken bond "
         f"(> 30 % from its starting length), collapse or NaN. Wall: {args.k:g} (f r0 - r)^2 kcal/mol below f = "
         f"{args.fraction:g} of each bond's starting length; zero above.\n\n"
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
         + "\n\n" + C.md_table(["molecule", "atoms", "model", "model + inner wall"], rows)
     )
     stem = args.out or f"inner_wall_{Path(str(args.model)).stem}"
-    C.write_results(stem, {"command": C.command_line(), "machine": info, "settings": vars(args) | {"data": str(args.data)},
+    C.write_results(stem, {"command": command, "machine": info, "settings": vars(args) | {"data": str(args.data)},
                            "summary": summ, "runs": runs}, text)
     print(text)
     return 0

@@ -71,39 +71,37 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
 
     paths = _paths(cfg)
     out: dict = {}
-    d = cfg.displacements
-    if d.n_samples:
-        recs = [r for s in d.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
+
+    def records(sets, max_molecules: int = 0) -> list:
+        """Training and validation records of ``sets`` (the first ``max_molecules``, 0: all)."""
+        recs = [r for s in sets for part in (splits.train, splits.val) for r in part.get(s, [])]
+        return recs[:max_molecules] if max_molecules else recs
+
+    def run(key: str, labeller, *args, **kwargs) -> None:
+        """Label one shard, ``out[key] = labeller(*args, **kwargs)``, timed; progress printed after each."""
         t = time.perf_counter()
-        out["displacements"] = xtb_displacements(
-            recs, paths["displaced"], n_samples=d.n_samples, sigmas=d.sigmas, max_conformers=d.max_conformers,
-            max_energy_kcal_mol=d.max_energy_kcal_mol, workers=d.workers, seed=d.seed,
-        )
-        out["displacements"]["seconds"] = round(time.perf_counter() - t, 1)
-        print(json.dumps(out), flush=True)
-    for key, b in (("bond_scans", cfg.bond_scans), ("compressions", cfg.compressions), ("fragment_scans", cfg.fragment_scans)):
-        if not b.fractions:
-            continue
-        recs = [r for s in b.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
-        recs = recs[: b.max_molecules] if b.max_molecules else recs
-        t = time.perf_counter()
-        out[key] = xtb_bond_scans(
-            recs, paths[key], fractions=b.fractions, max_bonds=b.max_bonds,
-            max_energy_kcal_mol=b.max_energy_kcal_mol, rigid=b.rigid, workers=b.workers, seed=b.seed,
-        )
+        out[key] = labeller(*args, **kwargs)
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
-    m = cfg.md_samples
-    if m.model:
-        recs = [r for s in m.sets for part in (splits.train, splits.val) for r in part.get(s, [])]
-        recs = recs[: m.max_molecules] if m.max_molecules else recs
-        t = time.perf_counter()
-        out["md_samples"] = xtb_md_samples(
-            recs, paths["md_samples"], m.model, time_ps=m.time_ps, n_frames=m.n_frames, temperature_k=m.temperature_k,
-            max_energy_kcal_mol=m.max_energy_kcal_mol, workers=m.workers, seed=m.seed,
+
+    d, m = cfg.displacements, cfg.md_samples
+    if _labelled(cfg, "displaced"):
+        run("displacements", xtb_displacements,
+            records(d.sets), paths["displaced"], n_samples=d.n_samples, sigmas=d.sigmas, max_conformers=d.max_conformers,
+            max_energy_kcal_mol=d.max_energy_kcal_mol, workers=d.workers, seed=d.seed,
         )
-        out["md_samples"]["seconds"] = round(time.perf_counter() - t, 1)
-        print(json.dumps(out), flush=True)
+    for key in ("bond_scans", "compressions", "fragment_scans"):
+        b = getattr(cfg, key)
+        if _labelled(cfg, key):
+            run(key, xtb_bond_scans,
+                records(b.sets, b.max_molecules), paths[key], fractions=b.fractions, max_bonds=b.max_bonds,
+                max_energy_kcal_mol=b.max_energy_kcal_mol, rigid=b.rigid, workers=b.workers, seed=b.seed,
+            )
+    if _labelled(cfg, "md_samples"):
+        run("md_samples", xtb_md_samples,
+            records(m.sets, m.max_molecules), paths["md_samples"], m.model, time_ps=m.time_ps, n_frames=m.n_frames,
+            temperature_k=m.temperature_k, max_energy_kcal_mol=m.max_energy_kcal_mol, workers=m.workers, seed=m.seed,
+        )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
     if k.max_atoms:
