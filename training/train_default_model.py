@@ -176,6 +176,19 @@ def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
     return bool(getattr(cfg, key).fractions)
 
 
+def _phase_shards(cfg: DefaultModelConfig, keys) -> list[Path]:
+    """The shards a later phase reads: those of ``keys`` the config labels, then earlier rounds of MD frames.
+
+    A shard another recipe left in work_dir stays out; a named earlier round that is missing is an error.
+    """
+    paths = _paths(cfg)
+    earlier = [Path(p) for p in cfg.md_samples.earlier]
+    missing = [str(p) for p in earlier if not p.is_file()]
+    if missing:
+        raise PhysFFError(f"md_samples.earlier: no such shard {', '.join(missing)}")
+    return [paths[k] for k in keys if _labelled(cfg, k)] + earlier
+
+
 def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, name: str) -> dict:
     """A later stage-2 phase (``finetune``, ``dissociation``) from the previous phase's weights.
 
@@ -193,9 +206,7 @@ def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, nam
     stage_cfg = getattr(cfg, name)
     start_file, shard_keys = LATER_PHASES[name]
     start = load_model_file(Path(cfg.work_dir) / start_file)
-    # only the shards this config labels: a shard another recipe left in work_dir stays out
-    wanted = [k for k in shard_keys if _labelled(cfg, k)]
-    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in wanted])
+    dm = _datamodule(cfg, splits, stage_cfg, _phase_shards(cfg, shard_keys))
     result = train_stage2(dm, paths[name], stage_cfg, embed=start)
     earlier = start.metadata.get("phases") or {"stage2": _summary(start.metadata.get("metrics", {}))}
     start_path = Path(cfg.work_dir) / start_file

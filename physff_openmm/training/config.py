@@ -478,6 +478,9 @@ class MDSampleConfig:
         Sample only the first this many of those records (0: all).
     workers : int
     seed : int
+    earlier : list of str
+        ``md_samples.h5`` shards of earlier rounds (another model's MD) that the
+        later phases read too, so that a round adds frames instead of replacing them.
     """
 
     model: str = ""
@@ -489,6 +492,7 @@ class MDSampleConfig:
     max_molecules: int = 0
     workers: int = 2
     seed: int = 0
+    earlier: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.time_ps <= 0 or self.n_frames < 1 or self.temperature_k <= 0:

@@ -72,7 +72,7 @@ def test_default_recipe_config_loads():
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
 
 
-def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch):
+def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp_path):
     """training/train_default_model.py: a shard counts only where the config labels it."""
     import importlib.util
 
@@ -88,6 +88,18 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch):
     assert [k for k in keys if script._labelled(shipped, k)] == ["displaced", "bond_scans"]
     assert [k for k in keys if script._labelled(md, k)] == ["displaced", "bond_scans", "md_samples"]
     assert all("md_samples" in shards for _, shards in script.LATER_PHASES.values())
+    # a second round of MD frames reads the first round's shard too, and a missing one is an error
+    md2 = load_config(ROOT / "training" / "configs" / "default_model_md2.yaml", DefaultModelConfig)
+    assert md2.md_samples.earlier == [md.work_dir + "/md_samples.h5"] and md2.work_dir != md.work_dir
+    first = tmp_path / "round1.h5"
+    first.write_bytes(b"")
+    md2.md_samples.earlier = [str(first)]
+    shards = script._phase_shards(md2, keys)
+    assert shards[-1] == first and shards[:-1] == [Path(md2.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans", "md_samples")]
+    assert script._phase_shards(shipped, keys) == [Path(shipped.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans")]
+    md2.md_samples.earlier = [str(tmp_path / "gone.h5")]
+    with pytest.raises(script.PhysFFError, match="gone.h5"):
+        script._phase_shards(md2, keys)
 
 
 def test_public_splits_disjoint_deterministic_and_per_set():
