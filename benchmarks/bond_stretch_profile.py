@@ -23,39 +23,63 @@ from _common import command_line, machine_info, md_table, write_results
 DISTANCES = (0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0, 4.0)
 
 
-def profile(model: str, smiles: str, bond: str) -> dict:
-    import openmm
-    import openmm.unit as u
+def stretched_bond(smiles: str, bond: str):
+    """(molecule, i, j, start geometry) for the first ``bond`` (element pair) of ``smiles``; j is the atom that moves.
 
-    import physff_openmm as pf
+    The geometry is RDKit/MMFF's; where the pair is X-H, the hydrogen moves.
+    """
     from physff_openmm.errors import PhysFFError
     from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
-    from physff_openmm.training.xtb import xtb_energy_forces
-    from physff_openmm.units import ANGSTROM_TO_NM, HARTREE_TO_KCAL
 
     mol = ensure_conformer(load_molecule(smiles))
-    params = pf.parameterize(mol, model=model, cache=False)
-    system = pf.create_system(params, backend="native")
-    ctx = openmm.Context(system, openmm.VerletIntegrator(1e-3), openmm.Platform.getPlatformByName("Reference"))
     x0 = positions_angstrom(mol)
     sym = [a.GetSymbol() for a in mol.GetAtoms()]
     want = sorted(bond.split("-"))
-    pairs = [(int(i), int(j)) for i, j in params.covalent_pairs if sorted((sym[i], sym[j])) == want]
+    pairs = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
+    pairs = [(i, j) for i, j in pairs if sorted((sym[i], sym[j])) == want]
     if not pairs:
         raise PhysFFError(f"{smiles} has no {bond} bond")
     i, j = pairs[0]
     if sym[i] == "H" and sym[j] != "H":  # move the hydrogen
         i, j = j, i
+    return mol, i, j, x0
+
+
+def at_length(x0: np.ndarray, i: int, j: int, r: float) -> np.ndarray:
+    """``x0`` with atom j moved along the i-j axis to distance ``r`` (Angstrom) from atom i."""
     axis = (x0[j] - x0[i]) / np.linalg.norm(x0[j] - x0[i])
+    x = x0.copy()
+    x[j] = x0[i] + axis * r
+    return x
+
+
+def xtb_energy_kcal(mol, x: np.ndarray) -> float:
+    """GFN2-xTB energy (kcal/mol) of ``mol`` at positions ``x`` (Angstrom)."""
+    from physff_openmm.training.xtb import xtb_energy_forces
+    from physff_openmm.units import HARTREE_TO_KCAL
+
     charge = int(sum(a.GetFormalCharge() for a in mol.GetAtoms()))
+    return float(xtb_energy_forces([a.GetAtomicNum() for a in mol.GetAtoms()], x, charge)[0] * HARTREE_TO_KCAL)
+
+
+def profile(model: str, smiles: str, bond: str) -> dict:
+    import openmm
+    import openmm.unit as u
+
+    import physff_openmm as pf
+    from physff_openmm.units import ANGSTROM_TO_NM
+
+    mol, i, j, x0 = stretched_bond(smiles, bond)
+    sym = [a.GetSymbol() for a in mol.GetAtoms()]
+    params = pf.parameterize(mol, model=model, cache=False)
+    system = pf.create_system(params, backend="native")
+    ctx = openmm.Context(system, openmm.VerletIntegrator(1e-3), openmm.Platform.getPlatformByName("Reference"))
     rows = []
     for r in (np.linalg.norm(x0[j] - x0[i]),) + DISTANCES:
-        x = x0.copy()
-        x[j] = x0[i] + axis * r
+        x = at_length(x0, i, j, r)
         ctx.setPositions(x * ANGSTROM_TO_NM)
         e_model = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilocalorie_per_mole)
-        e_xtb = xtb_energy_forces([a.GetAtomicNum() for a in mol.GetAtoms()], x, charge)[0] * HARTREE_TO_KCAL
-        rows.append((float(r), float(e_model), float(e_xtb)))
+        rows.append((float(r), float(e_model), xtb_energy_kcal(mol, x)))
     e0_model, e0_xtb = rows[0][1], rows[0][2]
     return {
         "smiles": smiles, "bond": f"{sym[i]}{i}-{sym[j]}{j}", "r0_angstrom": rows[0][0],

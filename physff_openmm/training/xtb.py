@@ -128,6 +128,26 @@ def xtb_energy_forces(
     return energy, -grad
 
 
+def xtb_energies(numbers: Sequence[int | str], geometries, charge: int = 0) -> list[float | None]:
+    """GFN2-xTB energies (Hartree) along a path of geometries, e.g. a bond scan.
+
+    One calculator walks the path: each SCF starts from the previous point's
+    wavefunction, which is what makes stretched bonds converge. A point whose SCF
+    does not converge is None, and the next one starts afresh.
+    """
+    geometries = [np.asarray(g, dtype=float) for g in geometries]
+    if not geometries:
+        return []
+    calc = _XTB(numbers, geometries[0], charge)
+    out: list[float | None] = []
+    for g in geometries:
+        try:
+            out.append(calc(g)[0])
+        except QMError:
+            out.append(None)
+    return out
+
+
 def xtb_optimize(
     numbers: Sequence[int | str],
     positions_angstrom,

@@ -319,6 +319,23 @@ def test_xtb_forces_match_finite_differences(xtb):
     np.testing.assert_allclose(forces, fd, rtol=0, atol=TOL_XTB_FORCE_FD)
 
 
+def test_xtb_energies_along_a_path_match_single_points(xtb):
+    """One calculator walks a bond scan; a failed point is None and the walk goes on."""
+    path = []
+    for r in (0.8, 1.0, 1.4, 2.0):
+        x = WATER_DISTORTED.copy()
+        axis = (x[1] - x[0]) / np.linalg.norm(x[1] - x[0])
+        x[1] = x[0] + r * axis
+        path.append(x)
+    broken = np.full_like(WATER_DISTORTED, np.nan)
+    energies = xtb.xtb_energies(WATER_NUMBERS, path[:2] + [broken] + path[2:])
+    assert energies[2] is None and len(energies) == 5
+    single = [xtb.xtb_energy_forces(WATER_NUMBERS, x)[0] for x in path]
+    np.testing.assert_allclose([e for e in energies if e is not None], single, rtol=0, atol=1e-7)
+    assert energies[0] > energies[1] < energies[3] < energies[4]  # a bond well: up on both sides
+    assert xtb.xtb_energies(WATER_NUMBERS, []) == []
+
+
 def test_xtb_optimize(xtb, water_xtb_minimum):
     positions, energy = water_xtb_minimum
     e0, _ = xtb.xtb_energy_forces(WATER_NUMBERS, WATER_DISTORTED)
