@@ -31,7 +31,7 @@ FRACTIONS = np.round(np.arange(0.80, 2.501, 0.025), 3)  # r / r0 of the scan
 R0_INDEX = int(np.argmin(np.abs(FRACTIONS - 1.0)))
 SHOWN = (0.8, 0.85, 0.9, 1.1, 1.25, 1.5, 2.0, 2.5)  # r / r0 in the tables
 AMPLITUDE_BOUND = 500.0  # kcal/mol: ten times the shipped models' amplitude scale (amplitude_ref 50)
-_B = f"|C_2k| <= {AMPLITUDE_BOUND:g}"
+_B = f"amplitudes within ±{AMPLITUDE_BOUND:g}"
 VARIANTS = {
     "formula": {"first_centre": 1.2, "core": False, "bound": None},
     f"formula, {_B}": {"first_centre": 1.2, "core": False, "bound": AMPLITUDE_BOUND},
