@@ -377,6 +377,9 @@ def _cmd_md(args) -> int:
             f"E_pot {res['potential_energy_kcal_mol']:.3f} kcal/mol, T {res['temperature_k']:.1f} K; "
             f"{res['ns_per_day']:.1f} ns/day"
         )
+        if res["worst_bond"] is not None:
+            print(f"largest bond change {res['max_bond_change']:+.1%} ({res['worst_bond']})"
+                  + (f", broken at {res['bond_broken_at_ps']:.3f} ps" if res["bond_broken_at_ps"] is not None else ""))
         written = [res[k] for k in ("trajectory", "report_csv", "checkpoint", "plot") if k in res]
         _status(args, "wrote " + ", ".join(written))
     return EXIT_OK

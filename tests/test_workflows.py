@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import warnings
+
 import numpy as np
 import openmm
 import pytest
@@ -316,6 +318,37 @@ def test_nve_conserves_energy_and_keeps_bonds(model_path, tmp_path):
         xyz = pdb.getPositions(asNumpy=True, frame=frame).value_in_unit(unit.angstrom)
         lengths = [np.linalg.norm(xyz[i] - xyz[j]) for i, j in bonds]
         assert max(lengths) < BONDED_MAX_ANGSTROM, f"a bond broke in frame {frame}: {max(lengths):.2f} A"
+    # the run's bond check saw the same frames: its largest change is the trajectory's, recomputed here
+    xyz = [pdb.getPositions(asNumpy=True, frame=f).value_in_unit(unit.angstrom) for f in range(pdb.getNumFrames())]
+    d = np.array([[np.linalg.norm(x[i] - x[j]) for i, j in bonds] for x in xyz])
+    assert abs(res["max_bond_change"]) == pytest.approx(np.abs(d / d[0] - 1.0).max(), abs=2e-3)
+    assert res["bond_broken_at_ps"] is None and res["worst_bond"][0] in "CHO"
+
+
+def test_bond_watch_warns_once_when_a_bond_breaks():
+    from physff_openmm.workflows.md import BROKEN_BOND_FRACTION, _BondWatch
+
+    class State:
+        def __init__(self, x, t):
+            self.x, self.t = x, t
+
+        def getPositions(self, asNumpy=True):  # noqa: N802 - OpenMM State API
+            return unit.Quantity(np.asarray(self.x), unit.nanometer)
+
+        def getTime(self):  # noqa: N802
+            return self.t * unit.picosecond
+
+    start = [[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.15, 0.0]]
+    watch = _BondWatch([(0, 1), (0, 2)], ["O", "H", "C"], start, 10)
+    watch.report(None, State([[0, 0, 0], [0.11, 0, 0], [0, 0.15, 0]], 0.1))
+    assert watch.max_change == pytest.approx(0.1) and watch.worst_bond == "O0-H1" and watch.broken_at_ps is None
+    with pytest.warns(RuntimeWarning, match=r"bond O0-H1 compressed by 40% at t = 0.200 ps"):
+        watch.report(None, State([[0, 0, 0], [0.06, 0, 0], [0, 0.15, 0]], 0.2))
+    assert watch.max_change == pytest.approx(-0.4) and watch.broken_at_ps == pytest.approx(0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        watch.report(None, State([[0, 0, 0], [0.1, 0, 0], [0, 0.15 * (2 + BROKEN_BOND_FRACTION), 0]], 0.3))
+    assert watch.worst_bond == "O0-C2" and watch.max_change > 1.0 and watch.broken_at_ps == pytest.approx(0.2)
 
 
 def test_nvt_checkpoint_and_restart(model_path, tmp_path):

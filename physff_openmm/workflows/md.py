@@ -7,8 +7,10 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import openmm
 from openmm import app, unit
 
@@ -17,10 +19,14 @@ from ..units import KJ_TO_KCAL
 from ._files import atomic_output, check_output_path
 from .simulation import DEFAULT_TOLERANCE_KCAL_MOL_A, build_simulation, check_positive, minimize_context
 
-__all__ = ["run_md", "TRAJECTORY_SUFFIXES"]
+__all__ = ["run_md", "TRAJECTORY_SUFFIXES", "BROKEN_BOND_FRACTION"]
 
 #: Trajectory formats of :func:`run_md`.
 TRAJECTORY_SUFFIXES: tuple[str, ...] = (".dcd", ".pdb")
+
+#: A covalent bond whose length moves further than this fraction from its length at the start of
+#: the run counts as broken, as in the accuracy report's MD test (docs/accuracy.md).
+BROKEN_BOND_FRACTION = 0.3
 
 
 class _TrajectoryWriter:
@@ -58,6 +64,50 @@ class _TrajectoryWriter:
     def close(self, topology) -> None:
         if self._fmt == ".pdb" and self._frames:
             app.PDBFile.writeFooter(topology, self._fh)
+
+
+class _BondWatch:
+    """An OpenMM reporter following every covalent bond's length against its length at the start.
+
+    Keeps the largest relative change and the bond it belongs to; the first time a bond
+    moves further than :data:`BROKEN_BOND_FRACTION` it warns, once: the model's covalent
+    terms did not hold it, and the rest of the trajectory is not chemistry.
+    """
+
+    def __init__(self, pairs, symbols, start_positions_nm, interval: int):
+        self._pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+        self._labels = [f"{symbols[i]}{i}-{symbols[j]}{j}" for i, j in self._pairs]
+        self._d0 = self._lengths(start_positions_nm)
+        self._interval = interval
+        self.max_change = 0.0  # signed: > 0 stretched, < 0 compressed
+        self.worst_bond = None
+        self.broken_at_ps = None
+
+    def _lengths(self, positions_nm) -> np.ndarray:
+        x = np.asarray(positions_nm)
+        return np.linalg.norm(x[self._pairs[:, 0]] - x[self._pairs[:, 1]], axis=1)
+
+    def describeNextReport(self, simulation):  # noqa: N802 - OpenMM reporter API
+        steps = self._interval - simulation.currentStep % self._interval
+        return (steps, True, False, False, False, None)
+
+    def report(self, simulation, state):
+        if not len(self._pairs):
+            return
+        rel = self._lengths(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)) / self._d0 - 1.0
+        k = int(np.argmax(np.abs(rel)))
+        if abs(rel[k]) > abs(self.max_change):
+            self.max_change, self.worst_bond = float(rel[k]), self._labels[k]
+        if abs(rel[k]) > BROKEN_BOND_FRACTION and self.broken_at_ps is None:
+            self.broken_at_ps = state.getTime().value_in_unit(unit.picosecond)
+            how = "stretched" if rel[k] > 0 else "compressed"
+            warnings.warn(
+                f"bond {self._labels[k]} {how} by {abs(rel[k]):.0%} at t = {self.broken_at_ps:.3f} ps: the model's "
+                "covalent terms did not hold it, and what follows is not chemistry (a smaller time step can help; "
+                "the models' MD limits are in docs/accuracy.md)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 class _CheckpointWriter:
@@ -188,7 +238,11 @@ def run_md(
         ``steps``, ``first_step``, ``last_step``, ``time_ps``, ``potential_energy_kcal_mol``
         (absolute, E_lin included), ``kinetic_energy_kcal_mol``, ``temperature_k``
         (instantaneous, from 3N degrees of freedom), ``wall_seconds``, ``ns_per_day``,
-        ``platform`` and the output paths.
+        ``platform``, the output paths, and the bond check every ``report_interval`` steps:
+        ``max_bond_change`` (the largest relative change of a covalent bond from its length
+        at the start of the run; > 0 stretched), ``worst_bond`` (e.g. ``"O8-H17"``) and
+        ``bond_broken_at_ps`` (when a bond first moved more than :data:`BROKEN_BOND_FRACTION`,
+        with a ``RuntimeWarning``; None if none did).
 
     Raises
     ------
@@ -271,7 +325,10 @@ def run_md(
             start_state = sim.context.getState(getPositions=True, getVelocities=True, getEnergy=True)
             for w in writers:  # the starting frame
                 w.report(sim, start_state)
-            sim.reporters.extend(writers)
+            params = sim.physff_parameters
+            watch = _BondWatch(params.covalent_pairs, params.symbols,
+                               start_state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), report_interval)
+            sim.reporters.extend([*writers, watch])
             if checkpoint is not None:
                 sim.reporters.append(_CheckpointWriter(outputs["checkpoint"], checkpoint_interval))
             with tqdm(total=steps, unit="step", disable=not _progress_enabled(progress), file=sys.stderr) as bar:
@@ -317,5 +374,8 @@ def run_md(
         "ns_per_day": run_ps * 1e-3 / (wall / 86400.0) if wall > 0 else float("inf"),
         "platform": platform_name,
         "ensemble": ensemble,
+        "max_bond_change": watch.max_change,
+        "worst_bond": watch.worst_bond,
+        "bond_broken_at_ps": watch.broken_at_ps,
         **{k: str(v) for k, v in outputs.items()},
     }
