@@ -98,7 +98,7 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert shards[-1] == first and shards[:-1] == [Path(md2.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans", "md_samples")]
     assert script._phase_shards(shipped, keys) == [Path(shipped.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans")]
     md3 = load_config(ROOT / "training" / "configs" / "default_model_md3.yaml", DefaultModelConfig)
-    assert md3.md_samples.model == "dev" and md3.md_samples.earlier == md2.md_samples.earlier + [md2.work_dir + "/md_samples.h5"]
+    assert md3.md_samples.model == "dev" and md3.md_samples.earlier == [f"{c.work_dir}/md_samples.h5" for c in (md, md2)]
     md2.md_samples.earlier = [str(tmp_path / "gone.h5")]
     with pytest.raises(script.PhysFFError, match="gone.h5"):
         script._phase_shards(md2, keys)
