@@ -208,17 +208,28 @@ def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, nam
     start = load_model_file(Path(cfg.work_dir) / start_file)
     dm = _datamodule(cfg, splits, stage_cfg, _phase_shards(cfg, shard_keys))
     result = train_stage2(dm, paths[name], stage_cfg, embed=start)
-    earlier = start.metadata.get("phases") or {"stage2": _summary(start.metadata.get("metrics", {}))}
     start_path = Path(cfg.work_dir) / start_file
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
-    key = name if name not in earlier else f"{name}_{len(earlier) + 1}"  # a recipe that continues another's model
-    phases = {**earlier, key: summary}
+    phases = _phase_history(start.metadata, name, summary)
     if name == "dissociation" or cfg.dissociation is None:
         return _finish(cfg, splits, result, phases, install, recipe)
     out = paths[name] / f"{name}.pt"
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases}
     export_model(result.model, out, meta, config=stage_cfg)
     return {name: summary, "file": str(out)}
+
+
+def _phase_history(start_metadata: dict, name: str, summary: dict) -> dict:
+    """The phases behind the start file, then this one (a repeated name gets a suffix: _3, _4, ...).
+
+    An earlier phase's file keeps them in ``phases``, a finished model file in
+    ``metrics.phases`` (a recipe that continues another's model); a file with neither
+    counts as one stage-2 phase.
+    """
+    metrics = start_metadata.get("metrics", {})
+    earlier = start_metadata.get("phases") or metrics.get("phases") or {"stage2": _summary(metrics)}
+    key = name if name not in earlier else f"{name}_{len(earlier) + 1}"
+    return {**earlier, key: summary}
 
 
 def _summary(metrics: dict) -> dict:

@@ -99,6 +99,13 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert script._phase_shards(shipped, keys) == [Path(shipped.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans")]
     md3 = load_config(ROOT / "training" / "configs" / "default_model_md3.yaml", DefaultModelConfig)
     assert md3.md_samples.model == "dev" and md3.md_samples.earlier == [f"{c.work_dir}/md_samples.h5" for c in (md, md2)]
+    # a continued model keeps the phases of the file it started from, wherever that file keeps them
+    one = {"mae": 1.0}
+    assert script._phase_history({"metrics": {"test": 2.0}}, "finetune", one) == {"stage2": {"test": 2.0}, "finetune": one}
+    mid = script._phase_history({"phases": {"stage2": {}, "finetune": {}}}, "dissociation", one)
+    assert list(mid) == ["stage2", "finetune", "dissociation"]
+    finished = {"metrics": {"phases": mid, "test": 3.0}}
+    assert list(script._phase_history(finished, "dissociation", one)) == ["stage2", "finetune", "dissociation", "dissociation_4"]
     md2.md_samples.earlier = [str(tmp_path / "gone.h5")]
     with pytest.raises(script.PhysFFError, match="gone.h5"):
         script._phase_shards(md2, keys)
