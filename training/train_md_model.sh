@@ -9,7 +9,7 @@
 #   3. training/configs/default_model_md.yaml         + GFN2-xTB labels of frames of physff-default's MD
 #   4. training/configs/default_model_md2.yaml        + frames of the step-3 model's own MD (second round)
 # Work directories are the configs' (/tmp/physff-*); a step that finds its outputs resumes or reuses them.
-# About 4 hours on 2 CPU cores. --install registers the result as physff-md with the alias "default".
+# About 3.5 hours on 2 CPU cores. --install registers the result as physff-md2 with the alias "default".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -31,5 +31,15 @@ continue_from /tmp/physff-md2 /tmp/physff-md/physff-md.pt
 recipe training/configs/default_model_md2.yaml --stage label
 recipe training/configs/default_model_md2.yaml --stage dissociation
 if [[ "${1:-}" == "--install" ]]; then
-    "$PY" -c "from physff_openmm.training.export import install_model as i; i('/tmp/physff-md2/physff-md2.pt', 'physff-md', alias='default')"
+    "$PY" - <<'EOF'
+from physff_openmm.training.export import install_model
+
+install_model(
+    "/tmp/physff-md2/physff-md2.pt", "physff-md2", alias="default",
+    description="MPNN trained like physff-default, then tuned for MD: a covalent-well term and two rounds of "
+    "DFT-anchored GFN2-xTB labels of frames of the models' own MD (training/train_md_model.sh); test split: "
+    "relative conformer energies RMSE 4.2 kcal/mol, 10 of 20 drug-like molecules keep every bond in 100 ps "
+    "of MD (docs/accuracy.md)",
+)
+EOF
 fi
