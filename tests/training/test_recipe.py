@@ -97,8 +97,12 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     shards = script._phase_shards(md2, keys)
     assert shards[-1] == first and shards[:-1] == [Path(md2.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans", "md_samples")]
     assert script._phase_shards(shipped, keys) == [Path(shipped.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans")]
+    md_dev = load_config(ROOT / "training" / "configs" / "default_model_md_dev.yaml", DefaultModelConfig)
     md3 = load_config(ROOT / "training" / "configs" / "default_model_md3.yaml", DefaultModelConfig)
-    assert md3.md_samples.model == "dev" and md3.md_samples.earlier == [f"{c.work_dir}/md_samples.h5" for c in (md, md2)]
+    for third in (md_dev, md3):  # a third round reads rounds 1 and 2, each in its own work_dir
+        assert third.md_samples.earlier == [f"{c.work_dir}/md_samples.h5" for c in (md, md2)]
+        assert third.work_dir not in (md.work_dir, md2.work_dir) and third.dissociation == md2.dissociation
+    assert md_dev.md_samples.model == "dev" and md3.md_samples.model == md2.output
     # a continued model keeps the phases of the file it started from, wherever that file keeps them
     one = {"mae": 1.0}
     assert script._phase_history({"metrics": {"test": 2.0}}, "finetune", one) == {"stage2": {"test": 2.0}, "finetune": one}
