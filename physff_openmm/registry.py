@@ -48,7 +48,8 @@ def _entry_points() -> dict[str, object]:
 
 def available_models() -> dict[str, str]:
     """Names of the models that can be loaded, with a one-line description each."""
-    out = {name: info.get("description", "") for name, info in _shipped().items()}
+    out = {name: info.get("description") or (f"alias of {info['alias_of']}" if "alias_of" in info else "")
+           for name, info in _shipped().items()}
     out.update({name: f"registered: {path}" for name, path in _registered.items()})
     out.update({name: f"entry point {ep.value}" for name, ep in _entry_points().items() if name not in out})
     return dict(sorted(out.items()))

@@ -208,6 +208,11 @@ def test_models_lists_or_says_none(run):
     assert rc == 0 and out.strip() and not err
     rc, out, _ = run("models", "--json", model=False)
     assert rc == 0 and isinstance(json.loads(out), dict)
+    from physff_openmm.registry import resolve_model
+
+    listed = json.loads(out)
+    if "default" in listed:  # the alias says what it points at
+        assert listed["default"] == f"alias of {resolve_model('default')[0]}"
 
 
 def test_training_commands_without_extras_print_a_hint(run, monkeypatch):
