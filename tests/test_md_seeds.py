@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture()
-def md_seeds(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("md_seeds", ROOT / "benchmarks" / "md_seeds.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "md_seeds", mod)
-    spec.loader.exec_module(mod)
-    return mod
+def md_seeds(load_benchmark):
+    return load_benchmark("md_seeds")
 
 
 def test_runs_are_the_workflows_runs(md_seeds, tmp_path, test_model_path):

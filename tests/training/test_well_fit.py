@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture()
-def well_fit(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("gaussian_well_fit", ROOT / "benchmarks" / "gaussian_well_fit.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gaussian_well_fit", mod)
-    spec.loader.exec_module(mod)
-    return mod
+def well_fit(load_benchmark):
+    return load_benchmark("gaussian_well_fit")
 
 
 AMPLITUDES = np.array([-120.0, 60.0, -15.0, 5.0, 0.0, 1.0])
