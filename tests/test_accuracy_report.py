@@ -224,16 +224,14 @@ def test_quick_report(report, tmp_path, request):
         assert f"(fig/{name}.png)" in text, name
 
 
-def test_inner_wall_check_adds_a_flat_bottom_wall_only(report):
+def test_inner_wall_check_adds_a_flat_bottom_wall_only(report, load_benchmark):
     """benchmarks/inner_wall_check.py: zero energy above f r0, k (f r0 - r)^2 below, on every bond."""
     import types
 
     import openmm
     from openmm import unit
 
-    spec = importlib.util.spec_from_file_location("inner_wall_check", ROOT / "benchmarks" / "inner_wall_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("inner_wall_check")
     x0 = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.5, 0.0]])  # bonds 0-1 (1.0 A) and 1-2 (1.5 A)
     rec = types.SimpleNamespace(bonds=np.array([[0, 1], [1, 2]]))
     force = mod.inner_wall(0.8, 1000.0)(rec, x0)

@@ -494,19 +494,12 @@ def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
     assert all(p.grad is not None for p in model.feats_net.parameters())
 
 
-def test_covalent_well_check_script_tables_and_fit(tmp_path, monkeypatch):
+def test_covalent_well_check_script_tables_and_fit(tmp_path, load_benchmark):
     """benchmarks/covalent_well_check.py: gaps by bond type, the same as the library's, and the fit of the term alone."""
-    import importlib.util
-    import sys
-
     from physff_openmm.registry import load_model
     from physff_openmm.training.stage2 import covalent_well_gaps
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("covalent_well_check", ROOT / "benchmarks" / "covalent_well_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "covalent_well_check", mod)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("covalent_well_check")
     grid = (0.8, 1.5)
     res = mod.check("dev", ["CCO"], grid, 40.0, 2.0, fit_steps=3, lr=1e-3)
     assert res["start"]["all"]["bonds"] == 8 and res["start"]["C-H"]["bonds"] == 5 and res["start"]["H-O"]["bonds"] == 1
