@@ -18,11 +18,20 @@ All energies are in kcal/mol (1 Eh = ``physff_openmm.units.HARTREE_TO_KCAL``).
 3. NCIAtlas interaction energies at scaling 1.00 by subset, against CCSD(T)/CBS;
    each monomer is its own system (E_AB - E_A - E_B).
 4. Total-energy MAE per conformer-benchmark molecule (E_lin included).
-5. MD stability: Langevin MD (300 K, 1 fs, friction 1/ps, native backend, CPU
-   platform) from the first conformer's DFT geometry; bond lengths, NaN and
-   close non-bonded contacts every 0.1 ps.
+5. MD stability (issue 13's acceptance): Langevin MD (300 K, friction 1/ps,
+   native backend, CPU platform) from the first conformer's DFT geometry, at 1 fs
+   without constraints and at 2 fs with bonds to hydrogen constrained (the
+   Simulation of ``physff_openmm.workflows.build_simulation``, as ``run_md``
+   builds it); bond lengths, NaN and collapsed atoms every 0.1 ps; each run
+   stable, bond stretched, bond compressed, atoms collapsed or NaN.
 6. Physical sanity: Lennard-Jones sigma and epsilon of the non-covalent C0/C1
    pair parameters, and atomic charges by element.
+7. Minimization (issue 13): water, ammonia, formamide, methanol, methylammonium,
+   the glycine zwitterion, the water dimer and the MD test molecules minimized
+   from their input geometry (``physff_openmm.workflows.minimize``); the largest
+   relative bond change, pass at 20 % or less.
+8. NVE (issue 13): Verlet at 1 fs without constraints from velocities at 300 K;
+   max |E(t) - E(0)| sampled every 10 fs, pass below 1 kcal/mol.
 
 The model's energies go through the shipped runtime path only:
 ``physff_openmm.parameterize`` -> ``create_system(backend="native")`` -> OpenMM
@@ -38,7 +47,10 @@ Writes ``benchmarks/results/accuracy.json`` (every number), ``docs/accuracy.md``
 (tables; what follows the line ``<!-- generated above; notes below are written
 by hand -->`` in an existing file is kept) and the figures in
 ``docs/figures/accuracy/``. ``--limit N`` scores only the first N test records
-of each set (of each NCIA subset) for quick runs.
+of each set (of each NCIA subset) for quick runs; ``--sections md,minimize,nve``
+runs only those sections, and ``--md-ps``, ``--md-molecules``, ``--md-settings``,
+``--minimize-molecules``, ``--nve-ps`` and ``--nve-molecules`` shorten them (the
+markdown then says the run was reduced).
 """
 
 from __future__ import annotations
@@ -100,13 +112,53 @@ PEERS = {
 METHODS = {"model": "physff", "gfn2_xtb": "GFN2-xTB", "mmff94": "MMFF94"}
 #: Targets of the issue, kcal/mol.
 TARGET_RMSE = {"conformers": 1.0, "torsions": 1.0, "hydrogen_bonded": 1.5, "dispersion": 1.5}
-#: MD protocol.
+#: MD protocol (issue 13): Langevin at 300 K, friction 1/ps, checked every 0.1 ps.
 MD_TEMPERATURE_K = 300.0
 MD_TIMESTEP_FS = 1.0
 MD_FRICTION_PER_PS = 1.0
 MD_REPORT_PS = 0.1
+#: A bond that moves further than this fraction from its starting length is stretched or compressed.
 MD_BROKEN_RELATIVE = 0.30
-MD_COLLAPSE_ANGSTROM = 0.75
+#: Two atoms that are not covalently bonded closer than this (Angstrom) have collapsed.
+MD_COLLAPSE_ANGSTROM = 0.5
+#: The MD settings of issue 13's acceptance test: 1 fs with every bond free, 2 fs with bonds to H
+#: constrained (``physff_openmm.workflows.build_simulation(constraints="hbonds")``, run_md's default).
+MD_SETTINGS = {
+    "1fs": {"timestep_fs": 1.0, "constraints": None, "label": "1 fs, no constraints"},
+    "2fs_hbonds": {"timestep_fs": 2.0, "constraints": "hbonds", "label": "2 fs, bonds to H constrained"},
+}
+#: Outcomes of an MD run (:func:`frame_status`), the first one reached.
+MD_STATUSES = ("stable", "bond stretched", "bond compressed", "atoms collapsed", "NaN")
+#: Minimization (issue 13): no covalent bond may change its length by more than this fraction.
+MIN_BOND_RELATIVE = 0.20
+#: The small molecules of the minimization test (name -> SMILES), before the MD test molecules.
+MIN_SMALL_MOLECULES = {
+    "water": "O",
+    "ammonia": "N",
+    "formamide": "NC=O",
+    "methanol": "CO",
+    "methylammonium": "[NH3+]C",
+    "glycine zwitterion": "[NH3+]CC(=O)[O-]",
+    "water dimer": "O.O",
+}
+#: The water dimer, H-bonded: O...O 2.91 A, the donor O-H pointing at the acceptor O (atom order of
+#: ``load_molecule("O.O")``: O, O, the hydrogens of the first water, those of the second); Angstrom.
+WATER_DIMER_XYZ = np.array([
+    [0.000, 0.000, 0.000],
+    [2.910, 0.000, 0.000],
+    [0.957, 0.000, 0.000],
+    [-0.240, 0.927, 0.000],
+    [3.150, -0.463, 0.800],
+    [3.150, -0.463, -0.800],
+])
+#: NVE protocol (issue 13): Verlet at 1 fs without constraints from velocities at 300 K; the total
+#: energy every 10 fs must stay within 1 kcal/mol of its start.
+NVE_TIMESTEP_FS = 1.0
+NVE_TEMPERATURE_K = 300.0
+NVE_SAMPLE_FS = 10.0
+NVE_MAX_DRIFT_KCAL_MOL = 1.0
+#: Sections of the report (``--sections``); sanity and total energies come with conformers.
+SECTIONS = ("conformers", "torsions", "ncia", "md", "minimize", "nve")
 #: Approximate classical force-field values for context (GAFF / OPLS-AA), not fitted here.
 CONTEXT_LJ = {
     "heavy": {"sigma": (2.5, 4.0), "epsilon": (0.01, 0.25)},
@@ -734,20 +786,64 @@ def ncia_section(records, ev: Energies) -> dict[str, Any]:
     }
 
 
-# ============================================================================ 5: MD stability
-def _excluded_pairs(n: int, bonds: np.ndarray) -> np.ndarray:
-    """(n, n) bool: 1-2 and 1-3 pairs and the diagonal."""
-    adj = np.zeros((n, n), dtype=bool)
+# ============================================================================ 5: MD stability (two settings)
+def _nonbonded_pairs(n: int, bonds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (i, j), i < j, of every pair of atoms that is not a covalent bond."""
+    bonded = np.zeros((n, n), dtype=bool)
     if len(bonds):
-        adj[bonds[:, 0], bonds[:, 1]] = adj[bonds[:, 1], bonds[:, 0]] = True
-    two = (adj.astype(np.int32) @ adj.astype(np.int32)) > 0
-    return adj | two | np.eye(n, dtype=bool)
+        bonded[bonds[:, 0], bonds[:, 1]] = bonded[bonds[:, 1], bonds[:, 0]] = True
+    return np.nonzero(np.triu(~bonded, 1))
 
 
-def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extra_force=None) -> dict[str, Any]:
-    """Langevin MD of one record from its first conformer; checks every 0.1 ps.
+def frame_status(pos: np.ndarray | None, bonds: np.ndarray, d0: np.ndarray, nb_i: np.ndarray, nb_j: np.ndarray,
+                 ) -> tuple[str, np.ndarray, float]:
+    """One MD frame against the acceptance criteria of issue 13.
 
-    ``extra_force``: optional callable (record, x0 in Angstrom) -> openmm.Force added
+    Parameters
+    ----------
+    pos : (n, 3) Angstrom, or None when OpenMM could not return a state.
+    bonds : (m, 2) covalent bonds; d0 : (m,) their starting lengths, Angstrom.
+    nb_i, nb_j : the non-bonded pairs (:func:`_nonbonded_pairs`).
+
+    Returns
+    -------
+    (status, relative change of each bond (signed, > 0 stretched), closest non-bonded distance in Angstrom).
+    The status is the first of: ``"NaN"`` (a coordinate is not finite), ``"bond stretched"`` /
+    ``"bond compressed"`` (the bond that moved most moved more than :data:`MD_BROKEN_RELATIVE`),
+    ``"atoms collapsed"`` (two atoms that are not bonded closer than :data:`MD_COLLAPSE_ANGSTROM`),
+    ``"stable"``.
+    """
+    if pos is None or not np.all(np.isfinite(pos)):
+        return "NaN", np.full(len(bonds), np.nan), math.nan
+    rel = np.zeros(0)
+    if len(bonds):
+        rel = np.linalg.norm(pos[bonds[:, 0]] - pos[bonds[:, 1]], axis=1) / d0 - 1.0
+    min_nb = float(np.min(np.linalg.norm(pos[nb_i] - pos[nb_j], axis=1))) if nb_i.size else math.inf
+    if rel.size:
+        k = int(np.argmax(np.abs(rel)))
+        if abs(rel[k]) > MD_BROKEN_RELATIVE:
+            return ("bond stretched" if rel[k] > 0 else "bond compressed"), rel, min_nb
+    if min_nb < MD_COLLAPSE_ANGSTROM:
+        return "atoms collapsed", rel, min_nb
+    return "stable", rel, min_nb
+
+
+def _platform(name: str, threads: int):
+    import openmm
+
+    platform = openmm.Platform.getPlatformByName(name)
+    if name == "CPU":
+        platform.setPropertyDefaultValue("Threads", str(threads))
+    return platform
+
+
+def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extra_force=None, *,
+           timestep_fs: float = MD_TIMESTEP_FS, constraints: str | None = None, platform: str = "CPU") -> dict[str, Any]:
+    """Langevin MD of one record from its first conformer; checks every 0.1 ps (:func:`frame_status`).
+
+    The Simulation is the package's (``physff_openmm.workflows.build_simulation``), with
+    ``constraints`` as there: None, or ``"hbonds"`` (bonds to hydrogen held at their starting
+    length). ``extra_force``: optional callable (record, x0 in Angstrom) -> openmm.Force added
     to the model's System (a diagnostic: ``benchmarks/inner_wall_check.py``).
     """
     import openmm
@@ -759,21 +855,20 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extr
     x0 = np.asarray(rec.positions[0], dtype=np.float64)
     bonds = np.asarray(rec.bonds, dtype=np.int64).reshape(-1, 2)
     d0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
-    iu, ju = np.nonzero(np.triu(~_excluded_pairs(rec.n_atoms, bonds), 1))
+    nb_i, nb_j = _nonbonded_pairs(rec.n_atoms, bonds)
     symbols = [a.GetSymbol() for a in rec.to_rdkit().GetAtoms()]
-    platform = openmm.Platform.getPlatformByName("CPU")
-    platform.setPropertyDefaultValue("Threads", str(threads))
     t0 = time.perf_counter()
     sim = build_simulation(
-        with_positions(rec.to_rdkit(), x0), model=model, backend="native", platform=platform,
-        temperature_k=MD_TEMPERATURE_K, timestep_fs=MD_TIMESTEP_FS, friction_per_ps=MD_FRICTION_PER_PS, seed=seed,
+        with_positions(rec.to_rdkit(), x0), model=model, backend="native", platform=_platform(platform, threads),
+        temperature_k=MD_TEMPERATURE_K, timestep_fs=timestep_fs, friction_per_ps=MD_FRICTION_PER_PS, seed=seed,
+        constraints=constraints,
     )
     if extra_force is not None:
         sim.system.addForce(extra_force(rec, x0))
         sim.context.reinitialize(preserveState=True)
     sim.context.setVelocitiesToTemperature(MD_TEMPERATURE_K * unit.kelvin, seed)
-    n_steps = max(1, int(round(md_ps * 1000.0 / MD_TIMESTEP_FS)))
-    every = max(1, int(round(MD_REPORT_PS * 1000.0 / MD_TIMESTEP_FS)))
+    n_steps = max(1, int(round(md_ps * 1000.0 / timestep_fs)))
+    every = max(1, int(round(MD_REPORT_PS * 1000.0 / timestep_fs)))
     status, t_fail, done = "stable", None, 0
     max_rel, max_abs, worst, worst_sign, min_nb = 0.0, 0.0, None, None, math.inf
     t_md = time.perf_counter()
@@ -783,36 +878,33 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extr
             sim.step(chunk)
             state = sim.context.getState(getPositions=True, getEnergy=True)
             pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)) * NM_TO_ANGSTROM
-            epot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+            if not math.isfinite(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)):
+                pos = None
         except (openmm.OpenMMException, ValueError):
-            pos, epot = None, math.nan
+            pos = None
         done += chunk
-        t_ps = done * MD_TIMESTEP_FS / 1000.0
-        if pos is None or not np.all(np.isfinite(pos)) or not math.isfinite(epot):
-            status, t_fail = "NaN", t_ps
+        t_ps = done * timestep_fs / 1000.0
+        frame, rel, nb = frame_status(pos, bonds, d0, nb_i, nb_j)
+        if frame == "NaN":
+            status, t_fail = frame, t_ps
             break
-        if len(bonds):
-            d = np.linalg.norm(pos[bonds[:, 0]] - pos[bonds[:, 1]], axis=1)
-            rel = np.abs(d - d0) / d0
-            b = int(np.argmax(rel))
-            if rel[b] > max_rel:
-                max_rel = float(rel[b])
+        if rel.size:
+            b = int(np.argmax(np.abs(rel)))
+            if abs(rel[b]) > max_rel:
+                max_rel = float(abs(rel[b]))
                 worst = f"{symbols[bonds[b, 0]]}{bonds[b, 0]}-{symbols[bonds[b, 1]]}{bonds[b, 1]}"
-                worst_sign = "stretched" if d[b] > d0[b] else "compressed"
-            max_abs = max(max_abs, float(np.max(np.abs(d - d0))))
-        if iu.size:
-            min_nb = min(min_nb, float(np.min(np.linalg.norm(pos[iu] - pos[ju], axis=1))))
-        if max_rel > MD_BROKEN_RELATIVE:
-            status, t_fail = "bond broken", t_ps
-            break
-        if min_nb < MD_COLLAPSE_ANGSTROM:
-            status, t_fail = "collapse", t_ps
+                worst_sign = "stretched" if rel[b] > 0 else "compressed"
+            max_abs = max(max_abs, float(np.max(np.abs(rel * d0))))
+        min_nb = min(min_nb, nb)
+        if frame != "stable":
+            status, t_fail = frame, t_ps
             break
     wall = time.perf_counter() - t_md
     timer.add("md_step", wall, done)
     return {
         "name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms, "n_bonds": int(len(bonds)),
-        "simulated_ps": done * MD_TIMESTEP_FS / 1000.0, "requested_ps": md_ps, "status": status, "failure_time_ps": t_fail,
+        "timestep_fs": timestep_fs, "constraints": constraints, "n_constraints": int(sim.system.getNumConstraints()),
+        "simulated_ps": done * timestep_fs / 1000.0, "requested_ps": md_ps, "status": status, "failure_time_ps": t_fail,
         "max_relative_bond_deviation": max_rel, "max_absolute_bond_deviation_angstrom": max_abs, "worst_bond": worst,
         "worst_bond_direction": worst_sign,
         "min_nonbonded_distance_angstrom": min_nb if math.isfinite(min_nb) else math.nan,
@@ -820,41 +912,299 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extr
     }
 
 
-def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer, extra_force=None) -> dict[str, Any]:
+def status_counts(rows: list[dict]) -> dict[str, int]:
+    """Runs per status: every status of :data:`MD_STATUSES` (zeros included), then any other (set-up errors)."""
+    counts = {s: 0 for s in MD_STATUSES}
+    for r in rows:
+        key = r["status"] if r["status"] in counts else "error"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer, extra_force=None, *,
+               timestep_fs: float = MD_TIMESTEP_FS, constraints: str | None = None, platform: str = "CPU") -> dict[str, Any]:
+    """MD of the first ``n_molecules`` of ``pool`` at one setting (time step, constraints): a row per molecule, counts."""
     rows = []
     chosen = pool[:n_molecules]
+    label = f"{timestep_fs:g} fs, " + ("bonds to H constrained" if constraints else "no constraints")
     for i, rec in enumerate(chosen, 1):
         try:
-            row = md_run(rec, model, md_ps, threads, C.SEED + i, timer, extra_force)
+            row = md_run(rec, model, md_ps, threads, C.SEED + i, timer, extra_force, timestep_fs=timestep_fs,
+                         constraints=constraints, platform=platform)
         except Exception as exc:  # noqa: BLE001 - a failure to set up is a result, not a crash of the report
             row = {"name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms, "status": f"error: {exc}",
                    "simulated_ps": 0.0, "max_relative_bond_deviation": math.nan}
         rows.append(row)
         progress(
-            f"md {i}/{len(chosen)} {rec.name} ({rec.n_atoms} atoms): {row['status']} after {row['simulated_ps']:.1f} ps, "
-            f"max bond deviation {100 * row['max_relative_bond_deviation']:.1f} % ({row.get('wall_seconds', 0):.1f} s)"
+            f"md ({label}) {i}/{len(chosen)} {rec.name} ({rec.n_atoms} atoms): {row['status']} after "
+            f"{row['simulated_ps']:.1f} ps, max bond deviation {100 * row['max_relative_bond_deviation']:.1f} % "
+            f"({row.get('wall_seconds', 0):.1f} s)"
         )
     rel = [r["max_relative_bond_deviation"] for r in rows if np.isfinite(r.get("max_relative_bond_deviation", np.nan))]
     absd = [r.get("max_absolute_bond_deviation_angstrom", np.nan) for r in rows]
     absd = [x for x in absd if x is not None and np.isfinite(x)]
+    n_stable = sum(r["status"] == "stable" for r in rows)
     return {
         "settings": {
+            "label": label,
             "molecules": f"first {n_molecules} test molecules of the conformer benchmark sorted by name",
             "start": "first conformer's B3LYP-D3BJ/def2-SVP geometry; velocities drawn at the temperature (seeded)",
-            "integrator": "LangevinMiddleIntegrator", "temperature_k": MD_TEMPERATURE_K, "timestep_fs": MD_TIMESTEP_FS,
+            "integrator": "LangevinMiddleIntegrator (physff_openmm.workflows.build_simulation)",
+            "temperature_k": MD_TEMPERATURE_K, "timestep_fs": timestep_fs,
+            "constraints": constraints or "none",
+            "constraints_note": "every covalent bond with a hydrogen atom held at its starting length (openmm.app.HBonds)"
+            if constraints else "none",
             "friction_per_ps": MD_FRICTION_PER_PS, "simulated_ps": md_ps, "check_every_ps": MD_REPORT_PS,
-            "backend": "native", "platform": "CPU", "threads": threads,
+            "backend": "native", "platform": platform, "threads": threads,
             "bond_broken": f"a covalent bond (record.bonds) deviates by more than {100 * MD_BROKEN_RELATIVE:.0f} % "
-            "from its length in the starting geometry",
-            "collapse": f"a pair that is neither 1-2 nor 1-3 comes closer than {MD_COLLAPSE_ANGSTROM} Angstrom",
-            "stop": "a run stops at its first failure (NaN, bond broken, collapse)",
+            "from its length in the starting geometry (bond stretched / bond compressed)",
+            "collapse": f"two atoms that are not covalently bonded come closer than {MD_COLLAPSE_ANGSTROM} Angstrom "
+            "(atoms collapsed)",
+            "stop": "a run stops at its first failure (NaN, bond stretched or compressed, atoms collapsed)",
         },
         "n_molecules": len(rows),
-        "n_stable": sum(r["status"] == "stable" for r in rows),
+        "n_stable": n_stable,
+        "counts": status_counts(rows),
+        "passed": bool(rows) and n_stable == len(rows),
         "max_relative_bond_deviation": max(rel) if rel else math.nan,
         "max_absolute_bond_deviation_angstrom": max(absd) if absd else math.nan,
         "per_molecule": rows,
     }
+
+
+def md_acceptance_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer,
+                          settings: Sequence[str] = tuple(MD_SETTINGS), platform: str = "CPU") -> dict[str, Any]:
+    """MD at each setting of :data:`MD_SETTINGS` (issue 13: 1 fs free, 2 fs with bonds to H constrained)."""
+    runs = {}
+    for key in settings:
+        s = MD_SETTINGS[key]
+        runs[key] = md_section(pool, model, n_molecules, md_ps, threads, timer, timestep_fs=s["timestep_fs"],
+                               constraints=s["constraints"], platform=platform)
+    return {"settings": list(settings), "runs": runs, "passed": all(r["passed"] for r in runs.values())}
+
+
+# ============================================================================ 7: minimization
+def minimization_molecules(pool, n_test: int) -> list[tuple[str, str, Any, np.ndarray]]:
+    """(name, SMILES, RDKit Mol, starting positions in Angstrom) of the minimization test.
+
+    The small molecules of :data:`MIN_SMALL_MOLECULES` from an RDKit embedding (ETKDG then
+    MMFF94, fixed seed; :func:`physff_openmm.molecule.ensure_conformer`), the water dimer at
+    :data:`WATER_DIMER_XYZ`, then the first ``n_test`` molecules of ``pool`` at their first
+    conformer's DFT geometry.
+    """
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+
+    out = []
+    for name, smiles in MIN_SMALL_MOLECULES.items():
+        mol = load_molecule(smiles)
+        if name == "water dimer":
+            out.append((name, smiles, mol, WATER_DIMER_XYZ.copy()))
+        else:
+            mol = ensure_conformer(mol)
+            out.append((name, smiles, mol, positions_angstrom(mol)))
+    for rec in pool[:n_test]:
+        out.append((rec.name, rec.smiles, rec.to_rdkit(), np.asarray(rec.positions[0], dtype=np.float64)))
+    return out
+
+
+def minimize_run(name: str, smiles: str, mol, x0: np.ndarray, model, threads: int, timer: Timer,
+                 platform: str = "CPU") -> dict[str, Any]:
+    """Minimize one molecule from ``x0`` with ``physff_openmm.workflows.minimize``; the largest bond change."""
+    from physff_openmm.molecule import positions_angstrom
+    from physff_openmm.workflows import minimize
+    from physff_openmm.workflows.simulation import with_positions
+
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()], dtype=np.int64).reshape(-1, 2)
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        out, res = minimize(with_positions(mol, x0), model=model, backend="native", platform=_platform(platform, threads))
+    timer.add("minimize", time.perf_counter() - t0)
+    x1 = positions_angstrom(out)
+    d0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
+    d1 = np.linalg.norm(x1[bonds[:, 0]] - x1[bonds[:, 1]], axis=1)
+    rel = d1 / d0 - 1.0
+    k = int(np.argmax(np.abs(rel))) if rel.size else -1
+    worst = math.nan if k < 0 else float(rel[k])
+    return {
+        "name": name, "smiles": smiles, "n_atoms": int(mol.GetNumAtoms()), "n_bonds": int(len(bonds)),
+        "max_relative_bond_change": worst,  # signed: > 0 stretched
+        "worst_bond": None if k < 0 else f"{symbols[bonds[k, 0]]}{bonds[k, 0]}-{symbols[bonds[k, 1]]}{bonds[k, 1]}",
+        "worst_bond_start_angstrom": None if k < 0 else float(d0[k]),
+        "worst_bond_end_angstrom": None if k < 0 else float(d1[k]),
+        "passed": bool(np.isfinite(worst) and abs(worst) <= MIN_BOND_RELATIVE) if k >= 0 else True,
+        "energy_change_kcal_mol": res["energy_change_kcal_mol"], "rmsd_angstrom": res["rmsd_angstrom"],
+        "minimizer_warnings": [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)],
+        "wall_seconds": time.perf_counter() - t0,
+    }
+
+
+def minimize_section(pool, model, n_test: int, threads: int, timer: Timer, platform: str = "CPU") -> dict[str, Any]:
+    """Issue 13: minimization from the input geometry moves no covalent bond more than 20 %."""
+    rows = []
+    molecules = minimization_molecules(pool, n_test)
+    for i, (name, smiles, mol, x0) in enumerate(molecules, 1):
+        try:
+            row = minimize_run(name, smiles, mol, x0, model, threads, timer, platform)
+        except Exception as exc:  # noqa: BLE001 - a failure is a result, not a crash of the report
+            row = {"name": name, "smiles": smiles, "n_atoms": int(mol.GetNumAtoms()), "passed": False,
+                   "error": f"{type(exc).__name__}: {exc}", "max_relative_bond_change": math.nan}
+        rows.append(row)
+        progress(f"minimize {i}/{len(molecules)} {name}: largest bond change "
+                 f"{100 * row['max_relative_bond_change']:+.1f} % ({'pass' if row['passed'] else 'FAIL'})")
+    changes = [abs(r["max_relative_bond_change"]) for r in rows if np.isfinite(r.get("max_relative_bond_change", np.nan))]
+    n_pass = sum(r["passed"] for r in rows)
+    return {
+        "settings": {
+            "molecules": f"{', '.join(MIN_SMALL_MOLECULES)} (RDKit ETKDG + MMFF94 geometry, the dimer hand-placed "
+                         f"H-bonded, O...O 2.91 Angstrom), then the first {n_test} test molecules of the conformer benchmark "
+                         "by name at their first conformer's B3LYP-D3BJ/def2-SVP geometry",
+            "minimizer": "physff_openmm.workflows.minimize (OpenMM L-BFGS, RMS force tolerance 0.1 kcal/mol/Angstrom, "
+                         "until converged)",
+            "pass": f"no covalent bond changes its length by more than {100 * MIN_BOND_RELATIVE:.0f} %",
+            "backend": "native", "platform": platform, "threads": threads,
+        },
+        "n_molecules": len(rows), "n_passed": n_pass, "passed": bool(rows) and n_pass == len(rows),
+        "max_relative_bond_change": max(changes) if changes else math.nan,
+        "per_molecule": rows,
+    }
+
+
+# ============================================================================ 8: NVE energy conservation
+def nve_run(rec, model, nve_ps: float, threads: int, seed: int, timer: Timer, platform: str = "CPU") -> dict[str, Any]:
+    """Verlet NVE of one record from its first conformer with velocities at 300 K; E(t) - E(0) every 10 fs."""
+    import openmm
+    from openmm import unit
+
+    from physff_openmm.units import KJ_TO_KCAL, NM_TO_ANGSTROM
+    from physff_openmm.workflows.simulation import build_simulation, degrees_of_freedom, with_positions
+
+    x0 = np.asarray(rec.positions[0], dtype=np.float64)
+    bonds = np.asarray(rec.bonds, dtype=np.int64).reshape(-1, 2)
+    d0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
+    nb_i, nb_j = _nonbonded_pairs(rec.n_atoms, bonds)
+    t0 = time.perf_counter()
+    sim = build_simulation(
+        with_positions(rec.to_rdkit(), x0), model=model, backend="native", platform=_platform(platform, threads),
+        temperature_k=NVE_TEMPERATURE_K, timestep_fs=NVE_TIMESTEP_FS, ensemble="nve", constraints=None,
+    )
+    sim.context.setVelocitiesToTemperature(NVE_TEMPERATURE_K * unit.kelvin, seed)
+    n_steps = max(1, int(round(nve_ps * 1000.0 / NVE_TIMESTEP_FS)))
+    every = max(1, int(round(NVE_SAMPLE_FS / NVE_TIMESTEP_FS)))
+    dof = degrees_of_freedom(sim.system)
+    gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilocalorie_per_mole / unit.kelvin)
+
+    def energies():
+        state = sim.context.getState(getEnergy=True, getPositions=True)
+        e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * KJ_TO_KCAL
+        e_kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) * KJ_TO_KCAL
+        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)) * NM_TO_ANGSTROM
+        return e_pot, e_kin, pos
+
+    e_pot0, e_kin0, _ = energies()
+    e0 = e_pot0 + e_kin0
+    times, drift, temps = [0.0], [0.0], [2.0 * e_kin0 / (dof * gas_constant)]
+    status, done, max_rel = "stable", 0, 0.0
+    t_md = time.perf_counter()
+    while done < n_steps:
+        chunk = min(every, n_steps - done)
+        try:
+            sim.step(chunk)
+            e_pot, e_kin, pos = energies()
+        except (openmm.OpenMMException, ValueError):
+            e_pot, e_kin, pos = math.nan, math.nan, None
+        done += chunk
+        frame, rel, _ = frame_status(pos, bonds, d0, nb_i, nb_j)
+        if rel.size and np.all(np.isfinite(rel)):
+            max_rel = max(max_rel, float(np.max(np.abs(rel))))
+        if not (math.isfinite(e_pot) and math.isfinite(e_kin)):
+            frame = "NaN"
+        if frame == "NaN":
+            status = frame
+            break
+        times.append(done * NVE_TIMESTEP_FS / 1000.0)
+        drift.append(e_pot + e_kin - e0)
+        temps.append(2.0 * e_kin / (dof * gas_constant))
+        if status == "stable" and frame != "stable":
+            status = frame  # noted; the energy is still followed
+    wall = time.perf_counter() - t_md
+    timer.add("nve_step", wall, done)
+    d = np.abs(np.asarray(drift))
+    max_drift = float(d.max()) if status != "NaN" else math.nan
+    return {
+        "name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms,
+        "simulated_ps": done * NVE_TIMESTEP_FS / 1000.0, "requested_ps": nve_ps, "status": status,
+        "initial_total_energy_kcal_mol": e0, "max_abs_drift_kcal_mol": max_drift,
+        "final_drift_kcal_mol": float(drift[-1]) if status != "NaN" else math.nan,
+        "mean_temperature_k": float(np.mean(temps)), "max_relative_bond_deviation": max_rel,
+        "passed": bool(status != "NaN" and max_drift < NVE_MAX_DRIFT_KCAL_MOL),
+        "time_ps": times, "drift_kcal_mol": drift,
+        "wall_seconds": time.perf_counter() - t0, "ms_per_step": 1e3 * wall / max(1, done),
+    }
+
+
+def nve_section(pool, model, n_molecules: int, nve_ps: float, threads: int, timer: Timer,
+                platform: str = "CPU") -> dict[str, Any]:
+    """Issue 13: NVE at 1 fs without constraints keeps |E(t) - E(0)| below 1 kcal/mol."""
+    rows = []
+    chosen = pool[:n_molecules]
+    for i, rec in enumerate(chosen, 1):
+        try:
+            row = nve_run(rec, model, nve_ps, threads, C.SEED + i, timer, platform)
+        except Exception as exc:  # noqa: BLE001 - a failure to set up is a result, not a crash of the report
+            row = {"name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms, "status": f"error: {exc}",
+                   "simulated_ps": 0.0, "max_abs_drift_kcal_mol": math.nan, "passed": False}
+        rows.append(row)
+        progress(f"nve {i}/{len(chosen)} {rec.name}: max |E(t) - E(0)| {row['max_abs_drift_kcal_mol']:.3f} kcal/mol "
+                 f"over {row['simulated_ps']:.2f} ps ({row['status']})")
+    drifts = [r["max_abs_drift_kcal_mol"] for r in rows if np.isfinite(r.get("max_abs_drift_kcal_mol", np.nan))]
+    n_pass = sum(r["passed"] for r in rows)
+    return {
+        "settings": {
+            "molecules": f"first {n_molecules} test molecules of the conformer benchmark sorted by name",
+            "start": f"first conformer's B3LYP-D3BJ/def2-SVP geometry, velocities drawn at {NVE_TEMPERATURE_K:g} K (seeded)",
+            "integrator": "VerletIntegrator (physff_openmm.workflows.build_simulation, ensemble nve)",
+            "timestep_fs": NVE_TIMESTEP_FS, "constraints": "none", "simulated_ps": nve_ps,
+            "sample_every_fs": NVE_SAMPLE_FS, "backend": "native", "platform": platform, "threads": threads,
+            "pass": f"max |E(t) - E(0)| below {NVE_MAX_DRIFT_KCAL_MOL:g} kcal/mol",
+            "status": "stable, or the first failure of the MD criteria (bond stretched / compressed, atoms collapsed), "
+                      "noted while the energy is still followed; NaN ends a run",
+        },
+        "n_molecules": len(rows), "n_passed": n_pass, "passed": bool(rows) and n_pass == len(rows),
+        "max_abs_drift_kcal_mol": max(drifts) if drifts else math.nan,
+        "per_molecule": rows,
+    }
+
+
+def acceptance(rep: dict) -> list[dict[str, Any]]:
+    """The MD-type acceptance lines of issue 13 with their counts; ``protocol`` says whether the run had the full protocol."""
+    s = rep.get("settings", {})
+    full_md = s.get("md_ps", 0) >= 100 and s.get("md_molecules", 0) >= 20
+    rows = []
+    md = rep.get("md")
+    for key, d in ((md or {}).get("runs") or {}).items():
+        rows.append({
+            "key": f"md_{key}", "line": f"MD, {MD_SETTINGS[key]['label']}: {d['settings']['simulated_ps']:g} ps Langevin "
+            f"at {MD_TEMPERATURE_K:g} K, no bond beyond {100 * MD_BROKEN_RELATIVE:.0f} %, no collapse, no NaN",
+            "n": d["n_molecules"], "n_passed": d["n_stable"], "met": d["passed"], "full_protocol": full_md,
+        })
+    mn = rep.get("minimize")
+    if mn:
+        rows.append({
+            "key": "minimize", "line": f"Minimization moves no bond more than {100 * MIN_BOND_RELATIVE:.0f} %",
+            "n": mn["n_molecules"], "n_passed": mn["n_passed"], "met": mn["passed"],
+            "full_protocol": s.get("minimize_molecules", 0) >= 20,
+        })
+    nv = rep.get("nve")
+    if nv:
+        nve_ps = nv["settings"]["simulated_ps"]
+        rows.append({
+            "key": "nve", "line": f"NVE, {nve_ps:g} ps at {NVE_TIMESTEP_FS:g} fs without constraints: max abs(E(t) - E(0)) "
+            f"< {NVE_MAX_DRIFT_KCAL_MOL:g} kcal/mol", "n": nv["n_molecules"], "n_passed": nv["n_passed"],
+            "met": nv["passed"], "full_protocol": s.get("nve_ps", 0) >= 10 and s.get("nve_molecules", 0) >= 10,
+        })
+    return rows
 
 
 # ============================================================================ 6: physical sanity
@@ -1006,18 +1356,41 @@ def fig_ncia(ncia: dict, path: Path) -> Path:
 
 
 def fig_md(md: dict, path: Path) -> Path:
-    rows = md["per_molecule"]
-    fig, axes = _figure(1, 1, max(6.0, 0.45 * len(rows) + 2), 3.8)
+    runs = md["runs"]
+    n = max(len(d["per_molecule"]) for d in runs.values())
+    fig, axes = _figure(1, 1, max(6.0, 0.55 * n + 2), 3.8)
     ax = axes[0, 0]
-    vals = [100 * r["max_relative_bond_deviation"] if np.isfinite(r.get("max_relative_bond_deviation", np.nan)) else 0 for r in rows]
-    cols = ["tab:blue" if r["status"] == "stable" else "tab:red" for r in rows]
-    ax.bar(np.arange(len(rows)), vals, color=cols)
-    ax.axhline(100 * MD_BROKEN_RELATIVE, color="grey", ls="--", lw=0.8, label="bond broken (30 %)")
-    ax.set_xticks(np.arange(len(rows)), [r["name"] for r in rows], rotation=60, ha="right", fontsize=7)
+    width = 0.8 / len(runs)
+    edges = {"1fs": "tab:blue", "2fs_hbonds": "tab:green"}
+    for k, (key, d) in enumerate(runs.items()):
+        rows = d["per_molecule"]
+        vals = [100 * r["max_relative_bond_deviation"] if np.isfinite(r.get("max_relative_bond_deviation", np.nan)) else 0
+                for r in rows]
+        cols = [edges.get(key, "tab:grey") if r["status"] == "stable" else "tab:red" for r in rows]
+        ax.bar(np.arange(len(rows)) + (k - (len(runs) - 1) / 2) * width, vals, width, color=cols,
+               edgecolor=edges.get(key, "tab:grey"), label=MD_SETTINGS[key]["label"])
+    ax.axhline(100 * MD_BROKEN_RELATIVE, color="grey", ls="--", lw=0.8, label=f"bond broken ({100 * MD_BROKEN_RELATIVE:.0f} %)")
+    names = next(iter(runs.values()))["per_molecule"]
+    ax.set_xticks(np.arange(len(names)), [r["name"] for r in names], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("largest bond-length deviation (%)")
-    ax.set_title(f"MD stability: {md['settings']['simulated_ps']:g} ps, {MD_TEMPERATURE_K:g} K, {MD_TIMESTEP_FS:g} fs "
-                 "(red: not stable)", fontsize=10)
+    ps = next(iter(runs.values()))["settings"]["simulated_ps"]
+    ax.set_title(f"MD stability: {ps:g} ps, {MD_TEMPERATURE_K:g} K (red: not stable)", fontsize=10)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fig_nve(nve: dict, path: Path) -> Path:
+    fig, axes = _figure(1, 1, 6.0, 3.8)
+    ax = axes[0, 0]
+    for r in nve["per_molecule"]:
+        if r.get("time_ps"):
+            ax.plot(r["time_ps"], r["drift_kcal_mol"], lw=0.8, label=r["name"])
+    for y in (-NVE_MAX_DRIFT_KCAL_MOL, NVE_MAX_DRIFT_KCAL_MOL):
+        ax.axhline(y, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("E(t) - E(0) (kcal/mol)")
+    ax.set_title(f"NVE, {NVE_TIMESTEP_FS:g} fs, no constraints (dashed: +-{NVE_MAX_DRIFT_KCAL_MOL:g} kcal/mol)", fontsize=10)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 
@@ -1121,6 +1494,25 @@ def targets(conf: dict, tors: dict | None, ncia: dict | None, use_xtb: bool) -> 
     return rows
 
 
+def reduced_protocol(settings: dict) -> list[str]:
+    """What a run left out of, or shortened in, the full report (empty for the full report)."""
+    out = []
+    sections = settings.get("sections", list(SECTIONS))
+    missing = [x for x in SECTIONS if x not in sections]
+    if missing:
+        out.append("sections left out: " + ", ".join(missing))
+    if "md" in sections:
+        if settings.get("md_ps", 100.0) < 100.0 or settings.get("md_molecules", 20) < 20:
+            out.append(f"MD {settings.get('md_molecules')} molecules x {settings.get('md_ps'):g} ps (full: 20 x 100 ps)")
+        if list(settings.get("md_settings", MD_SETTINGS)) != list(MD_SETTINGS):
+            out.append("MD settings: " + ", ".join(settings["md_settings"]))
+    if "minimize" in sections and settings.get("minimize_molecules", 20) < 20:
+        out.append(f"minimization of {settings.get('minimize_molecules')} test molecules (full: 20)")
+    if "nve" in sections and (settings.get("nve_ps", 10.0) < 10.0 or settings.get("nve_molecules", 10) < 10):
+        out.append(f"NVE {settings.get('nve_molecules')} molecules x {settings.get('nve_ps'):g} ps (full: 10 x 10 ps)")
+    return out
+
+
 def _verdict(met, margin, what: str) -> str:
     if met is None:
         return "not evaluated"
@@ -1167,6 +1559,9 @@ def build_markdown(rep: dict, figs: dict[str, Path], md_path: Path) -> str:
     if split.get("limit") is not None:
         L += ["", f"> **Quick run** (`--limit {split['limit']}`): only the first {split['limit']} test records of each set "
               "(of each NCIAtlas subset) were scored. These numbers are not the accuracy report."]
+    reduced = reduced_protocol(rep["settings"])
+    if reduced:
+        L += ["", "> **Reduced run**: " + "; ".join(reduced) + ". These numbers are not the acceptance test."]
     if m.get("warnings"):
         L += ["", "> Model warning: " + " ".join(m["warnings"])]
 
@@ -1182,6 +1577,14 @@ def build_markdown(rep: dict, figs: dict[str, Path], md_path: Path) -> str:
               f"**no** ({f2(abs(t['vs_xtb_kcal_mol']))} higher)")),
         ])
     L.append(C.md_table(["target", "threshold", "model RMSE", "met?", "GFN2-xTB RMSE", "better than GFN2-xTB?"], rows))
+    if rep.get("acceptance"):
+        L += ["", "## Acceptance: MD, minimization, NVE (issue 13)", "",
+              "Each line holds when every molecule passes; sections 5, 7 and 8 give the runs.", ""]
+        L.append(C.md_table(["requirement", "molecules", "passed", "failed", "met?"], [
+            [a["line"], a["n"], a["n_passed"], a["n"] - a["n_passed"],
+             ("yes" if a["met"] else "**no**") + ("" if a["full_protocol"] else " (reduced protocol: a quick run)")]
+            for a in rep["acceptance"]]))
+    L.append("")
 
     # 1
     conf = rep.get("conformers")
@@ -1278,24 +1681,37 @@ def build_markdown(rep: dict, figs: dict[str, Path], md_path: Path) -> str:
     # 5
     md = rep.get("md")
     if md:
-        s = md["settings"]
-        L += ["## 5. MD stability", "",
-              f"{md['n_molecules']} test molecules ({s['molecules']}), {s['simulated_ps']:g} ps of Langevin MD at "
-              f"{s['temperature_k']:g} K, {s['timestep_fs']:g} fs step, friction {s['friction_per_ps']:g}/ps, native "
-              f"backend, CPU platform, from {s['start']}. Checked every {s['check_every_ps']:g} ps: NaN; bond broken = "
-              f"{s['bond_broken']}; collapse = {s['collapse']}. {s['stop'][0].upper() + s['stop'][1:]}.", "",
-              f"**{md['n_stable']} of {md['n_molecules']} stable.** Largest bond deviation overall: "
-              f"{f2(100 * md['max_relative_bond_deviation'], 1)} % (relative), "
-              f"{f2(md['max_absolute_bond_deviation_angstrom'], 3)} Angstrom (absolute).", ""]
+        first = next(iter(md["runs"].values()))["settings"]
+        L += ["", "## 5. MD stability", "",
+              f"{first['molecules'][0].upper() + first['molecules'][1:]}, {first['simulated_ps']:g} ps of Langevin MD at "
+              f"{first['temperature_k']:g} K, friction {first['friction_per_ps']:g}/ps, native backend, "
+              f"{first['platform']} platform, from {first['start']}, at each setting below; the Simulation is "
+              "`physff_openmm.workflows.build_simulation`'s (with bonds to H constrained as `run_md` does by default). "
+              f"Checked every {first['check_every_ps']:g} ps: NaN; bond stretched / compressed = {first['bond_broken']}; "
+              f"atoms collapsed = {first['collapse']}. {first['stop'][0].upper() + first['stop'][1:]}.", ""]
         L.append(C.md_table(
-            ["molecule", "atoms", "simulated ps", "status", "max bond dev. (%)", "max bond dev. (A)", "worst bond",
-             "closest non-bonded (A)", "ms/step"],
-            [[r["name"], r["n_atoms"], f2(r["simulated_ps"], 1), r["status"] + (f" at {f2(r['failure_time_ps'], 1)} ps" if r.get("failure_time_ps") else ""),
-              f2(100 * r["max_relative_bond_deviation"], 1), f2(r.get("max_absolute_bond_deviation_angstrom"), 3),
-              (r.get("worst_bond") or "-") + (f" ({r['worst_bond_direction']})" if r.get("worst_bond_direction") else ""),
-              f2(r.get("min_nonbonded_distance_angstrom")), f2(r.get("ms_per_step"), 3)]
-             for r in md["per_molecule"]]))
-        L += ["", link("md", "largest bond deviation per molecule")]
+            ["setting", "molecules", "stable", "bond stretched", "bond compressed", "atoms collapsed", "NaN", "set-up error",
+             "largest bond dev. (%)", "met?"],
+            [[MD_SETTINGS[k]["label"], d["n_molecules"], d["counts"]["stable"], d["counts"]["bond stretched"],
+              d["counts"]["bond compressed"], d["counts"]["atoms collapsed"], d["counts"]["NaN"], d["counts"].get("error", 0),
+              f2(100 * d["max_relative_bond_deviation"], 1), "yes" if d["passed"] else "**no**"]
+             for k, d in md["runs"].items()]))
+        for key, d in md["runs"].items():
+            L += ["", f"### {MD_SETTINGS[key]['label']}", "",
+                  f"**{d['n_stable']} of {d['n_molecules']} stable.** Largest bond deviation overall: "
+                  f"{f2(100 * d['max_relative_bond_deviation'], 1)} % (relative), "
+                  f"{f2(d['max_absolute_bond_deviation_angstrom'], 3)} Angstrom (absolute); "
+                  f"constraints: {d['settings']['constraints_note']}.", ""]
+            L.append(C.md_table(
+                ["molecule", "atoms", "constraints", "simulated ps", "status", "max bond dev. (%)", "max bond dev. (A)",
+                 "worst bond", "closest non-bonded (A)", "ms/step"],
+                [[r["name"], r["n_atoms"], r.get("n_constraints", "-"), f2(r["simulated_ps"], 1),
+                  r["status"] + (f" at {f2(r['failure_time_ps'], 1)} ps" if r.get("failure_time_ps") else ""),
+                  f2(100 * r["max_relative_bond_deviation"], 1), f2(r.get("max_absolute_bond_deviation_angstrom"), 3),
+                  (r.get("worst_bond") or "-") + (f" ({r['worst_bond_direction']})" if r.get("worst_bond_direction") else ""),
+                  f2(r.get("min_nonbonded_distance_angstrom")), f2(r.get("ms_per_step"), 3)]
+                 for r in d["per_molecule"]]))
+        L += ["", link("md", "largest bond deviation per molecule at each setting")]
 
     # 6
     san = rep.get("sanity")
@@ -1322,6 +1738,46 @@ def build_markdown(rep: dict, figs: dict[str, Path], md_path: Path) -> str:
             for el, d in san["charges_e"].items()
         ]))
         L += ["", link("lj", "LJ sigma and epsilon histograms"), link("charges", "charge histograms by element")]
+
+    # 7
+    mn = rep.get("minimize")
+    if mn:
+        st = mn["settings"]
+        L += ["", "## 7. Minimization", "",
+              f"Molecules: {st['molecules']}. Minimizer: {st['minimizer']}, native backend, {st['platform']} platform. "
+              f"Pass: {st['pass']}.", "",
+              f"**{mn['n_passed']} of {mn['n_molecules']} pass.** Largest bond change overall: "
+              f"{f2(100 * mn['max_relative_bond_change'], 1)} %.", ""]
+        L.append(C.md_table(
+            ["molecule", "SMILES", "atoms", "largest bond change (%)", "bond", "start -> end (A)", "energy change (kcal/mol)",
+             "RMSD (A)", "pass?"],
+            [[r["name"], f"`{r['smiles']}`", r["n_atoms"], f2(100 * r["max_relative_bond_change"], 1) if "error" not in r else r["error"],
+              r.get("worst_bond") or "-",
+              f"{f2(r['worst_bond_start_angstrom'], 3)} -> {f2(r['worst_bond_end_angstrom'], 3)}" if r.get("worst_bond") else "-",
+              f2(r.get("energy_change_kcal_mol")), f2(r.get("rmsd_angstrom"), 3),
+              ("yes" if r["passed"] else "**no**") + (" (minimizer kept the start)" if r.get("minimizer_warnings") else "")]
+             for r in mn["per_molecule"]]))
+        L.append("")
+
+    # 8
+    nv = rep.get("nve")
+    if nv:
+        st = nv["settings"]
+        L += ["", "## 8. NVE energy conservation", "",
+              f"{nv['n_molecules']} test molecules ({st['molecules']}), {st['simulated_ps']:g} ps of {st['integrator']} at "
+              f"{st['timestep_fs']:g} fs without constraints, from {st['start']}; the total energy (potential + kinetic) "
+              f"every {st['sample_every_fs']:g} fs. Pass: {st['pass']}. Status: {st['status']}.", "",
+              f"**{nv['n_passed']} of {nv['n_molecules']} pass.** Largest |E(t) - E(0)| overall: "
+              f"{f2(nv['max_abs_drift_kcal_mol'], 3)} kcal/mol.", ""]
+        L.append(C.md_table(
+            ["molecule", "atoms", "simulated ps", "max abs(E(t) - E(0)) (kcal/mol)", "E(end) - E(0) (kcal/mol)",
+             "mean T (K)", "max bond dev. (%)", "status", "pass?"],
+            [[r["name"], r["n_atoms"], f2(r["simulated_ps"], 2), f2(r["max_abs_drift_kcal_mol"], 3),
+              f2(r.get("final_drift_kcal_mol"), 3), f2(r.get("mean_temperature_k"), 0),
+              f2(100 * r["max_relative_bond_deviation"], 1) if "max_relative_bond_deviation" in r else "-",
+              r["status"], "yes" if r["passed"] else "**no**"]
+             for r in nv["per_molecule"]]))
+        L += ["", link("nve", "E(t) - E(0) in NVE")]
 
     # timings
     L += ["## Run time", ""]
@@ -1350,6 +1806,20 @@ def write_markdown(text: str, path: Path) -> None:
 
 
 # ============================================================================ CLI
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of names from ``allowed``, in the order of ``allowed``."""
+
+    def parse(text: str) -> list[str]:
+        names = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in names if x not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(allowed)}; got {text!r}")
+        return [x for x in allowed if x in names]
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from physff_openmm._argtypes import positive_float, positive_int
 
@@ -1364,13 +1834,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-md", type=Path, default=DEFAULT_MD, help="markdown report (default: docs/accuracy.md)")
     p.add_argument("--figures", type=Path, default=DEFAULT_FIGURES, help="figure folder (default: docs/figures/accuracy)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="all numbers (default: benchmarks/results/accuracy.json)")
+    p.add_argument("--sections", type=_choices(SECTIONS), default=list(SECTIONS), metavar="LIST",
+                   help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all; the parameter "
+                   "sanity check and total energies come with conformers)")
     p.add_argument("--md-molecules", type=positive_int, default=20,
                    help="MD stability test: the first N test molecules of the conformer benchmark by name, "
                    "independent of --limit (default 20)")
     p.add_argument("--md-ps", type=positive_float, default=100.0, help="simulated time per MD run, ps (default 100)")
+    p.add_argument("--md-settings", type=_choices(tuple(MD_SETTINGS)), default=list(MD_SETTINGS), metavar="LIST",
+                   help=f"comma-separated MD settings, of {','.join(MD_SETTINGS)} (1 fs free; 2 fs with bonds to H "
+                   "constrained; default: both)")
+    p.add_argument("--minimize-molecules", type=positive_int, default=20,
+                   help="minimization test: the small molecules and the first N MD test molecules (default 20)")
+    p.add_argument("--nve-molecules", type=positive_int, default=10,
+                   help="NVE test: the first N MD test molecules (default 10)")
+    p.add_argument("--nve-ps", type=positive_float, default=10.0, help="simulated time per NVE run, ps (default 10)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="score only the first N test records of each set (of each NCIAtlas subset); quick runs only")
-    p.add_argument("--skip-md", action="store_true", help="leave out the MD stability test")
+    p.add_argument("--skip-md", action="store_true", help="leave out the MD stability test (md from --sections)")
     p.add_argument("--skip-xtb", action="store_true", help="leave out GFN2-xTB (its columns show '-')")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="threads for torch, tblite (OpenMP) and OpenMM's CPU platform (default 1)")
@@ -1421,6 +1902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"accuracy_report.py: error: {exc}", file=sys.stderr)
             return 2
     model_warnings = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    sections_run = [x for x in args.sections if not (x == "md" and args.skip_md)]
     for w in model_warnings:
         progress(f"model warning: {w}")
     info = C.machine_info()
@@ -1436,8 +1918,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warnings": model_warnings,
         },
         "settings": {"threads": args.threads, "limit": args.limit, "skip_md": args.skip_md, "skip_xtb": args.skip_xtb,
-                     "md_molecules": args.md_molecules, "md_ps": args.md_ps,
-                     "single_point_platform": "Reference", "backend": "native"},
+                     "sections": sections_run, "md_molecules": args.md_molecules, "md_ps": args.md_ps,
+                     "md_settings": args.md_settings, "minimize_molecules": args.minimize_molecules,
+                     "nve_molecules": args.nve_molecules, "nve_ps": args.nve_ps,
+                     "single_point_platform": "Reference", "md_platform": "CPU", "backend": "native"},
     }
     timer = Timer()
     sections: dict[str, float] = {}
@@ -1457,34 +1941,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep["data"] = split_info
     progress(f"test split: {split_info['test_records_scored']} records to score ({split_info['reader_warnings']} reader warnings)")
     ev = Energies(model, timer, use_xtb=not args.skip_xtb)
-    conf, total, param_sets = timed("conformers", lambda: conformer_section(test["conformers"], ev))
-    rep["conformers"], rep["total_energy"] = conf, total
-    rep["torsions"] = timed("torsions", lambda: torsion_section(test["torsions"], ev, args.data))
-    rep["ncia"] = timed("ncia", lambda: ncia_section(test["ncia"], ev))
-    if not args.skip_md:
-        rep["md"] = timed("md", lambda: md_section(test["md_pool"], model, args.md_molecules, args.md_ps, args.threads, timer))
-    sanity = timed("sanity", lambda: sanity_section(param_sets))
-    rep["sanity"] = sanity
-    rep["targets"] = targets(conf, rep["torsions"], rep["ncia"], not args.skip_xtb)
+    conf = None
+    if "conformers" in sections_run:
+        conf, total, param_sets = timed("conformers", lambda: conformer_section(test["conformers"], ev))
+        rep["conformers"], rep["total_energy"] = conf, total
+    if "torsions" in sections_run:
+        rep["torsions"] = timed("torsions", lambda: torsion_section(test["torsions"], ev, args.data))
+    if "ncia" in sections_run:
+        rep["ncia"] = timed("ncia", lambda: ncia_section(test["ncia"], ev))
+    pool = test["md_pool"]
+    if "md" in sections_run:
+        rep["md"] = timed("md", lambda: md_acceptance_section(pool, model, args.md_molecules, args.md_ps, args.threads,
+                                                              timer, args.md_settings))
+    if "minimize" in sections_run:
+        rep["minimize"] = timed("minimize", lambda: minimize_section(pool, model, args.minimize_molecules, args.threads, timer))
+    if "nve" in sections_run:
+        rep["nve"] = timed("nve", lambda: nve_section(pool, model, args.nve_molecules, args.nve_ps, args.threads, timer))
+    if conf is not None:
+        rep["sanity"] = timed("sanity", lambda: sanity_section(param_sets))
+    rep["targets"] = targets(conf, rep.get("torsions"), rep.get("ncia"), not args.skip_xtb)
+    rep["acceptance"] = acceptance(rep)
 
     progress("figures")
     figs: dict[str, Path] = {}
     fdir = args.figures
     t = time.perf_counter()
-    plots = [("parity", fig_parity, conf, "conformer_parity.png"), ("torsions", fig_torsions, rep["torsions"], "torsion_profiles.png"),
-             ("ncia", fig_ncia, rep["ncia"], "ncia_rmse_by_subset.png"), ("lj", fig_lj, sanity, "lj_sigma_epsilon.png"),
-             ("charges", fig_charges, sanity, "charges_by_element.png")]
-    if "md" in rep:
-        plots.append(("md", fig_md, rep["md"], "md_bond_deviation.png"))
+    plots = [("parity", fig_parity, conf, "conformer_parity.png"),
+             ("torsions", fig_torsions, rep.get("torsions"), "torsion_profiles.png"),
+             ("ncia", fig_ncia, rep.get("ncia"), "ncia_rmse_by_subset.png"),
+             ("lj", fig_lj, rep.get("sanity"), "lj_sigma_epsilon.png"),
+             ("charges", fig_charges, rep.get("sanity"), "charges_by_element.png"),
+             ("md", fig_md, rep.get("md"), "md_bond_deviation.png"),
+             ("nve", fig_nve, rep.get("nve"), "nve_energy_drift.png")]
     for key, fn, data, fname in plots:
+        if data is None:
+            continue
         try:
             figs[key] = fn(data, fdir / fname)
         except Exception as exc:  # noqa: BLE001 - a failed figure must not lose the numbers
             progress(f"figure {fname} failed: {type(exc).__name__}: {exc}")
     sections["figures"] = time.perf_counter() - t
     rep["figures"] = {k: os.path.relpath(v, C.ROOT) if str(v.resolve()).startswith(str(C.ROOT)) else str(v) for k, v in figs.items()}
-    sanity_values = rep["sanity"].pop("_values")
-    del sanity_values
+    if "sanity" in rep:
+        del rep["sanity"]["_values"]
     info["load_average_end"] = C.load_average()
     rep["timings"] = {"total_seconds": time.perf_counter() - t_start, "sections_seconds": sections, "items": timer.report()}
 

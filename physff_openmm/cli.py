@@ -10,6 +10,7 @@ Synopsis::
     physff-openmm md           FILE --steps N [--temperature K] [--timestep FS] -o TRAJ.dcd|TRAJ.pdb
                                [--report-csv STATE.csv] [--ensemble nvt|nve] [--report-interval N]
                                [--checkpoint FILE] [--restart FILE] [--plot OUT.png] [--seed N]
+                               [--no-constraints]   (default: 2 fs, bonds to H constrained)
     physff-openmm interaction  FILE [--json] [--minimize]
     physff-openmm models       [--json]
     physff-openmm label|train  ...   (with physff-openmm[train])
@@ -191,7 +192,11 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     _add_file(p)
     p.add_argument("--steps", type=_positive_int, required=True, metavar="N", help="number of time steps")
     p.add_argument("--temperature", type=_positive_float, default=300.0, metavar="K", help="K (default: %(default)s)")
-    p.add_argument("--timestep", type=_positive_float, default=1.0, metavar="FS", help="fs (default: %(default)s)")
+    p.add_argument("--timestep", type=_positive_float, default=None, metavar="FS",
+                   help="fs (default: 2, with bonds to hydrogen constrained; give 1 with --no-constraints)")
+    p.add_argument("--no-constraints", action="store_true",
+                   help="do not constrain bonds to hydrogen (then use --timestep 1: a 2 fs step is too long "
+                   "for free X-H bonds and warns)")
     p.add_argument("--friction", type=_positive_float, default=1.0, metavar="PER_PS", help="Langevin friction, 1/ps (default: %(default)s)")
     p.add_argument("--ensemble", choices=("nvt", "nve"), default="nvt", help="Langevin NVT (default) or Verlet NVE")
     p.add_argument("-o", "--output", required=True, metavar="TRAJ.dcd|TRAJ.pdb", help="trajectory")
@@ -356,6 +361,7 @@ def _cmd_md(args) -> int:
         timestep_fs=args.timestep,
         friction_per_ps=args.friction,
         ensemble=args.ensemble,
+        constraints=None if args.no_constraints else "hbonds",
         trajectory=args.output,
         report_csv=args.report_csv,
         report_interval=args.report_interval,
@@ -373,7 +379,9 @@ def _cmd_md(args) -> int:
         _print_json(res)
     else:
         print(
-            f"{res['steps']} steps ({res['ensemble'].upper()}, {res['platform']}), t = {res['time_ps']:.3f} ps; "
+            f"{res['steps']} steps of {res['timestep_fs']:g} fs ({res['ensemble'].upper()}, "
+            f"{'bonds to H constrained' if res['constraints'] else 'no constraints'}, {res['platform']}), "
+            f"t = {res['time_ps']:.3f} ps; "
             f"E_pot {res['potential_energy_kcal_mol']:.3f} kcal/mol, T {res['temperature_k']:.1f} K; "
             f"{res['ns_per_day']:.1f} ns/day"
         )

@@ -3,17 +3,20 @@
 Positions in Angstrom, energies in kcal/mol, charges in e, as in the paper:
 
     E = E_lin + sum_{i<j, r_ij < r_off} S(r_ij) E_SR(r_ij; C_ij)
-              + sum_{i<j, (i,j) not a covalent bond} E_LR(r_ij; Q_i, Q_j, C_ij)
+              + sum_{i<j}                      E_LJ(r_ij; C_ij)
+              + sum_{i<j, (i,j) not a covalent bond} k_e Q_i Q_j / r_ij
 
     E_SR(r) = sum_{k=1..6} C_{2k} exp(-(r - mu_k)^2 / (C_{2k+1}^2 + 1e-5)),
               mu_k = 1.2 + 0.6 (k - 1)
-    E_LR(r) = k_e Q_i Q_j / r - |C_0| / r^6 + |C_1| / r^12
+    E_LJ(r) = -|C_0| / r^6 + |C_1| / r^12
     S(r)    = 1 for r <= r_on, 0 for r >= r_off,
               1 - 10x^3 + 15x^4 - 6x^5 with x = (r - r_on)/(r_off - r_on) between
 
 Training, the TorchForce module and the tests use these functions; the native
 OpenMM backend writes the same expressions in Lepton (see :mod:`physff_openmm.system`),
-and a test keeps them equal.
+and a test keeps them equal. The C6/C12 term applies to covalent pairs too (DESIGN.md
+version 2): the model parameterizes their C_0, C_1 so that every bond is bound by its
+own terms (:func:`physff_openmm.model.covalent_core`); Coulomb stays off for them.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ __all__ = [
     "COULOMB",
     "switch",
     "short_range",
-    "long_range",
     "pair_energy",
     "pair_energy_terms",
 ]
@@ -91,12 +93,6 @@ def _coulomb_c6_c12(r: Tensor, q_i: Tensor, q_j: Tensor, c0: Tensor, c1: Tensor)
     return COULOMB * q_i * q_j * inv_r, torch.abs(c1) * inv_r6 * inv_r6 - torch.abs(c0) * inv_r6
 
 
-def long_range(r: Tensor, q_i: Tensor, q_j: Tensor, c0: Tensor, c1: Tensor) -> Tensor:
-    """Coulomb plus C6/C12 energy E_LR(r), kcal/mol (r in Angstrom, charges in e)."""
-    coulomb, c6_c12 = _coulomb_c6_c12(r, q_i, q_j, c0, c1)
-    return coulomb + c6_c12
-
-
 def pair_energy_terms(
     r: Tensor,
     q_i: Tensor,
@@ -117,14 +113,12 @@ def pair_energy_terms(
     params : Tensor
         (P, 14) C_0..C_13.
     covalent : Tensor
-        (P,) bool, True for covalent pairs (no Coulomb or C6/C12 term).
+        (P,) bool, True for covalent pairs (no Coulomb term).
     r_on, r_off : float
         Switch of the short-range terms, Angstrom.
     """
-    noncov = (~covalent).to(r.dtype)
     coulomb, lj = _coulomb_c6_c12(r, q_i, q_j, params[:, 0], params[:, 1])
-    coulomb = noncov * coulomb
-    lj = noncov * lj
+    coulomb = (~covalent).to(r.dtype) * coulomb
     sr = switch(r, r_on, r_off) * short_range(r, params)
     return coulomb, lj, sr
 
@@ -138,7 +132,7 @@ def pair_energy(
     r_on: float,
     r_off: float,
 ) -> Tensor:
-    """Total per-pair energy S(r) E_SR + [not covalent] E_LR, kcal/mol. Shapes as in :func:`pair_energy_terms`."""
+    """Total per-pair energy S(r) E_SR + E_LJ + [not covalent] Coulomb, kcal/mol. Shapes as in :func:`pair_energy_terms`."""
     coulomb, lj, sr = pair_energy_terms(r, q_i, q_j, params, covalent, r_on, r_off)
     return coulomb + lj + sr
 

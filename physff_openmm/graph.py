@@ -1,9 +1,15 @@
 """Featurization: an RDKit molecule (explicit hydrogens) -> a torch-geometric graph.
 
 Atom features: one-hot element, formal charge, hybridization, degree and
-attached-hydrogen count, plus aromaticity and ring membership. Bond features:
-one-hot bond type (single, double, triple, aromatic, and "non-covalent" for
-pairs that are not bonded), conjugation and ring membership.
+attached-hydrogen count, plus aromaticity and ring membership. Bond features
+(the edges message passing runs over): one-hot bond type (single, double,
+triple, aromatic, and "non-covalent"), conjugation and ring membership.
+
+Pair features (what feats_net sees for a pair i < j, DESIGN.md version 2): the
+bond features, the topological distance class (1, 2, 3, 4, 5, >= 6 bonds within
+one molecule, or different molecules), whether i and j share a ring, and, for
+covalent pairs, the reference length of the bond (:func:`reference_bond_length`,
+Angstrom; 0 otherwise), around which the covalent core's minimum is placed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,16 @@ __all__ = [
     "ATOM_FEATURES",
     "BOND_FEATURES",
     "NONCOVALENT",
+    "PAIR_FEATURES",
+    "PAIR_COVALENT",
+    "PAIR_DIFFERENT_MOLECULES",
+    "PAIR_REFERENCE_LENGTH",
+    "COVALENT_RADII",
     "atom_features",
+    "reference_bond_length",
+    "pair_features",
+    "intramolecular_pairs",
+    "intermolecular_pair_features",
     "bond_features",
     "covalent_pairs",
     "mol_to_graph",
@@ -52,6 +67,40 @@ _BOND_TYPES = (
 NONCOVALENT: int = len(_BOND_TYPES)
 #: Width of the bond feature vector: bond types, non-covalent, conjugated, in ring.
 BOND_FEATURES: int = len(_BOND_TYPES) + 1 + 2
+
+
+#: Topological distance classes of a pair: 1..5 bonds, >= 6 bonds, different molecules.
+DISTANCE_CLASSES: int = 7
+#: Column of pair features: distance class 1 (a covalent bond).
+PAIR_COVALENT: int = BOND_FEATURES
+#: Column of pair features: the two atoms are in different molecules.
+PAIR_DIFFERENT_MOLECULES: int = BOND_FEATURES + DISTANCE_CLASSES - 1
+_PAIR_SHARES_RING: int = BOND_FEATURES + DISTANCE_CLASSES
+#: Column of pair features holding the reference bond length (Angstrom; 0 for non-covalent pairs).
+PAIR_REFERENCE_LENGTH: int = _PAIR_SHARES_RING + 1
+#: Width of the pair feature vector.
+PAIR_FEATURES: int = PAIR_REFERENCE_LENGTH + 1
+
+#: Single-bond covalent radii, Angstrom (Pyykko & Atsumi, Chem. Eur. J. 15, 186 (2009)).
+COVALENT_RADII: dict[str, float] = {
+    "H": 0.32, "C": 0.75, "N": 0.71, "O": 0.63, "F": 0.64, "S": 1.03, "Cl": 0.99, "Br": 1.14, "P": 1.11,
+}
+# bond length relative to a single bond of the same atoms (C-C 1.50, C:C 1.38, C=C 1.31, C#C 1.17 A)
+_BOND_ORDER_FACTOR = {
+    Chem.BondType.SINGLE: 1.0,
+    Chem.BondType.AROMATIC: 0.92,
+    Chem.BondType.DOUBLE: 0.87,
+    Chem.BondType.TRIPLE: 0.78,
+}
+
+
+def reference_bond_length(symbol_i: str, symbol_j: str, bond_type=Chem.BondType.SINGLE) -> float:
+    """Reference length of a covalent bond, Angstrom: covalent radii scaled by bond order.
+
+    Within 0.1 A of typical lengths (C-H 1.07, O-H 0.95, C-C 1.50, C=O 1.20, C-Cl 1.74);
+    the covalent core's minimum lies within +-15 % of it (see :mod:`physff_openmm.model`).
+    """
+    return (COVALENT_RADII[symbol_i] + COVALENT_RADII[symbol_j]) * _BOND_ORDER_FACTOR.get(bond_type, 1.0)
 
 
 def _one_hot(value, choices) -> list[float]:
@@ -105,6 +154,64 @@ def covalent_pairs(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     return pairs, feats
 
 
+def _topology(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Topological distances (n, n) (inf between fragments), fragment per atom, shared-ring matrix (n, n) bool."""
+    n = mol.GetNumAtoms()
+    frag = np.zeros(n, dtype=np.int64)
+    for k, atoms in enumerate(Chem.GetMolFrags(mol, asMols=False, sanitizeFrags=False)):
+        frag[list(atoms)] = k
+    dist = np.asarray(Chem.GetDistanceMatrix(mol), dtype=np.float64) if n else np.zeros((0, 0))
+    dist[frag[:, None] != frag[None, :]] = np.inf
+    ring = np.zeros((n, n), dtype=bool)
+    for atoms in mol.GetRingInfo().AtomRings():
+        idx = np.asarray(atoms)
+        ring[np.ix_(idx, idx)] = True
+    return dist, frag, ring
+
+
+def pair_features(mol: Chem.Mol, pairs: np.ndarray) -> np.ndarray:
+    """(P, PAIR_FEATURES) float32 features of atom pairs ``pairs`` (P, 2) of ``mol``.
+
+    Columns: bond features (:func:`bond_features`), distance class one-hot (1..5 bonds,
+    >= 6 bonds, different molecules), shares a ring, reference bond length (Angstrom,
+    covalent pairs only).
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = np.zeros((len(pairs), PAIR_FEATURES), dtype=np.float32)
+    if not len(pairs):
+        return out
+    dist, _, ring = _topology(mol)
+    i, j = pairs[:, 0], pairs[:, 1]
+    d = dist[i, j]
+    cls = np.where(np.isinf(d), DISTANCE_CLASSES - 1, np.clip(np.nan_to_num(d, posinf=0.0), 1, 6) - 1).astype(np.int64)
+    out[:, :BOND_FEATURES] = bond_features(None)
+    out[np.arange(len(pairs)), BOND_FEATURES + cls] = 1.0
+    out[:, _PAIR_SHARES_RING] = ring[i, j]
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    for k in np.flatnonzero(cls == 0):
+        bond = mol.GetBondBetweenAtoms(int(i[k]), int(j[k]))
+        out[k, :BOND_FEATURES] = bond_features(bond)
+        out[k, PAIR_REFERENCE_LENGTH] = reference_bond_length(symbols[i[k]], symbols[j[k]], bond.GetBondType())
+    return out
+
+
+def intramolecular_pairs(mol: Chem.Mol) -> np.ndarray:
+    """(P, 2) int64 every pair i < j of atoms in the same fragment, sorted."""
+    n = mol.GetNumAtoms()
+    _, frag, _ = _topology(mol)
+    iu, ju = np.triu_indices(n, 1)
+    same = frag[iu] == frag[ju]
+    return np.stack([iu[same], ju[same]], axis=1).astype(np.int64).reshape(-1, 2)
+
+
+def intermolecular_pair_features() -> np.ndarray:
+    """(PAIR_FEATURES,) float32 features of a pair of atoms in different molecules (all such pairs share them)."""
+    out = np.zeros(PAIR_FEATURES, dtype=np.float32)
+    out[:BOND_FEATURES] = bond_features(None)
+    out[PAIR_DIFFERENT_MOLECULES] = 1.0
+    return out
+
+
 class MolGraph(Data):
     """A molecule's graph; batches offset atom indices by atoms and fragment ids by fragments."""
 
@@ -129,8 +236,8 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
     mol : rdkit.Chem.Mol
         Molecule with explicit hydrogens (one or several fragments).
     with_pairs : bool
-        Also store every atom pair i < j (``pair_index`` (P, 2) and its bond
-        features ``pair_attr``), as training needs for whole-molecule energies.
+        Also store every atom pair i < j (``pair_index`` (P, 2) and its pair
+        features ``pair_attr`` (P, PAIR_FEATURES)), as training needs for whole-molecule energies.
 
     Returns
     -------
@@ -169,12 +276,7 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
     )
     if with_pairs:
         iu, ju = np.triu_indices(n, 1)
-        pair_index = np.stack([iu, ju], axis=1).astype(np.int64)
-        pair_attr = np.tile(np.asarray(bond_features(None), dtype=np.float32), (len(iu), 1))
-        if len(pairs):
-            # position of pair (i, j) in the triu enumeration
-            pos = pairs[:, 0] * n - pairs[:, 0] * (pairs[:, 0] + 1) // 2 + (pairs[:, 1] - pairs[:, 0] - 1)
-            pair_attr[pos] = feats
+        pair_index = np.stack([iu, ju], axis=1).astype(np.int64).reshape(-1, 2)
         data.pair_index = torch.from_numpy(pair_index)
-        data.pair_attr = torch.from_numpy(pair_attr)
+        data.pair_attr = torch.from_numpy(pair_features(mol, pair_index))
     return data

@@ -21,13 +21,13 @@ from torch_geometric.utils import scatter
 
 from . import energy
 from .errors import ConfigError, ModelError
-from .graph import ATOM_FEATURES, BOND_FEATURES, ELEMENTS, NONCOVALENT
+from .graph import ATOM_FEATURES, BOND_FEATURES, ELEMENTS, PAIR_COVALENT, PAIR_FEATURES, PAIR_REFERENCE_LENGTH
 
 __all__ = ["ModelConfig", "PhysFFModel", "save_model_file", "load_model_file", "MODEL_FORMAT"]
 
 #: Identifies a physff-openmm model file.
 MODEL_FORMAT = "physff-openmm-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: pair features with topology, covalent core (DESIGN.md version 2)
 
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1
 
@@ -54,6 +54,18 @@ class ModelConfig:
         Scale of the Gaussian amplitudes C_2, C_4, ..., kcal/mol.
     width_ref : float
         Scale of the Gaussian widths C_3, C_5, ..., Angstrom.
+    covalent_window : float
+        The covalent core's minimum r_e lies within +-``covalent_window`` (relative) of
+        the bond's reference length.
+    covalent_depth_floor : float
+        Smallest depth of the covalent core's C6/C12 well, kcal/mol.
+    covalent_depth_ref : float
+        Scale of the learned depth above the floor, kcal/mol.
+    covalent_bound : float
+        Each covalent pair's own energy at 0.75 r_e and at r_off lies at least this far
+        above its energy at r_e, kcal/mol, whatever the weights.
+    covalent_amplitude_max : float
+        Bound on each Gaussian amplitude of a covalent pair, kcal/mol.
     """
 
     hidden: int = 128
@@ -65,8 +77,14 @@ class ModelConfig:
     c1_ref: float = 1.0e5
     amplitude_ref: float = 10.0
     width_ref: float = 0.4
+    covalent_window: float = 0.15
+    covalent_depth_floor: float = 12.0
+    covalent_depth_ref: float = 20.0
+    covalent_bound: float = 11.0
+    covalent_amplitude_max: float = 10.0
     atom_features: int = ATOM_FEATURES
     bond_features: int = BOND_FEATURES
+    pair_features: int = PAIR_FEATURES
     elements: tuple[str, ...] = ELEMENTS
 
     def __post_init__(self):
@@ -76,6 +94,10 @@ class ModelConfig:
         for name in ("hidden", "n_steps", "pair_hidden"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0.0 <= self.covalent_window < 0.25:
+            raise ConfigError(f"covalent_window must lie in [0, 0.25), got {self.covalent_window}")
+        if self.covalent_depth_floor <= 0 or self.covalent_bound <= 0 or self.covalent_amplitude_max < 0:
+            raise ConfigError("covalent_depth_floor and covalent_bound must be positive, covalent_amplitude_max >= 0")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -119,6 +141,34 @@ class MessageStep(nn.Module):
         return self.norm(h + self.update_net(torch.cat([h, m], dim=-1)))
 
 
+def covalent_core(
+    r_ref: Tensor, raw_length: Tensor, raw_depth: Tensor, gaussians: Tensor, config: "ModelConfig"
+) -> tuple[Tensor, Tensor]:
+    """C_0, C_1 (P,) of covalent pairs: a C6/C12 well that binds the bond by construction.
+
+    The well -eps [2 (r_e/r)^6 - (r_e/r)^12] has its minimum at
+    r_e = r_ref (1 + w tanh(raw_length)) (w = ``covalent_window``) and depth
+    eps = eps_min + depth_ref softplus(raw_depth), where eps_min is the smallest depth
+    (at least ``covalent_depth_floor``) for which the pair's own energy, Gaussians
+    ``gaussians`` (P, 12) = C_2..C_13 included, is at 0.75 r_e and at r_off at least
+    ``covalent_bound`` above its value at r_e. Then C_0 = 2 eps r_e^6, C_1 = eps r_e^12.
+    """
+    c = config
+    r_e = r_ref * (1.0 + c.covalent_window * torch.tanh(raw_length))
+    r_in = 0.75 * r_e
+    g_e = energy.switch(r_e, c.r_on, c.r_off) * energy.short_range(r_e, gaussians)
+    g_in = energy.switch(r_in, c.r_on, c.r_off) * energy.short_range(r_in, gaussians)
+    x_off = (r_e / c.r_off) ** 6
+    lj_in = (1.0 / 0.75) ** 12 - 2.0 * (1.0 / 0.75) ** 6  # LJ at 0.75 r_e, in units of eps
+    # E(0.75 r_e) - E(r_e) = eps (lj_in + 1) + g_in - g_e;  E(r_off) - E(r_e) = eps (1 + x^2 - 2x) - g_e
+    need_in = (c.covalent_bound - (g_in - g_e)) / (lj_in + 1.0)
+    need_off = (c.covalent_bound + g_e) / (1.0 + x_off * x_off - 2.0 * x_off)
+    floor = torch.full_like(r_e, c.covalent_depth_floor)
+    eps = torch.maximum(floor, torch.maximum(need_in, need_off)) + c.covalent_depth_ref * nn.functional.softplus(raw_depth)
+    r6 = r_e**6
+    return 2.0 * eps * r6, eps * r6 * r6
+
+
 class PhysFFModel(nn.Module):
     """MPNN -> h_i; charge_net(h_i) -> Q_i; feats_net(h_i, h_j, e_ij) -> C_0..C_13; E_lin.
 
@@ -139,7 +189,7 @@ class PhysFFModel(nn.Module):
         self.bond_head = _mlp(2 * c.hidden + c.bond_features, c.hidden, 1)
         # stage 2 heads
         self.charge_net = _mlp(c.hidden, c.hidden, 1)
-        self.feats_net = _mlp(2 * c.hidden + c.bond_features, c.pair_hidden, energy.N_PARAMETERS)
+        self.feats_net = _mlp(2 * c.hidden + c.pair_features, c.pair_hidden, energy.N_PARAMETERS)
         with torch.no_grad():  # start from small parameters; feats_net's last layer near zero
             self.feats_net[-1].weight.mul_(0.01)
             self.feats_net[-1].bias.zero_()
@@ -177,9 +227,15 @@ class PhysFFModel(nn.Module):
         return kd_atom, kd_bond
 
     # --- stage 2 --------------------------------------------------------------------
-    def charges(self, h: Tensor, fragment_index: Tensor, fragment_charge: Tensor) -> Tensor:
-        """Partial charges (n,) in e; each fragment's charges sum exactly to its formal charge."""
+    def charges(self, h: Tensor, fragment_index: Tensor, fragment_charge: Tensor, classes: Tensor | None = None) -> Tensor:
+        """Partial charges (n,) in e; each fragment's charges sum exactly to its formal charge.
+
+        With ``classes`` (n,), ``h`` holds one embedding per class and atoms of a class
+        get bit-identical raw charges.
+        """
         q = self.charge_net(h).squeeze(-1).to(torch.float64)
+        if classes is not None:
+            q = q[classes]
         n_frag = fragment_charge.numel()
         total = torch.zeros(n_frag, dtype=q.dtype, device=q.device).index_add_(0, fragment_index, q)
         count = torch.zeros(n_frag, dtype=q.dtype, device=q.device).index_add_(0, fragment_index, torch.ones_like(q))
@@ -189,19 +245,33 @@ class PhysFFModel(nn.Module):
     def pair_parameters(self, h_i: Tensor, h_j: Tensor, e_ij: Tensor) -> Tensor:
         """C_0..C_13 (P, 14), float64, in kcal/mol and Angstrom; symmetric in i and j.
 
+        ``e_ij`` (P, PAIR_FEATURES): pair features (:func:`physff_openmm.graph.pair_features`).
         C_0, C_1 >= 0 (C6, C12 coefficients), C_{2k} Gaussian amplitudes, C_{2k+1} widths >= 0.
+        Covalent pairs (distance class 1) get the covalent core (:func:`covalent_core`)
+        and Gaussian amplitudes bounded by ``covalent_amplitude_max``.
         """
         c = self.config
         raw = self.feats_net(self._pair_input(h_i, h_j, e_ij)).to(torch.float64)
-        c0 = c.c0_ref * nn.functional.softplus(raw[:, 0:1] + _SOFTPLUS_ONE)
-        c1 = c.c1_ref * nn.functional.softplus(raw[:, 1:2] + _SOFTPLUS_ONE)
+        cov = e_ij[:, PAIR_COVALENT] > 0.5
         amp = c.amplitude_ref * raw[:, 2::2]
+        if c.covalent_amplitude_max > 0:
+            bounded = c.covalent_amplitude_max * torch.tanh(amp / c.covalent_amplitude_max)
+        else:
+            bounded = torch.zeros_like(amp)
+        amp = torch.where(cov.unsqueeze(-1), bounded, amp)
         width = c.width_ref * nn.functional.softplus(raw[:, 3::2] + _SOFTPLUS_ONE)
         out = torch.empty(raw.shape[0], energy.N_PARAMETERS, dtype=torch.float64, device=raw.device)
-        out[:, 0:1] = c0
-        out[:, 1:2] = c1
         out[:, 2::2] = amp
         out[:, 3::2] = width
+        c0 = c.c0_ref * nn.functional.softplus(raw[:, 0] + _SOFTPLUS_ONE)
+        c1 = c.c1_ref * nn.functional.softplus(raw[:, 1] + _SOFTPLUS_ONE)
+        if bool(cov.any()):
+            r_ref = e_ij[cov, PAIR_REFERENCE_LENGTH].to(torch.float64)
+            cov_c0, cov_c1 = covalent_core(r_ref, raw[cov, 0], raw[cov, 1], out[cov, 2:], c)
+            idx = (torch.nonzero(cov).squeeze(1),)
+            c0, c1 = c0.index_put(idx, cov_c0), c1.index_put(idx, cov_c1)
+        out[:, 0] = c0
+        out[:, 1] = c1
         return out
 
     def linear_energy(self, species: Tensor, n_fragments: int | Tensor) -> Tensor:
@@ -238,7 +308,7 @@ class PhysFFModel(nn.Module):
         """
         q, params = self.pair_terms(data) if terms is None else terms
         i, j = data.pair_index[:, 0], data.pair_index[:, 1]
-        covalent = data.pair_attr[:, NONCOVALENT] < 0.5
+        covalent = data.pair_attr[:, PAIR_COVALENT] > 0.5
         pos = positions.to(torch.float64)
         r = torch.linalg.vector_norm(pos[i] - pos[j], dim=-1)
         c = self.config
@@ -302,6 +372,11 @@ def load_model_file(path: str | Path) -> PhysFFModel:
         raise ModelError(f"cannot read model file {str(path)!r}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelError(f"{str(path)!r} is not a physff-openmm model file")
+    if payload.get("format_version", 0) < MODEL_FORMAT_VERSION:
+        raise ModelError(
+            f"model file {str(path)!r} has format version {payload.get('format_version', 0)} (version 1 models, "
+            "without pair topology and covalent core, are retired); retrain it with this physff-openmm"
+        )
     if payload.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise ModelError(
             f"model file {str(path)!r} has format version {payload['format_version']}; "

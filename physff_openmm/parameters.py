@@ -1,10 +1,13 @@
 """Per-topology parameters: charges, pair parameters C_0..C_13, E_lin and the switch.
 
-:func:`parameterize` runs the graph model once per topology. Atoms whose
-embeddings agree (symmetry-equivalent atoms, repeated molecules) form one
-class; non-covalent pair parameters depend only on the two classes, so they are
-a small class-by-class table, and covalent pairs carry their own entries.
-Results are cached on disk, keyed by canonical SMILES and the model file's hash.
+:func:`parameterize` runs the graph model once per topology. Pairs within a
+molecule (fragment) see their place in the graph (bond, topological distance,
+shared ring) and are listed, each with its own C_0..C_13. Pairs between
+molecules see only the two atoms' embeddings; atoms whose embeddings agree
+(symmetry-equivalent atoms, repeated molecules) form one class, so those
+parameters are a small class-by-class table, and a molecule's parameters never
+depend on what else is in the complex. Results are cached on disk, keyed by
+canonical SMILES and the model file's hash.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from rdkit import Chem
 
 from .energy import N_PARAMETERS
 from .errors import ModelError, PhysFFError
-from .graph import bond_features, covalent_pairs, mol_to_graph
+from .graph import covalent_pairs, intermolecular_pair_features, intramolecular_pairs, mol_to_graph, pair_features
 from .model import PhysFFModel
 
 __all__ = ["ParameterSet", "parameterize", "default_cache_dir", "CLASS_TOLERANCE"]
 
 #: Two atoms share a class when their embeddings differ by less than this (max abs).
 CLASS_TOLERANCE: float = 1e-6
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass
@@ -48,12 +51,14 @@ class ParameterSet:
         (n,) partial charges, e.
     covalent_pairs : np.ndarray
         (m, 2) zero-based covalent pairs, i < j, sorted.
-    covalent_parameters : np.ndarray
-        (m, 14) C_0..C_13 of each covalent pair.
+    intra_pairs : np.ndarray
+        (p, 2) every pair i < j within one fragment, sorted (covalent pairs included).
+    intra_parameters : np.ndarray
+        (p, 14) C_0..C_13 of each of ``intra_pairs``.
     atom_classes : np.ndarray
         (n,) class of each atom (atoms with identical embeddings share one).
     class_parameters : np.ndarray
-        (n_classes, n_classes, 14) symmetric table of non-covalent C_0..C_13.
+        (n_classes, n_classes, 14) symmetric table of C_0..C_13 of pairs in different fragments.
     energy_offset : float
         E_lin, kcal/mol (a constant, not a force).
     switch : tuple[float, float]
@@ -65,7 +70,8 @@ class ParameterSet:
     symbols: list[str]
     charges: np.ndarray
     covalent_pairs: np.ndarray
-    covalent_parameters: np.ndarray
+    intra_pairs: np.ndarray
+    intra_parameters: np.ndarray
     atom_classes: np.ndarray
     class_parameters: np.ndarray
     energy_offset: float
@@ -88,16 +94,32 @@ class ParameterSet:
     def total_charge(self) -> int:
         return int(round(float(self.charges.sum())))
 
+    @property
+    def covalent_parameters(self) -> np.ndarray:
+        """(m, 14) C_0..C_13 of each covalent pair (rows of ``intra_parameters``)."""
+        return self.intra_parameters[self._rows_of(self.covalent_pairs)]
+
+    def _rows_of(self, pairs: np.ndarray) -> np.ndarray:
+        """Rows of ``intra_pairs`` holding ``pairs`` (k, 2), i < j."""
+        n = self.n_atoms
+        keys = self.intra_pairs[:, 0] * n + self.intra_pairs[:, 1]
+        return np.searchsorted(keys, pairs[:, 0] * n + pairs[:, 1])
+
+    def equilibrium_lengths(self) -> np.ndarray:
+        """(m,) minimum r_e = (2 C_1 / C_0)^(1/6) of each covalent pair's C6/C12 well, Angstrom."""
+        c = self.covalent_parameters
+        return (2.0 * np.abs(c[:, 1]) / np.abs(c[:, 0])) ** (1.0 / 6.0)
+
     def pair_parameters(self) -> np.ndarray:
-        """(n, n, 14) symmetric C_0..C_13: covalent entries for bonded pairs, non-covalent otherwise.
+        """(n, n, 14) symmetric C_0..C_13: listed entries within a fragment, the class table between fragments.
 
         The diagonal (an atom with itself) is zero.
         """
         cls = self.atom_classes
         out = self.class_parameters[cls[:, None], cls[None, :]].copy()
-        i, j = self.covalent_pairs[:, 0], self.covalent_pairs[:, 1]
-        out[i, j] = self.covalent_parameters
-        out[j, i] = self.covalent_parameters
+        i, j = self.intra_pairs[:, 0], self.intra_pairs[:, 1]
+        out[i, j] = self.intra_parameters
+        out[j, i] = self.intra_parameters
         idx = np.arange(len(cls))
         out[idx, idx] = 0.0
         return out
@@ -114,7 +136,8 @@ class ParameterSet:
         return {
             "charges": self.charges,
             "covalent_pairs": self.covalent_pairs,
-            "covalent_parameters": self.covalent_parameters,
+            "intra_pairs": self.intra_pairs,
+            "intra_parameters": self.intra_parameters,
             "atom_classes": self.atom_classes,
             "class_parameters": self.class_parameters,
         }
@@ -144,7 +167,10 @@ class ParameterSet:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
-                arrays = {k: z[k] for k in ("charges", "covalent_pairs", "covalent_parameters", "atom_classes", "class_parameters")}
+                arrays = {
+                    k: z[k]
+                    for k in ("charges", "covalent_pairs", "intra_pairs", "intra_parameters", "atom_classes", "class_parameters")
+                }
         except (OSError, KeyError, ValueError) as exc:
             raise PhysFFError(f"cannot read parameter file {str(path)!r}: {exc}") from None
         return cls(
@@ -170,7 +196,8 @@ class ParameterSet:
             "switch_angstrom": [float(x) for x in self.switch],
             "fragments": [list(map(int, f)) for f in self.fragments],
             "covalent_pairs": self.covalent_pairs.tolist(),
-            "covalent_parameters": self.covalent_parameters.tolist(),
+            "intra_pairs": self.intra_pairs.tolist(),
+            "intra_parameters": self.intra_parameters.tolist(),
             "atom_classes": self.atom_classes.tolist(),
             "class_parameters": self.class_parameters.tolist(),
             "parameter_units": ["kcal/mol A^6", "kcal/mol A^12"] + ["kcal/mol", "A"] * 6,
@@ -213,7 +240,7 @@ def _float64_copy(model: PhysFFModel) -> PhysFFModel:
 
 @torch.no_grad()
 def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
-    """Charges, classes, class table and covalent parameters of ``mol`` (input atom order)."""
+    """Charges, classes, class table and intramolecular pair parameters of ``mol`` (input atom order)."""
     model = _float64_copy(model)
     g = mol_to_graph(mol)
     h = model.embed(g.x.double(), g.edge_index, g.edge_attr.double())
@@ -223,22 +250,24 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
     hc = torch.zeros(n_cls, h.shape[1], dtype=h.dtype).index_add_(0, torch.from_numpy(classes), h)
     hc /= torch.bincount(torch.from_numpy(classes), minlength=n_cls).to(h.dtype).unsqueeze(1)
     h_sym = hc[torch.from_numpy(classes)]
-    q = model.charges(h_sym, g.fragment_index, g.fragment_charge).numpy()
-    # non-covalent class table from the upper triangle of class pairs
+    q = model.charges(hc, g.fragment_index, g.fragment_charge, classes=torch.from_numpy(classes)).numpy()
+    # pairs between fragments: a class table from the upper triangle of class pairs
     ci, cj = np.triu_indices(n_cls)
-    e_nc = torch.tensor(bond_features(None), dtype=h.dtype).expand(len(ci), -1)
-    tri = model.pair_parameters(hc[ci], hc[cj], e_nc).numpy()
+    e_inter = torch.from_numpy(intermolecular_pair_features()).to(h.dtype).expand(len(ci), -1)
+    tri = model.pair_parameters(hc[ci], hc[cj], e_inter).numpy()
     table = np.zeros((n_cls, n_cls, N_PARAMETERS))
     table[ci, cj] = tri
     table[cj, ci] = tri
-    pairs, feats = covalent_pairs(mol)
+    # pairs within a fragment: listed, with their place in the graph
+    pairs = intramolecular_pairs(mol)
     if len(pairs):
-        cov = model.pair_parameters(h_sym[pairs[:, 0]], h_sym[pairs[:, 1]], torch.from_numpy(feats).double()).numpy()
+        feats = torch.from_numpy(pair_features(mol, pairs)).to(h.dtype)
+        intra = model.pair_parameters(h_sym[pairs[:, 0]], h_sym[pairs[:, 1]], feats).numpy()
     else:
-        cov = np.zeros((0, N_PARAMETERS))
+        intra = np.zeros((0, N_PARAMETERS))
     species = g.species
     e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))
-    return {"charges": q, "classes": classes, "table": table, "pairs": pairs, "cov": cov, "e_lin": e_lin}
+    return {"charges": q, "classes": classes, "table": table, "pairs": pairs, "intra": intra, "e_lin": e_lin}
 
 
 # --- disk cache -------------------------------------------------------------------------
@@ -278,7 +307,7 @@ def _cache_store(path: Path, result: dict[str, Any], ranks: np.ndarray) -> None:
         classes=result["classes"][inv],
         table=result["table"],
         pairs=pairs[order],
-        cov=result["cov"][order],
+        intra=result["intra"][order],
         e_lin=np.asarray(result["e_lin"]),
     )
     tmp.replace(path)
@@ -293,10 +322,10 @@ def _cache_load(path: Path, mol: Chem.Mol, ranks: np.ndarray) -> dict[str, Any] 
         return None
     if len(c["charges"]) != len(ranks):
         return None
-    pairs, _ = covalent_pairs(mol)
+    pairs = intramolecular_pairs(mol)
     if len(pairs) != len(c["pairs"]):
         return None
-    cov = np.zeros((len(pairs), N_PARAMETERS))
+    intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
         rp = np.sort(ranks[pairs], axis=1)
         n = len(ranks)
@@ -305,13 +334,13 @@ def _cache_load(path: Path, mol: Chem.Mol, ranks: np.ndarray) -> dict[str, Any] 
         pos = np.searchsorted(cached_keys, keys)
         if np.any(pos >= len(cached_keys)) or np.any(cached_keys[np.minimum(pos, len(cached_keys) - 1)] != keys):
             return None
-        cov = c["cov"][pos]
+        intra = c["intra"][pos]
     return {
         "charges": c["charges"][ranks],
         "classes": c["classes"][ranks],
         "table": c["table"],
         "pairs": pairs,
-        "cov": cov,
+        "intra": intra,
         "e_lin": float(c["e_lin"]),
     }
 
@@ -375,8 +404,9 @@ def parameterize(
     return ParameterSet(
         symbols=[a.GetSymbol() for a in mol.GetAtoms()],
         charges=np.asarray(result["charges"], dtype=np.float64),
-        covalent_pairs=np.asarray(result["pairs"], dtype=np.int64).reshape(-1, 2),
-        covalent_parameters=np.asarray(result["cov"], dtype=np.float64).reshape(-1, N_PARAMETERS),
+        covalent_pairs=covalent_pairs(mol)[0],
+        intra_pairs=np.asarray(result["pairs"], dtype=np.int64).reshape(-1, 2),
+        intra_parameters=np.asarray(result["intra"], dtype=np.float64).reshape(-1, N_PARAMETERS),
         atom_classes=np.asarray(result["classes"], dtype=np.int64),
         class_parameters=np.asarray(result["table"], dtype=np.float64),
         energy_offset=float(result["e_lin"]),

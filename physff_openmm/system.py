@@ -1,23 +1,24 @@
 """From a ParameterSet to an OpenMM System, with two backends that give the same energy.
 
+Both backends share one NonbondedForce for Coulomb + C6/C12: the charges give
+Coulomb between fragments, and each pair within a fragment is an exception with
+its own exact Coulomb (none for covalent pairs) and C6/C12 terms (sigma^6 =
+C_1/C_0, epsilon = C_0^2 / (4 C_1)); pairs between fragments are exceptions too
+for molecules and small complexes, or, for systems too large to list, take
+C_0, C_1 from class tables in a CustomNonbondedForce.
+
 ``backend="torch"``
-    A TorchForce (openmm-torch) for the switched Gaussian short-range terms and a
-    CustomNonbondedForce for Coulomb + C6/C12, with C_0 and C_1 looked up in
-    Discrete2DFunction class tables and covalent pairs excluded.
+    A TorchForce (openmm-torch) for the switched Gaussian short-range terms.
 ``backend="native"``
-    OpenMM's own forces, no torch at run time. For molecules and small complexes
-    every pair is listed: a NonbondedForce whose exceptions carry each pair's
-    exact Coulomb and C6/C12 terms (sigma^6 = C_1/C_0, epsilon = C_0^2 / (4 C_1)),
-    and a CustomBondForce with each pair's Gaussians. For systems too large to
-    list, a CustomNonbondedForce with class tables and a CustomBondForce for the
-    covalent pairs.
+    OpenMM's own forces, no torch at run time: a CustomBondForce with each listed
+    pair's Gaussians.
 
     Complexes with many pairs between fragments (more than
     :data:`NATIVE_NEIGHBOR_LIST_MIN_PAIRS`, e.g. clusters of a dozen molecules):
     the Gaussians of pairs within a fragment stay listed, and those of pairs
     between fragments go to a CustomManyParticleForce over two particles with a
-    cutoff at r_off and the class tables (an inter-fragment pair is never covalent,
-    so its parameters are exactly the class-table entry; beyond r_off its switched
+    cutoff at r_off and the class tables (an inter-fragment pair's parameters are
+    exactly the class-table entry; beyond r_off its switched
     energy is exactly zero). OpenMM's CPU platform evaluates a CustomBondForce on
     one thread, ~100 ns per pair for the six exponentials, over every listed pair
     at every step; the neighbour list only visits pairs within r_off, on all
@@ -45,7 +46,7 @@ from openmm.app import element as _element
 from .energy import GAUSSIAN_CENTERS, N_GAUSSIANS, WIDTH_EPSILON
 from .errors import BackendError
 from .parameters import ParameterSet
-from .units import ANGSTROM_TO_NM, COULOMB_KJ_NM, KCAL_TO_KJ
+from .units import ANGSTROM_TO_NM, KCAL_TO_KJ
 
 __all__ = [
     "BACKENDS",
@@ -131,38 +132,72 @@ def _class_table_function(table: np.ndarray) -> openmm.Discrete2DFunction:
     return openmm.Discrete2DFunction(n, n, table.T.reshape(-1).tolist())
 
 
-def _native_listed(system: openmm.System, params: ParameterSet) -> None:
-    n = params.n_atoms
+def _lj_exception(c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """C6/C12 (OpenMM units) -> Lennard-Jones (sigma, epsilon) and whether the form exists.
+
+    sigma^6 = C_1/C_0 and epsilon = C_0^2 / (4 C_1); a pair with C_0 or C_1 zero has no such form.
+    """
+    ok = (c0 > 0) & (c1 > 0) & np.isfinite(c1 / np.where(c0 > 0, c0, 1.0))
+    safe_c0 = np.where(ok, c0, 1.0)
+    safe_c1 = np.where(ok, c1, 1.0)
+    sigma = np.where(ok, (safe_c1 / safe_c0) ** (1.0 / 6.0), 1.0)
+    eps = np.where(ok, safe_c0 * safe_c0 / (4.0 * safe_c1), 0.0)
+    return sigma, eps, ok
+
+
+def _fragment_of_atoms(params: ParameterSet) -> np.ndarray:
+    fragment = np.empty(params.n_atoms, dtype=np.int64)
+    for k, atoms in enumerate(params.fragments):
+        fragment[list(atoms)] = k
+    return fragment
+
+
+def _inter_pairs(params: ParameterSet) -> np.ndarray:
+    """(p, 2) every pair i < j of atoms in different fragments."""
+    fragment = _fragment_of_atoms(params)
+    iu, ju = np.triu_indices(params.n_atoms, 1)
+    inter = fragment[iu] != fragment[ju]
+    return np.stack([iu[inter], ju[inter]], axis=1).reshape(-1, 2)
+
+
+def _long_range_forces(system: openmm.System, params: ParameterSet, listed_inter: bool) -> None:
+    """Coulomb + C6/C12 of every pair, exact.
+
+    A NonbondedForce carries the charges (Coulomb between fragments) and one
+    exception per pair within a fragment with its own C6/C12 (and no Coulomb
+    for covalent pairs). Pairs between fragments are exceptions too when
+    ``listed_inter``; otherwise their C6/C12 come from the class tables of a
+    CustomNonbondedForce that excludes the pairs within fragments.
+    """
     q = params.charges
-    full = params.pair_parameters()
-    cov = params.covalent_matrix()
-    iu, ju = np.triu_indices(n, 1)
     nb = openmm.NonbondedForce()
     nb.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
     nb.setName("physff Coulomb + C6/C12 (exact per pair)")
     nb.setForceGroup(LONG_RANGE_GROUP)
-    for k in range(n):
+    for k in range(params.n_atoms):
         nb.addParticle(float(q[k]), 1.0, 0.0)
-    c0 = np.abs(full[iu, ju, 0]) * _C0_TO_OPENMM
-    c1 = np.abs(full[iu, ju, 1]) * _C1_TO_OPENMM
-    is_cov = cov[iu, ju]
-    # C6/C12 as a Lennard-Jones exception needs both coefficients; the rare others go to a bond force
-    lj_ok = (c0 > 0) & (c1 > 0) & np.isfinite(c1 / np.where(c0 > 0, c0, 1.0))
-    safe_c0 = np.where(lj_ok, c0, 1.0)
-    safe_c1 = np.where(lj_ok, c1, 1.0)
-    sigma = np.where(lj_ok, (safe_c1 / safe_c0) ** (1.0 / 6.0), 1.0)
-    eps = np.where(lj_ok, safe_c0 * safe_c0 / (4.0 * safe_c1), 0.0)
-    qq = q[iu] * q[ju]
+    intra = params.intra_pairs
+    cov = np.zeros(len(intra), dtype=bool)
+    cov[params._rows_of(params.covalent_pairs)] = True
+    pairs, values = [intra], [params.intra_parameters]
+    if listed_inter:
+        inter = _inter_pairs(params)
+        cls = params.atom_classes
+        pairs.append(inter)
+        values.append(params.class_parameters[cls[inter[:, 0]], cls[inter[:, 1]]])
+        cov = np.concatenate([cov, np.zeros(len(inter), dtype=bool)])
+    pairs, values = np.concatenate(pairs), np.concatenate(values)
+    c0 = np.abs(values[:, 0]) * _C0_TO_OPENMM
+    c1 = np.abs(values[:, 1]) * _C1_TO_OPENMM
+    sigma, eps, lj_ok = _lj_exception(c0, c1)
+    qq = np.where(cov, 0.0, q[pairs[:, 0]] * q[pairs[:, 1]])
     fallback = openmm.CustomBondForce("c1/r^12 - c0/r^6")
     fallback.addPerBondParameter("c0")
     fallback.addPerBondParameter("c1")
-    for k in range(len(iu)):
-        i, j = int(iu[k]), int(ju[k])
-        if is_cov[k]:
-            nb.addException(i, j, 0.0, 1.0, 0.0)
-        elif lj_ok[k]:
+    for k, (i, j) in enumerate(pairs.tolist()):
+        if lj_ok[k]:
             nb.addException(i, j, float(qq[k]), float(sigma[k]), float(eps[k]))
-        else:
+        else:  # C6/C12 without a Lennard-Jones form (rare): a bond force
             nb.addException(i, j, float(qq[k]), 1.0, 0.0)
             fallback.addBond(i, j, [float(c0[k]), float(c1[k])])
     system.addForce(nb)
@@ -170,15 +205,24 @@ def _native_listed(system: openmm.System, params: ParameterSet) -> None:
         fallback.setName("physff C6/C12 (pairs without a Lennard-Jones form)")
         fallback.setForceGroup(LONG_RANGE_GROUP)
         system.addForce(fallback)
-    fragment = np.empty(n, dtype=np.int64)
-    for k, atoms in enumerate(params.fragments):
-        fragment[list(atoms)] = k
-    intra = fragment[iu] == fragment[ju]
-    if np.count_nonzero(~intra) <= NATIVE_NEIGHBOR_LIST_MIN_PAIRS:
-        system.addForce(_short_range_bond_force(np.stack([iu, ju], 1), full[iu, ju], *params.switch))
+    if not listed_inter:
+        system.addForce(_c6_c12_class_force(params))
+
+
+def _native_short_range(system: openmm.System, params: ParameterSet, listed_inter: bool) -> None:
+    """Switched Gaussians: pairs within fragments listed; between fragments listed, or class tables
+    through a neighbour list when there are many of them (or ``listed_inter`` is False)."""
+    intra = params.intra_pairs
+    inter = _inter_pairs(params)
+    if listed_inter and len(inter) <= NATIVE_NEIGHBOR_LIST_MIN_PAIRS:
+        cls = params.atom_classes
+        pairs = np.concatenate([intra, inter])
+        values = np.concatenate([params.intra_parameters, params.class_parameters[cls[inter[:, 0]], cls[inter[:, 1]]]])
+        system.addForce(_short_range_bond_force(pairs, values, *params.switch))
         return
-    system.addForce(_short_range_bond_force(np.stack([iu[intra], ju[intra]], 1), full[iu[intra], ju[intra]], *params.switch))
-    system.addForce(_intermolecular_short_range_force(params, iu[intra], ju[intra]))
+    system.addForce(_short_range_bond_force(intra, params.intra_parameters, *params.switch))
+    if len(inter):
+        system.addForce(_intermolecular_short_range_force(params, intra[:, 0], intra[:, 1]))
 
 
 def _gaussian_class_expression(params: ParameterSet) -> str:
@@ -221,42 +265,22 @@ def _intermolecular_short_range_force(params: ParameterSet, intra_i: np.ndarray,
     return force
 
 
-def _long_range_class_force(params: ParameterSet) -> openmm.CustomNonbondedForce:
-    """Coulomb + C6/C12 over non-covalent pairs, C_0 and C_1 from class tables."""
+def _c6_c12_class_force(params: ParameterSet) -> openmm.CustomNonbondedForce:
+    """C6/C12 of the pairs between fragments, C_0 and C_1 from class tables (pairs within fragments excluded)."""
     table = params.class_parameters
-    expr = f"{_f(COULOMB_KJ_NM)}*q1*q2/r - c0/r^6 + c1/r^12; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2)"
+    expr = "c1/r^12 - c0/r^6; c0 = tc0(cls1, cls2); c1 = tc1(cls1, cls2)"
     force = openmm.CustomNonbondedForce(expr)
     force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
-    force.addPerParticleParameter("q")
     force.addPerParticleParameter("cls")
     force.addTabulatedFunction("tc0", _class_table_function(np.abs(table[:, :, 0]) * _C0_TO_OPENMM))
     force.addTabulatedFunction("tc1", _class_table_function(np.abs(table[:, :, 1]) * _C1_TO_OPENMM))
     for k in range(params.n_atoms):
-        force.addParticle([float(params.charges[k]), float(params.atom_classes[k])])
-    for i, j in params.covalent_pairs.tolist():
+        force.addParticle([float(params.atom_classes[k])])
+    for i, j in params.intra_pairs.tolist():
         force.addExclusion(i, j)
-    force.setName("physff Coulomb + C6/C12 (class tables)")
+    force.setName("physff C6/C12 between fragments (class tables)")
     force.setForceGroup(LONG_RANGE_GROUP)
     return force
-
-
-def _native_classes(system: openmm.System, params: ParameterSet) -> None:
-    system.addForce(_long_range_class_force(params))
-    force = openmm.CustomNonbondedForce(_gaussian_class_expression(params))
-    force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
-    force.addPerParticleParameter("cls")
-    _add_gaussian_class_tables(force, params)
-    for k in range(params.n_atoms):
-        force.addParticle([float(params.atom_classes[k])])
-    for i, j in params.covalent_pairs.tolist():
-        force.addExclusion(i, j)
-    force.setName("physff short-range Gaussians (class tables)")
-    force.setForceGroup(SHORT_RANGE_GROUP)
-    system.addForce(force)
-    if len(params.covalent_pairs):
-        system.addForce(
-            _short_range_bond_force(params.covalent_pairs, params.covalent_parameters, *params.switch)
-        )
 
 
 def _reload_torch_plugins() -> None:
@@ -302,10 +326,12 @@ def _import_torch_force():
 def _torch_backend(system: openmm.System, params: ParameterSet, layout: str, precision: str) -> None:
     import torch
 
-    from .torchforce import ShortRangeModule
+    from .torchforce import LISTED_PAIR_LIMIT, ShortRangeModule
 
     TorchForce = _import_torch_force()
-    system.addForce(_long_range_class_force(params))
+    if layout == "auto":
+        layout = "listed" if params.n_atoms * (params.n_atoms - 1) // 2 <= LISTED_PAIR_LIMIT else "classes"
+    _long_range_forces(system, params, listed_inter=layout == "listed")
     dtype = {"double": torch.float64, "single": torch.float32}[precision]
     module = torch.jit.script(ShortRangeModule(params, layout=layout, dtype=dtype))
     tf = TorchForce(module)
@@ -364,8 +390,9 @@ def create_system(
         _torch_backend(system, params, layout, precision)
     else:
         n_pairs = params.n_atoms * (params.n_atoms - 1) // 2
-        use_tables = layout == "classes" or (layout == "auto" and n_pairs > NATIVE_LISTED_PAIR_LIMIT)
-        (_native_classes if use_tables else _native_listed)(system, params)
+        listed = layout == "listed" or (layout == "auto" and n_pairs <= NATIVE_LISTED_PAIR_LIMIT)
+        _long_range_forces(system, params, listed_inter=listed)
+        _native_short_range(system, params, listed_inter=listed)
     return system
 
 

@@ -4,9 +4,9 @@ The per-topology parameters are baked in as buffers. Two layouts, chosen by size
 
 - ``listed``: every atom pair i < j with its own C_2..C_13 (exact per pair, for
   molecules and small complexes);
-- ``classes``: the class-by-class table for non-covalent pairs plus a correction
-  for covalent pairs (covalent parameters minus the class-table ones); only pairs
-  within r_off are gathered at each step.
+- ``classes``: pairs within fragments listed with their own C_2..C_13, pairs
+  between fragments from the class-by-class table; of those, only pairs within
+  r_off are gathered at each step.
 
 Both use :mod:`physff_openmm.energy`, the one implementation of the formula.
 """
@@ -50,44 +50,38 @@ class ShortRangeModule(torch.nn.Module):
         self.r_off: float = float(params.switch[1])
         self.nm_to_angstrom: float = NM_TO_ANGSTROM
         self.kcal_to_kj: float = KCAL_TO_KJ
-        iu, ju = np.triu_indices(n, 1)
-        self.register_buffer("pair_i", torch.from_numpy(iu.astype(np.int64)))
-        self.register_buffer("pair_j", torch.from_numpy(ju.astype(np.int64)))
-        cov = params.covalent_pairs
-        self.register_buffer("cov_i", torch.from_numpy(cov[:, 0].astype(np.int64)))
-        self.register_buffer("cov_j", torch.from_numpy(cov[:, 1].astype(np.int64)))
-        cls = params.atom_classes
         if self.listed:
+            iu, ju = np.triu_indices(n, 1)
             sr = params.pair_parameters()[iu, ju, 2:]
-            self.register_buffer("pair_params", torch.tensor(sr, dtype=dtype))
-            self.register_buffer("classes", torch.zeros(0, dtype=torch.long))
-            self.register_buffer("class_table", torch.zeros(0, 0, 12, dtype=dtype))
-            self.register_buffer("cov_params", torch.zeros(0, 12, dtype=dtype))
-            self.register_buffer("cov_class_params", torch.zeros(0, 12, dtype=dtype))
+            inter_i, inter_j = np.zeros(0, np.int64), np.zeros(0, np.int64)
         else:
-            self.register_buffer("pair_params", torch.zeros(0, 12, dtype=dtype))
-            self.register_buffer("classes", torch.from_numpy(cls.astype(np.int64)))
-            self.register_buffer("class_table", torch.tensor(params.class_parameters[:, :, 2:], dtype=dtype))
-            self.register_buffer("cov_params", torch.tensor(params.covalent_parameters[:, 2:], dtype=dtype))
-            cov_cls = params.class_parameters[cls[cov[:, 0]], cls[cov[:, 1]], 2:]
-            self.register_buffer("cov_class_params", torch.tensor(cov_cls, dtype=dtype))
+            iu, ju = params.intra_pairs[:, 0], params.intra_pairs[:, 1]
+            sr = params.intra_parameters[:, 2:]
+            frag = np.empty(n, dtype=np.int64)
+            for k, atoms in enumerate(params.fragments):
+                frag[list(atoms)] = k
+            ai, aj = np.triu_indices(n, 1)
+            inter = frag[ai] != frag[aj]
+            inter_i, inter_j = ai[inter], aj[inter]
+        self.register_buffer("pair_i", torch.from_numpy(np.ascontiguousarray(iu, dtype=np.int64)))
+        self.register_buffer("pair_j", torch.from_numpy(np.ascontiguousarray(ju, dtype=np.int64)))
+        self.register_buffer("pair_params", torch.tensor(sr, dtype=dtype).reshape(-1, 12))
+        self.register_buffer("inter_i", torch.from_numpy(np.ascontiguousarray(inter_i, dtype=np.int64)))
+        self.register_buffer("inter_j", torch.from_numpy(np.ascontiguousarray(inter_j, dtype=np.int64)))
+        self.register_buffer("classes", torch.from_numpy(params.atom_classes.astype(np.int64)))
+        self.register_buffer("class_table", torch.tensor(params.class_parameters[:, :, 2:], dtype=dtype))
 
     def forward(self, positions: Tensor) -> Tensor:
         pos = positions.to(self.pair_params.dtype) * self.nm_to_angstrom
+        r = torch.linalg.vector_norm(pos[self.pair_i] - pos[self.pair_j], dim=1)
+        e = (energy.switch(r, self.r_on, self.r_off) * energy.short_range(r, self.pair_params)).sum()
         if self.listed:
-            r = torch.linalg.vector_norm(pos[self.pair_i] - pos[self.pair_j], dim=1)
-            e = energy.switch(r, self.r_on, self.r_off) * energy.short_range(r, self.pair_params)
-            return e.sum() * self.kcal_to_kj
-        r_all = torch.linalg.vector_norm(pos[self.pair_i] - pos[self.pair_j], dim=1)
+            return e * self.kcal_to_kj
+        # pairs between fragments: class tables, only those within r_off
+        r_all = torch.linalg.vector_norm(pos[self.inter_i] - pos[self.inter_j], dim=1)
         near = torch.nonzero(r_all < self.r_off).squeeze(1)
-        i = self.pair_i[near]
-        j = self.pair_j[near]
-        r = r_all[near]
+        i = self.inter_i[near]
+        j = self.inter_j[near]
         p = self.class_table[self.classes[i], self.classes[j]]
-        e = (energy.switch(r, self.r_on, self.r_off) * energy.short_range(r, p)).sum()
-        # covalent pairs: their own parameters instead of the class-table ones
-        rc = torch.linalg.vector_norm(pos[self.cov_i] - pos[self.cov_j], dim=1)
-        sc = energy.switch(rc, self.r_on, self.r_off)
-        e = e + (sc * (energy.short_range(rc, self.cov_params) - energy.short_range(rc, self.cov_class_params))).sum()
+        e = e + (energy.switch(r_all[near], self.r_on, self.r_off) * energy.short_range(r_all[near], p)).sum()
         return e * self.kcal_to_kj
-

@@ -44,8 +44,8 @@ def reference_energy(params, positions_angstrom: np.ndarray) -> dict[str, float]
             r = float(np.linalg.norm(positions_angstrom[i] - positions_angstrom[j]))
             if r < r_off:
                 sr += switch(r, r_on, r_off) * gaussians(r, c[i, j])
+            lj += -abs(c[i, j, 0]) / r**6 + abs(c[i, j, 1]) / r**12  # every pair, bonds too (version 2)
             if (i, j) not in bonded:
                 coul += KE * q[i] * q[j] / r
-                lj += -abs(c[i, j, 0]) / r**6 + abs(c[i, j, 1]) / r**12
     total = params.energy_offset + coul + lj + sr
     return {"total": total, "coulomb": coul, "c6_c12": lj, "short_range": sr}

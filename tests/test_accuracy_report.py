@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,9 @@ def test_missing_data_folder_is_one_line_error(report, tmp_path, capsys):
     assert not (tmp_path / "a.json").exists()
 
 
-@pytest.mark.parametrize("flag", [["--limit", "0"], ["--md-ps", "-1"], ["--md-molecules", "x"], ["--bogus"]])
+@pytest.mark.parametrize("flag", [["--limit", "0"], ["--md-ps", "-1"], ["--md-molecules", "x"], ["--bogus"],
+                                  ["--sections", "md,bogus"], ["--sections", ""], ["--md-settings", "3fs"],
+                                  ["--nve-ps", "0"], ["--minimize-molecules", "-2"]])
 def test_bad_flags(report, flag, capsys):
     with pytest.raises(SystemExit) as exc:
         report.main(flag)
@@ -125,16 +128,15 @@ def test_bad_flags(report, flag, capsys):
 
 # ---------------------------------------------------------------------------- end to end
 def _model_argument(request) -> str:
+    """``dev`` when it is installed and loads with this version of the package, else the random test model."""
     from physff_openmm.errors import ModelError
-    from physff_openmm.registry import resolve_model
+    from physff_openmm.registry import load_model
 
     try:
-        _, path = resolve_model("dev")
-        if Path(path).is_file():
-            return "dev"
+        load_model("dev")
+        return "dev"
     except ModelError:
-        pass
-    return str(request.getfixturevalue("test_model_path"))
+        return str(request.getfixturevalue("test_model_path"))
 
 
 def _finite(x) -> bool:
@@ -151,6 +153,7 @@ def test_quick_report(report, tmp_path, request):
     out_json, out_md, figs = tmp_path / "acc.json", tmp_path / "docs" / "accuracy.md", tmp_path / "docs" / "fig"
     rc = report.main([
         "--model", model, "--data", str(data), "--limit", "2", "--md-ps", "0.2", "--md-molecules", "1",
+        "--minimize-molecules", "1", "--nve-molecules", "1", "--nve-ps", "0.02",
         "--threads", "1", "--json", str(out_json), "--out-md", str(out_md), "--figures", str(figs),
     ])
     assert rc == 0
@@ -197,13 +200,17 @@ def test_quick_report(report, tmp_path, request):
 
     # 4-6
     assert _finite(rep["total_energy"]["mean_kcal_mol"]) and rep["total_energy"]["n_molecules"] == 2
-    md = rep["md"]
-    assert md["n_molecules"] == 1
-    assert 0 < md["per_molecule"][0]["simulated_ps"] <= 0.2 + 1e-9
-    assert _finite(md["max_relative_bond_deviation"])
-    row = md["per_molecule"][0]
-    assert (row["worst_bond"] is None) == (row["worst_bond_direction"] is None)
-    assert row["worst_bond_direction"] in (None, "stretched", "compressed")
+    assert list(rep["md"]["runs"]) == ["1fs", "2fs_hbonds"]
+    for md in rep["md"]["runs"].values():
+        assert md["n_molecules"] == 1
+        assert 0 < md["per_molecule"][0]["simulated_ps"] <= 0.2 + 1e-9
+        assert _finite(md["max_relative_bond_deviation"])
+        row = md["per_molecule"][0]
+        assert row["status"] in report.MD_STATUSES
+        assert (row["worst_bond"] is None) == (row["worst_bond_direction"] is None)
+        assert row["worst_bond_direction"] in (None, "stretched", "compressed")
+    assert rep["minimize"]["n_molecules"] == len(report.MIN_SMALL_MOLECULES) + 1
+    assert rep["nve"]["n_molecules"] == 1
     lj = rep["sanity"]["lj"]["all_pairs"]
     assert lj["n_class_pairs"] > 0 and _finite(lj["sigma_angstrom"]["median"]) and _finite(lj["epsilon_kcal_mol"]["median"])
     assert "H" in rep["sanity"]["charges_e"] and "C" in rep["sanity"]["charges_e"]
@@ -215,13 +222,182 @@ def test_quick_report(report, tmp_path, request):
     assert "| metric | physff | GFN2-xTB | MMFF94 | B3LYP-D3BJ/def2-SVP |" in text
     assert "MACE (peer)" in text and "## 3. NCIAtlas" in text and "| **hydrogen_bonded** |" in text
     assert "## 5. MD stability" in text and "## 6. Physical sanity" in text and "## Targets" in text
+    assert "## 7. Minimization" in text and "## 8. NVE energy conservation" in text
     assert text.rstrip().endswith(report.MARKER)
     assert "Quick run" in text
     for name in ("conformer_parity", "torsion_profiles", "ncia_rmse_by_subset", "md_bond_deviation",
-                 "lj_sigma_epsilon", "charges_by_element"):
+                 "lj_sigma_epsilon", "charges_by_element", "nve_energy_drift"):
         png = figs / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000, name
         assert f"(fig/{name}.png)" in text, name
+
+
+# ---------------------------------------------------------------------------- MD, minimization, NVE (issue 13)
+@pytest.fixture(scope="module")
+def bound_model(tmp_path_factory):
+    """The workflow tests' small model whose covalent pairs sit in a deep well (molecules stay bonded)."""
+    from test_workflows import write_bound_model
+
+    path = tmp_path_factory.mktemp("report-model") / "test-bound.pt"
+    write_bound_model(path)
+    return path
+
+
+def _record(smiles: str, name: str):
+    from physff_openmm.molecule import ensure_conformer, load_molecule
+    from physff_openmm.training.dataset import MoleculeRecord
+
+    return MoleculeRecord.from_rdkit(ensure_conformer(load_molecule(smiles)), name)
+
+
+def test_frame_status_classifies_each_failure(report):
+    bonds = np.array([[0, 1], [1, 2]])
+    x = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.5, 0.0]])
+    d0 = np.array([1.0, 1.5])
+    nb_i, nb_j = report._nonbonded_pairs(3, bonds)
+    assert list(zip(nb_i.tolist(), nb_j.tolist())) == [(0, 2)]  # a 1-3 pair counts as non-bonded
+    status, rel, nb = report.frame_status(x, bonds, d0, nb_i, nb_j)
+    assert status == "stable" and np.allclose(rel, 0.0) and nb == pytest.approx(math.hypot(1.0, 1.5))
+    y = x.copy()
+    y[0, 0] = -0.35  # bond 0-1 at 1.35 A: +35 %
+    assert report.frame_status(y, bonds, d0, nb_i, nb_j)[0] == "bond stretched"
+    y = x.copy()
+    y[2, 1] = 1.0  # bond 1-2 at 1.0 A: -33 %
+    status, rel, _ = report.frame_status(y, bonds, d0, nb_i, nb_j)
+    assert status == "bond compressed" and rel[1] == pytest.approx(-1.0 / 3.0)
+    y = x.copy()
+    y[1, 2] = np.nan
+    assert report.frame_status(y, bonds, d0, nb_i, nb_j)[0] == "NaN"
+    assert report.frame_status(None, bonds, d0, nb_i, nb_j)[0] == "NaN"
+
+    # two bonded pairs (0-1, 2-3) brought together side by side: bonds intact, atoms 0 and 2 at distance h
+    bonds = np.array([[0, 1], [2, 3]])
+    d0 = np.array([1.0, 1.0])
+    nb_i, nb_j = report._nonbonded_pairs(4, bonds)
+
+    def side_by_side(h):
+        return np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, h, 0.0], [1.0, h, 0.0]])
+
+    status, _, nb = report.frame_status(side_by_side(0.55), bonds, d0, nb_i, nb_j)
+    assert status == "stable" and nb == pytest.approx(0.55)
+    status, _, nb = report.frame_status(side_by_side(0.45), bonds, d0, nb_i, nb_j)
+    assert status == "atoms collapsed" and nb == pytest.approx(0.45)
+    y = side_by_side(0.45)
+    y[1, 0] = 1.4  # a bond stretched by 40 % in the same frame is reported first
+    assert report.frame_status(y, bonds, d0, nb_i, nb_j)[0] == "bond stretched"
+
+
+def test_md_at_both_settings_uses_the_packages_constraints(report, bound_model):
+    from physff_openmm import parameterize
+    from physff_openmm.workflows.simulation import hydrogen_bond_pairs
+
+    rec = _record("CCO", "ethanol")
+    md = report.md_acceptance_section([rec], bound_model, 1, 0.2, 1, report.Timer(), platform="Reference")
+    assert md["settings"] == ["1fs", "2fs_hbonds"] and list(md["runs"]) == ["1fs", "2fs_hbonds"]
+    free, held = md["runs"]["1fs"], md["runs"]["2fs_hbonds"]
+    n_h = len(hydrogen_bond_pairs(parameterize(rec.to_rdkit(), model=bound_model)))
+    assert n_h == 6
+    for d, dt, n_constraints in ((free, 1.0, 0), (held, 2.0, n_h)):
+        row = d["per_molecule"][0]
+        assert row["timestep_fs"] == dt and row["n_constraints"] == n_constraints
+        assert row["status"] in report.MD_STATUSES
+        assert sum(d["counts"].values()) == 1 and d["counts"][row["status"]] == 1
+        assert d["passed"] == (row["status"] == "stable") and d["n_stable"] == int(d["passed"])
+        if row["status"] == "stable":  # the whole run, and no failure seen
+            assert row["simulated_ps"] == pytest.approx(0.2) and row["failure_time_ps"] is None
+            assert row["max_relative_bond_deviation"] <= report.MD_BROKEN_RELATIVE
+            assert row["min_nonbonded_distance_angstrom"] >= report.MD_COLLAPSE_ANGSTROM
+        else:  # stopped at the check that failed
+            assert row["failure_time_ps"] == pytest.approx(row["simulated_ps"]) and row["simulated_ps"] <= 0.2 + 1e-9
+    held_row = held["per_molecule"][0]
+    if held_row["status"] == "stable":  # constrained bonds do not move: the bond that moved most is a free one
+        assert "H" not in held_row["worst_bond"]
+    rows = report.acceptance({"settings": {"md_ps": 0.2, "md_molecules": 1}, "md": md})
+    assert [r["key"] for r in rows] == ["md_1fs", "md_2fs_hbonds"]
+    assert [r["met"] for r in rows] == [free["passed"], held["passed"]] and md["passed"] == all(r["met"] for r in rows)
+    assert all(r["n"] == 1 and r["n_passed"] == int(r["met"]) and not r["full_protocol"] for r in rows)
+
+
+def test_minimization_section_matches_the_public_minimize(report, bound_model):
+    from physff_openmm import workflows as wf
+    from physff_openmm.molecule import positions_angstrom
+
+    mols = report.minimization_molecules([_record("CCO", "ethanol")], 1)
+    assert [m[0] for m in mols] == list(report.MIN_SMALL_MOLECULES) + ["ethanol"]
+    dimer = dict((m[0], m) for m in mols)["water dimer"]
+    assert np.linalg.norm(dimer[3][0] - dimer[3][1]) == pytest.approx(2.91)  # O...O
+    assert [a.GetSymbol() for a in dimer[2].GetAtoms()] == ["O", "O", "H", "H", "H", "H"]
+    name, smiles, mol, x0 = dict((m[0], m) for m in mols)["formamide"]
+    row = report.minimize_run(name, smiles, mol, x0, bound_model, 1, report.Timer(), platform="Reference")
+    # independently: the public minimize from the same start, bond lengths from RDKit's bond list
+    out, res = wf.minimize(wf.simulation.with_positions(mol, x0), model=bound_model, platform="Reference")
+    x1 = positions_angstrom(out)
+    rel = [np.linalg.norm(x1[b.GetBeginAtomIdx()] - x1[b.GetEndAtomIdx()])
+           / np.linalg.norm(x0[b.GetBeginAtomIdx()] - x0[b.GetEndAtomIdx()]) - 1.0 for b in mol.GetBonds()]
+    assert abs(row["max_relative_bond_change"]) == pytest.approx(max(abs(r) for r in rel), abs=1e-6)
+    assert row["passed"] == (max(abs(r) for r in rel) <= report.MIN_BOND_RELATIVE)
+    assert row["energy_change_kcal_mol"] == pytest.approx(res["energy_change_kcal_mol"], abs=1e-6)
+    sec = report.minimize_section([], bound_model, 0, 1, report.Timer(), platform="Reference")
+    assert sec["n_molecules"] == len(report.MIN_SMALL_MOLECULES)
+    assert sec["n_passed"] == sum(r["passed"] for r in sec["per_molecule"])
+    assert all(_finite(r["max_relative_bond_change"]) for r in sec["per_molecule"])
+
+
+def test_nve_drift_matches_run_md_state_report(report, bound_model, tmp_path):
+    """The section's E(t) - E(0) is what run_md's NVE state report gives from the same start and seed."""
+    from physff_openmm import workflows as wf
+    from physff_openmm.units import KJ_TO_KCAL
+
+    rec = _record("CCO", "ethanol")
+    row = report.nve_run(rec, bound_model, 0.1, 1, 7, report.Timer(), platform="Reference")
+    assert row["simulated_ps"] == pytest.approx(0.1) and len(row["drift_kcal_mol"]) == 11  # every 10 fs, t = 0 included
+    assert row["time_ps"][-1] == pytest.approx(0.1) and row["drift_kcal_mol"][0] == 0.0
+    csv = tmp_path / "nve.csv"
+    mol = wf.simulation.with_positions(rec.to_rdkit(), rec.positions[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # this small model lets a C-H bond pass 30 % at 1 fs
+        wf.run_md(mol, 100, model=bound_model, platform="Reference", ensemble="nve", timestep_fs=1.0, constraints=None,
+                  minimize_first=False, seed=7, report_interval=10, report_csv=csv)
+    total = wf.read_report_csv(csv)["Total Energy (kJ/mole)"] * KJ_TO_KCAL
+    np.testing.assert_allclose(row["drift_kcal_mol"], total - total[0], atol=1e-6)
+    assert row["max_abs_drift_kcal_mol"] == pytest.approx(np.abs(total - total[0]).max(), abs=1e-6)
+    assert row["passed"] == (row["max_abs_drift_kcal_mol"] < report.NVE_MAX_DRIFT_KCAL_MOL)
+    sec = report.nve_section([rec], bound_model, 1, 0.02, 1, report.Timer(), platform="Reference")
+    assert sec["n_molecules"] == 1 and len(sec["per_molecule"][0]["drift_kcal_mol"]) == 3
+
+
+def test_md_minimize_nve_sections_from_the_command_line(report, bound_model, tmp_path):
+    """--sections md,minimize,nve on a tiny setting: the JSON holds every number, the markdown a table per section."""
+    data = _shared_data()
+    if not (data / "conformer-benchmark").is_dir():
+        pytest.skip(f"public reference data not found at {data} (set PHYSFF_SHARED_DATA)")
+    pytest.importorskip("matplotlib")
+    out_json, out_md, figs = tmp_path / "acc.json", tmp_path / "docs" / "accuracy.md", tmp_path / "docs" / "fig"
+    rc = report.main([
+        "--model", str(bound_model), "--data", str(data), "--sections", "md,minimize,nve", "--md-molecules", "1",
+        "--md-ps", "0.1", "--minimize-molecules", "1", "--nve-molecules", "1", "--nve-ps", "0.02",
+        "--json", str(out_json), "--out-md", str(out_md), "--figures", str(figs),
+    ])
+    assert rc == 0
+    rep = json.loads(out_json.read_text())
+    assert rep["settings"]["sections"] == ["md", "minimize", "nve"]
+    assert "conformers" not in rep and "sanity" not in rep
+    assert [r["settings"]["timestep_fs"] for r in rep["md"]["runs"].values()] == [1.0, 2.0]
+    assert [r["settings"]["constraints"] for r in rep["md"]["runs"].values()] == ["none", "hbonds"]
+    assert rep["minimize"]["n_molecules"] == len(report.MIN_SMALL_MOLECULES) + 1
+    nve = rep["nve"]["per_molecule"][0]
+    assert len(nve["drift_kcal_mol"]) == 3 and _finite(nve["max_abs_drift_kcal_mol"])
+    assert [a["key"] for a in rep["acceptance"]] == ["md_1fs", "md_2fs_hbonds", "minimize", "nve"]
+    for a in rep["acceptance"]:
+        assert not a["full_protocol"] and 0 <= a["n_passed"] <= a["n"]
+    text = out_md.read_text()
+    assert "## Acceptance: MD, minimization, NVE (issue 13)" in text and "Reduced run" in text
+    assert "### 1 fs, no constraints" in text and "### 2 fs, bonds to H constrained" in text
+    assert "| setting | molecules | stable | bond stretched | bond compressed | atoms collapsed | NaN |" in text
+    assert "## 7. Minimization" in text and "| glycine zwitterion |" in text and "## 8. NVE energy conservation" in text
+    assert "## 1. Relative conformer energies" not in text
+    for name in ("md_bond_deviation", "nve_energy_drift"):
+        assert (figs / f"{name}.png").is_file() and f"(fig/{name}.png)" in text
 
 
 def test_inner_wall_check_adds_a_flat_bottom_wall_only(report, load_benchmark):

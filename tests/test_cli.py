@@ -185,11 +185,40 @@ def test_md_nvt_with_report_plot_checkpoint_and_restart(run, tmp_path):
 
 def test_md_nve(run, tmp_path):
     csv = tmp_path / "nve.csv"
-    rc, _, err = run("md", "CCO", "--steps", 200, "--timestep", 0.5, "--ensemble", "nve", "-o", tmp_path / "t.dcd",
-                     "--report-csv", csv, "--report-interval", 10, "--seed", 1, "-q")
+    rc, _, err = run("md", "CCO", "--steps", 200, "--timestep", 0.5, "--ensemble", "nve", "--no-constraints",
+                     "-o", tmp_path / "t.dcd", "--report-csv", csv, "--report-interval", 10, "--seed", 1, "-q")
     assert rc == 0, err
     total = wf.read_report_csv(csv)["Total Energy (kJ/mole)"]
     assert np.abs(total - total[0]).max() < 1.0  # kJ/mol; see test_workflows for the measured drift
+
+
+def test_md_defaults_to_2fs_with_bonds_to_hydrogen_constrained(run, tmp_path):
+    rc, out, err = run("md", "CCO", "--steps", 20, "--report-interval", 10, "-o", tmp_path / "t.dcd", "--seed", 1, "--json")
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["timestep_fs"] == 2.0 and summary["constraints"] == "hbonds"
+    assert summary["n_constraints"] == 6  # every C-H and the O-H of ethanol
+    assert summary["time_ps"] == pytest.approx(0.040)
+    assert "warning" not in err
+    rc, out, err = run("md", "CCO", "--steps", 20, "-o", tmp_path / "t.dcd", "--seed", 1)
+    assert rc == 0, err
+    assert "20 steps of 2 fs (NVT, bonds to H constrained, Reference)" in out
+
+
+def test_md_no_constraints_flag(run, tmp_path):
+    rc, out, err = run("md", "CCO", "--steps", 20, "--timestep", 1, "--no-constraints", "-o", tmp_path / "t.dcd",
+                       "--seed", 1, "--json")
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["constraints"] is None and summary["n_constraints"] == 0 and summary["timestep_fs"] == 1.0
+    assert "warning" not in err
+    # without --timestep the step stays 2 fs, with a one-line warning
+    rc, out, err = run("md", "CCO", "--steps", 20, "--no-constraints", "-o", tmp_path / "t.dcd", "--seed", 1)
+    assert rc == 0, err
+    assert "20 steps of 2 fs (NVT, no constraints, Reference)" in out
+    warning = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warning) == 1 and "2 fs time step without constraints is too long" in warning[0]
+    assert "--timestep 1" in warning[0]
 
 
 def test_interaction_json_sign_convention(run, model_path):

@@ -27,6 +27,7 @@ MOLECULES = {
     "bromo phosphate ester (Br, P)": "COP(=O)(OC)Oc1ccc(Br)cc1",
     "acetate (anion)": "CC(=O)[O-]",
     "fluoro amide": "FC(F)(F)C(=O)NC",
+    "acetate + water + methylammonium (complex)": "CC(=O)[O-].O.C[NH3+]",
 }
 PLATFORMS = ["Reference", "CPU"]
 BACKENDS = [("native", "listed"), ("native", "classes"), ("torch", "listed"), ("torch", "classes")]
@@ -136,33 +137,45 @@ def test_switch_is_smooth_at_its_ends():
     assert abs(float(ds[2])) < 1e-9 and abs(float(ds[4])) < 1e-9  # zero slope at both ends
 
 
-def test_energy_continuous_through_switching_region(test_model_path):
-    """Two molecules pulled apart through r_on..r_off: no jump in energy, forces bounded and smooth."""
-    mol = load_molecule("O.O")
-    mol = ensure_conformer(mol)
-    params = pf.parameterize(mol, model=test_model_path)
+def _two_atoms_in_the_switch(backend_layout):
+    """Two uncharged atoms in different fragments whose Gaussians are tens of kcal/mol across r_on..r_off."""
+    from physff_openmm.parameters import ParameterSet
+
+    c = np.zeros((1, 1, 14))
+    c[0, 0, 0], c[0, 0, 1] = 1.0, 1.0  # tiny C6/C12
+    c[0, 0, 12], c[0, 0, 13] = 100.0, 1.5  # Gaussian at 4.2 A, width 1.5 A: ~47 kcal/mol at 5.5 A
+    c[0, 0, 10], c[0, 0, 11] = -40.0, 1.0  # and one of opposite sign at 3.6 A
+    params = ParameterSet(
+        symbols=["C", "C"], charges=np.zeros(2), covalent_pairs=np.zeros((0, 2), np.int64),
+        intra_pairs=np.zeros((0, 2), np.int64), intra_parameters=np.zeros((0, 14)), atom_classes=np.zeros(2, np.int64),
+        class_parameters=c, energy_offset=0.0, switch=(5.0, 6.0), fragments=[(0,), (1,)],
+    )
+    backend, layout = backend_layout
+    return params, pf.create_system(params, backend=backend, layout=layout)
+
+
+@pytest.mark.parametrize("backend,layout", BACKENDS)
+def test_switch_through_openmm_is_the_quintic(backend, layout):
+    """The switch as OpenMM evaluates it, with terms large enough that a hard cutoff or another switch fails."""
+    params, system = _two_atoms_in_the_switch((backend, layout))
     r_on, r_off = params.switch
-    pos0 = positions_angstrom(mol)
-    frag_b = list(params.fragments[1])
-    system = pf.create_system(params, backend="native")
-    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    # place water B so that its oxygen's distance to water A's oxygen spans the switch region
-    o_a = pos0[0]
-    o_b = pos0[frag_b[0]]
-    direction = np.array([1.0, 0.0, 0.0])
-    energies = []
-    distances = np.linspace(r_on - 0.5, r_off + 0.5, 401)
-    for d in distances:
-        pos = pos0.copy()
-        pos[frag_b] += o_a + d * direction - o_b
-        ctx.setPositions(pos * ANGSTROM_TO_NM)
-        energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole))
-    e = np.asarray(energies)
-    step = np.abs(np.diff(e))
-    # a jump would show as one step far larger than its neighbours; smooth => steps vary slowly
-    assert step.max() < 5 * np.median(step) + 1e-9
-    second = np.abs(np.diff(e, 2))
-    assert second.max() < 1e-2
+    for r in np.concatenate([np.linspace(r_on - 0.3, r_off + 0.3, 37), [r_on, r_off]]):
+        pos = np.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]])
+        e, f = openmm_state(system, pos)
+        ref = reference_energy(params, pos)["total"]
+        assert e == pytest.approx(ref, rel=1e-9, abs=1e-9), r
+        # the force along the pair equals the reference's central difference (continuous derivative)
+        h = 1e-6
+        fd = -(reference_energy(params, pos + [[0, 0, 0], [h, 0, 0]])["total"]
+               - reference_energy(params, pos - [[0, 0, 0], [h, 0, 0]])["total"]) / (2 * h)
+        assert f[1, 0] == pytest.approx(fd, rel=1e-5, abs=1e-5), r
+    # a wrong switch would show: in the middle the Gaussians are switched to exactly half
+    mid = np.array([[0.0, 0.0, 0.0], [0.5 * (r_on + r_off), 0.0, 0.0]])
+    e_mid, _ = openmm_state(system, mid)
+    lj = -1.0 / 5.5**6 + 1.0 / 5.5**12
+    gauss = 100.0 * np.exp(-(1.3**2) / (1.5**2 + 1e-5)) - 40.0 * np.exp(-(1.9**2) / (1.0 + 1e-5))
+    assert e_mid == pytest.approx(lj + 0.5 * gauss, rel=1e-9)
+    assert abs(0.5 * gauss) > 10.0
 
 
 def test_nonbonded_cutoff_methods_agree(cases):

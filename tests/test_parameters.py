@@ -111,6 +111,51 @@ def test_far_apart_fragments_are_additive(test_model_path):
     assert p_ab.energy_offset == pytest.approx(p_a.energy_offset + p_b.energy_offset, abs=1e-9)
 
 
+def test_pair_features_carry_topology():
+    """Distance class (1..5, >= 6 bonds, different molecules), shared ring and the reference bond length."""
+    from physff_openmm.graph import (
+        BOND_FEATURES, PAIR_COVALENT, PAIR_DIFFERENT_MOLECULES, PAIR_REFERENCE_LENGTH, pair_features,
+    )
+
+    mol = load_molecule("CCCCCCCC1CC1.O")  # octyl chain on cyclopropane, then water
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() != "H"]
+    c = heavy[:10]  # C0..C6 chain, C7 ring, C8, C9 ring; heavy[10] water O
+    pairs = np.array([[c[0], c[1]], [c[0], c[2]], [c[0], c[3]], [c[0], c[4]], [c[0], c[5]], [c[0], c[6]],
+                      [c[0], c[9]], [c[7], c[9]], [c[8], c[9]], [c[0], heavy[10]]])
+    f = pair_features(mol, pairs)
+    distance_class = np.argmax(f[:, BOND_FEATURES:BOND_FEATURES + 7], axis=1) + 1
+    assert distance_class.tolist() == [1, 2, 3, 4, 5, 6, 6, 1, 1, 7]
+    assert f[-1, PAIR_DIFFERENT_MOLECULES] == 1.0 and f[0, PAIR_COVALENT] == 1.0
+    shares_ring = f[:, BOND_FEATURES + 7]
+    assert shares_ring.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 0]
+    assert f[0, PAIR_REFERENCE_LENGTH] == pytest.approx(1.50)  # C-C single: 0.75 + 0.75
+    assert np.all(f[1:7, PAIR_REFERENCE_LENGTH] == 0.0)
+
+
+def test_pairs_within_a_molecule_are_listed_with_their_place_in_the_graph(test_model_path):
+    """1-3 and 1-4 pairs of the same atom classes get different parameters; pairs between molecules the class table."""
+    p = pf.parameterize("CCCC.O", model=test_model_path, cache=False)  # butane, water
+    n_butane = 14
+    assert len(p.intra_pairs) == n_butane * (n_butane - 1) // 2 + 3
+    c = p.pair_parameters()
+    mol = load_molecule("CCCC.O")
+    from rdkit import Chem
+
+    dist = Chem.GetDistanceMatrix(mol)
+    cls = p.atom_classes
+    # H...H of one methyl (1-3) and of the two methyls (5 bonds apart): same classes, different parameters
+    h_methyl = [a.GetIdx() for a in mol.GetAtomWithIdx(0).GetNeighbors() if a.GetSymbol() == "H"]
+    h_other = [a.GetIdx() for a in mol.GetAtomWithIdx(3).GetNeighbors() if a.GetSymbol() == "H"]
+    assert cls[h_methyl[0]] == cls[h_other[0]]
+    assert dist[h_methyl[0], h_methyl[1]] == 2 and dist[h_methyl[0], h_other[0]] == 5
+    assert not np.allclose(c[h_methyl[0], h_methyl[1]], c[h_methyl[0], h_other[0]])
+    # butane-water pairs come from the class table
+    water = set(p.fragments[1])
+    for a in set(range(p.n_atoms)) - water:
+        for o in water:
+            np.testing.assert_array_equal(c[a, o], p.class_parameters[cls[a], cls[o]])
+
+
 def test_repeated_molecules_share_classes(test_model_path):
     p = pf.parameterize("O.O.O", model=test_model_path)
     assert p.n_classes == 2  # O and H

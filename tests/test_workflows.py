@@ -129,6 +129,61 @@ def test_build_simulation(model_path, ensemble, kind):
     sim.step(5)
 
 
+def _hydrogen_bonds(mol) -> set[tuple[int, int]]:
+    """Every covalent bond of an RDKit molecule with a hydrogen atom, as sorted index pairs (an independent list)."""
+    return {
+        tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx())))
+        for b in mol.GetBonds()
+        if "H" in (b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol())
+    }
+
+
+def _constraints(system) -> dict[tuple[int, int], float]:
+    out = {}
+    for k in range(system.getNumConstraints()):
+        i, j, d = system.getConstraintParameters(k)
+        out[tuple(sorted((i, j)))] = d.value_in_unit(unit.angstrom)
+    return out
+
+
+def test_default_simulation_is_2fs_with_every_bond_to_hydrogen_constrained(model_path):
+    """openmm.app.HBonds semantics: every X-H bond (and only those), at its length in the starting geometry."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default set-up does not warn
+        sim = wf.build_simulation("CC(=O)Nc1ccc(O)cc1.[NH4+]", model=model_path, platform=PLATFORM, seed=1)
+    assert sim.integrator.getStepSize().value_in_unit(unit.femtoseconds) == pytest.approx(2.0)
+    mol = sim.physff_molecule
+    expected = _hydrogen_bonds(mol)
+    assert len(expected) == 9 + 4  # paracetamol's C-H, N-H, O-H; the four N-H of ammonium
+    constraints = _constraints(sim.system)
+    assert set(constraints) == expected
+    xyz = positions_angstrom(mol)
+    for (i, j), d in constraints.items():
+        assert d == pytest.approx(np.linalg.norm(xyz[i] - xyz[j]), abs=1e-9)
+    assert {tuple(sorted(p)) for p in sim.physff_constraints.tolist()} == expected
+    assert wf.simulation.degrees_of_freedom(sim.system) == 3 * sim.system.getNumParticles() - len(expected)
+    # OpenMM holds them: after a few steps every constrained bond keeps its length
+    sim.minimizeEnergy()
+    sim.context.setVelocitiesToTemperature(300.0 * unit.kelvin, 1)
+    sim.step(20)
+    pos = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    for (i, j), d in constraints.items():
+        assert np.linalg.norm(pos[i] - pos[j]) == pytest.approx(d, rel=1e-4)
+
+
+def test_constraints_off(model_path):
+    sim = wf.build_simulation("CCO", model=model_path, platform=PLATFORM, constraints=None, timestep_fs=1.0)
+    assert sim.system.getNumConstraints() == 0 and sim.physff_constraints.shape == (0, 2)
+    assert sim.integrator.getStepSize().value_in_unit(unit.femtoseconds) == pytest.approx(1.0)
+    hb = wf.build_simulation("CCO", model=model_path, platform=PLATFORM, constraints=app.HBonds)
+    assert set(_constraints(hb.system)) == _hydrogen_bonds(hb.physff_molecule)
+    with pytest.warns(RuntimeWarning, match="2 fs time step without constraints is too long"):
+        sim = wf.build_simulation("CCO", model=model_path, platform=PLATFORM, constraints=None)
+    assert sim.integrator.getStepSize().value_in_unit(unit.femtoseconds) == pytest.approx(2.0)  # the step stays
+    with pytest.raises(ConfigError, match="unknown constraints 'allbonds'"):
+        wf.build_simulation("CCO", model=model_path, platform=PLATFORM, constraints="allbonds")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -295,6 +350,7 @@ def test_nve_conserves_energy_and_keeps_bonds(model_path, tmp_path):
         platform=PLATFORM,
         ensemble="nve",
         timestep_fs=NVE_TIMESTEP_FS,
+        constraints=None,  # the drift above was measured with every bond free
         temperature_k=300.0,
         trajectory=traj,
         report_csv=csv,
@@ -302,6 +358,7 @@ def test_nve_conserves_energy_and_keeps_bonds(model_path, tmp_path):
         seed=1,
     )
     assert res["last_step"] == NVE_STEPS and res["ensemble"] == "nve"
+    assert res["constraints"] is None and res["n_constraints"] == 0 and res["timestep_fs"] == NVE_TIMESTEP_FS
     report = wf.read_report_csv(csv)
     assert list(report["Step"]) == list(range(0, NVE_STEPS + 1, 10))
     total = report["Total Energy (kJ/mole)"]
@@ -351,6 +408,40 @@ def test_bond_watch_warns_once_when_a_bond_breaks():
     assert watch.worst_bond == "O0-C2" and watch.max_change > 1.0 and watch.broken_at_ps == pytest.approx(0.2)
 
 
+def test_run_md_default_constrains_bonds_to_hydrogen(model_path, tmp_path):
+    """The default run: 2 fs, X-H bonds constrained (they keep their length), temperature from 3N - constraints."""
+    traj, csv = tmp_path / "md.pdb", tmp_path / "md.csv"
+    res = wf.run_md("CCO", 100, model=model_path, platform=PLATFORM, report_interval=20, trajectory=traj,
+                    report_csv=csv, seed=3)
+    assert res["timestep_fs"] == 2.0 and res["constraints"] == "hbonds" and res["n_constraints"] == 6
+    assert res["time_ps"] == pytest.approx(0.2)
+    # the summary's temperature counts degrees of freedom as OpenMM's state report does: 3 * 9 - 6
+    report = wf.read_report_csv(csv)
+    assert res["temperature_k"] == pytest.approx(report["Temperature (K)"][-1], rel=1e-6)
+    gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    e_kin = report["Kinetic Energy (kJ/mole)"][-1]
+    assert res["temperature_k"] == pytest.approx(2 * e_kin / ((27 - 6) * gas_constant), rel=1e-6)
+    # constrained bonds do not move (PDB precision 1e-3 A); the bond watch's worst bond is a free one
+    pdb = app.PDBFile(str(traj))
+    h_bonds = [(b[0].index, b[1].index) for b in pdb.topology.bonds() if "H" in (b[0].element.symbol, b[1].element.symbol)]
+    assert len(h_bonds) == 6
+    first = pdb.getPositions(asNumpy=True, frame=0).value_in_unit(unit.angstrom)
+    for frame in range(1, pdb.getNumFrames()):
+        xyz = pdb.getPositions(asNumpy=True, frame=frame).value_in_unit(unit.angstrom)
+        for i, j in h_bonds:
+            assert np.linalg.norm(xyz[i] - xyz[j]) == pytest.approx(np.linalg.norm(first[i] - first[j]), abs=3e-3)
+    assert "H" not in res["worst_bond"] and abs(res["max_bond_change"]) > 1e-3
+
+
+def test_run_md_without_constraints(model_path):
+    res = wf.run_md("CCO", 20, model=model_path, platform=PLATFORM, constraints=None, timestep_fs=1.0, seed=3)
+    assert res["constraints"] is None and res["n_constraints"] == 0 and res["timestep_fs"] == 1.0
+    assert res["time_ps"] == pytest.approx(0.02)
+    with pytest.warns(RuntimeWarning, match="without constraints"):  # 2 fs unless given, with a warning
+        res = wf.run_md("CCO", 20, model=model_path, platform=PLATFORM, constraints=None, seed=3)
+    assert res["timestep_fs"] == 2.0 and res["n_constraints"] == 0
+
+
 def test_nvt_checkpoint_and_restart(model_path, tmp_path):
     common = dict(model=model_path, platform=PLATFORM, report_interval=20, seed=5, temperature_k=300.0)
     ck = tmp_path / "state.xml"
@@ -360,7 +451,7 @@ def test_nvt_checkpoint_and_restart(model_path, tmp_path):
         "CCO", 60, trajectory=tmp_path / "b.dcd", report_csv=tmp_path / "b.csv", restart=ck, checkpoint=ck, **common
     )
     assert second["first_step"] == 100 and second["last_step"] == 160
-    assert second["time_ps"] == pytest.approx(0.160)
+    assert second["time_ps"] == pytest.approx(0.320)  # 160 steps of the default 2 fs
     steps = wf.read_report_csv(tmp_path / "b.csv")["Step"]
     assert list(steps) == [100, 120, 140, 160]
     assert (tmp_path / "b.dcd").stat().st_size > (tmp_path / "a.dcd").stat().st_size / 3
@@ -380,6 +471,7 @@ def test_restart_from_another_molecule_is_refused(model_path, tmp_path):
         ({"steps": 0}, ConfigError, "steps must be positive"),
         ({"timestep_fs": -1.0}, ConfigError, "timestep_fs must be positive"),
         ({"temperature_k": 0.0}, ConfigError, "temperature_k must be positive"),
+        ({"constraints": "all"}, ConfigError, "unknown constraints 'all'"),
         ({"report_interval": 0}, ConfigError, "report_interval must be positive"),
         ({"trajectory": "missing-folder/t.dcd"}, FileAccessError, "does not exist"),
         ({"trajectory": "t.xtc"}, ConfigError, "unsupported format"),

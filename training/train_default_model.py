@@ -122,12 +122,41 @@ def embed(cfg: DefaultModelConfig) -> dict:
     return result.metrics
 
 
+def _xtb_frames(cfg: DefaultModelConfig) -> tuple[list, list]:
+    """Training and validation records of the GFN2-xTB frames (none when ``xtb_frames.path`` is empty)."""
+    from physff_openmm.training.dataset import split_by_molecule
+    from physff_openmm.training.sources import read_xtb_frames
+
+    x = cfg.xtb_frames
+    if not x.path:
+        return [], []
+    records = read_xtb_frames(x.path, limit=x.limit, kinds=x.kinds or None, max_energy_kcal_mol=x.max_energy_kcal_mol, seed=x.seed)
+    train, val, _ = split_by_molecule(records, (1.0 - x.val_fraction, x.val_fraction, 0.0), x.seed)
+    return train, val
+
+
+def _skeletons(records) -> set[str]:
+    """Canonical SMILES without stereochemistry of every fragment of ``records``."""
+    from rdkit import Chem
+
+    out = set()
+    for r in records:
+        for part in r.smiles.split("."):
+            mol = Chem.MolFromSmiles(part)
+            out.add(Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else part)
+    return out
+
+
 def _datamodule(cfg, splits, stage_cfg, shards):
-    """Public splits plus the labelled shards; a record of a validation molecule stays in validation."""
+    """Public splits, the xTB frames and the labelled shards; a record of a validation molecule stays in validation."""
     from physff_openmm.training.data import PhysFFDataModule
     from physff_openmm.training.dataset import read_dataset
 
     train, val, test = splits.part("train"), splits.part("val"), splits.part("test")
+    xtb_train, xtb_val = _xtb_frames(cfg)
+    held_out = _skeletons(test)  # a molecule of the public test split never trains, whatever its source
+    train += [r for r in xtb_train if not _skeletons([r]) & held_out]
+    val += xtb_val
     names_val = {r.name for r in val}
     for path in shards:
         if Path(path).is_file():

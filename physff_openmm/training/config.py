@@ -503,6 +503,34 @@ class MDSampleConfig:
 
 
 @dataclass
+class XTBFramesConfig:
+    """GFN2-xTB frames with forces of drug-like molecules (``../shared/data/xtb-frames``).
+
+    Attributes
+    ----------
+    path : str
+        Folder (or file) of the frames; "" for none.
+    limit : int or None
+        Number of molecules to use (a seeded draw); None: all.
+    kinds : list of int
+        Frame kinds to keep (0 near-minimum, 1 conformers, 2 noisy, 3 compressed X-H,
+        4 stretched bond); empty: all.
+    max_energy_kcal_mol : float
+        Drop frames more than this above the molecule's lowest frame.
+    val_fraction : float
+        Molecules held out for validation (the test split is the public sets').
+    seed : int
+    """
+
+    path: str = ""
+    limit: int | None = None
+    kinds: list[int] = field(default_factory=list)
+    max_energy_kcal_mol: float = 150.0
+    val_fraction: float = 0.03
+    seed: int = 0
+
+
+@dataclass
 class KDDataConfig:
     """Stage-1 labels: kinetic-energy partitions at a small-basis level.
 
@@ -549,6 +577,8 @@ class DefaultModelConfig:
     fragment_scans : BondScanConfig
         Rigid-fragment bond scans (``rigid``) far out along the dissociation
         path (shard ``fragment_scans.h5``), for the ``dissociation`` phase.
+    xtb_frames : XTBFramesConfig
+        GFN2-xTB frames with forces of drug-like molecules, read by every stage-2 phase.
     md_samples : MDSampleConfig
         Frames of a trained model's own MD (shard ``md_samples.h5``), for the
         later phases; none unless ``md_samples.model`` names a model.
@@ -574,6 +604,7 @@ class DefaultModelConfig:
     bond_scans: BondScanConfig = field(default_factory=BondScanConfig)
     compressions: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[]))
     fragment_scans: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[], rigid=True))
+    xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)
     md_samples: MDSampleConfig = field(default_factory=MDSampleConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)

@@ -32,6 +32,7 @@ from ..graph import ELEMENTS, MolGraph, mol_to_graph
 from ..molecule import random_rotation
 from ..units import HARTREE_TO_KCAL
 from .dataset import MoleculeRecord, read_dataset, split_by_molecule
+from .keys import XTB_LEVEL
 
 try:
     import lightning.pytorch as pl
@@ -55,8 +56,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Name of the GFN2-xTB level in dataset shards and model metadata.
-XTB_LEVEL = "gfn2-xtb"
 
 # ============================================================================ records -> graphs
 def _kd_total(record: MoleculeRecord) -> np.ndarray:
@@ -69,6 +68,15 @@ def _kd_total(record: MoleculeRecord) -> np.ndarray:
         iu, ju = np.triu_indices(record.n_atoms, 1)
         total = total + record.kd_pair[:, iu, ju].sum(axis=1)
     return total
+
+
+def has_absolute_energies(record: MoleculeRecord) -> bool:
+    """Whether a record's total energies are on the target level's scale (E_lin is fitted to them).
+
+    Plain GFN2-xTB energies (level ``gfn2-xtb``) are not: they teach relative
+    energies and forces only; DFT-anchored xTB labels (``...+delta(gfn2-xtb)``) are.
+    """
+    return record.level != XTB_LEVEL
 
 
 def record_to_graphs(
@@ -101,6 +109,7 @@ def record_to_graphs(
     inter = np.asarray(record.interaction_energy, dtype=np.float64) * HARTREE_TO_KCAL
     forces = None if record.forces is None else record.forces * HARTREE_TO_KCAL
     kd = _kd_total(record)
+    absolute = has_absolute_energies(record)
     rows = range(record.n_conformers) if conformers is None else conformers
     out = []
     for k in rows:
@@ -113,6 +122,7 @@ def record_to_graphs(
         else:
             g.forces = torch.full((record.n_atoms, 3), float("nan"), dtype=torch.float64)
             g.has_forces = torch.tensor([False])
+        g.absolute = torch.tensor([absolute])
         g.kd_total = torch.tensor([kd[k]], dtype=torch.float64)
         g.interaction = torch.tensor([inter[k]], dtype=torch.float64)
         g.mol_id = torch.tensor([mol_id], dtype=torch.long)

@@ -40,3 +40,6 @@ NCI_GROUP = "nci_group"            # str | non-covalent interaction class of a d
 # --- file attributes -----------------------------------------------------------------
 SCHEMA_VERSION = "schema_version"  # int | version of this layout
 CURRENT_SCHEMA_VERSION = 1
+
+# --- levels of theory -----------------------------------------------------------------
+XTB_LEVEL = "gfn2-xtb"  # name of the GFN2-xTB level in shards and model metadata

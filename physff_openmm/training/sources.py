@@ -10,6 +10,8 @@ molecule's, a structure whose bonds cannot be perceived) with a logged warning.
 * :func:`read_torsion_drives`: 24-point torsion scans (Behara et al.).
 * :func:`read_ncia`: NCIAtlas dimers with CCSD(T)/CBS interaction energies.
 * :func:`read_qm9`: QM9 from the ``qm9pack`` package (B3LYP/6-31G(2df,p)).
+* :func:`read_xtb_frames`: GFN2-xTB energies and forces of off-equilibrium
+  frames of drug-like molecules.
 * :func:`read_structures`: user structures (.smi, .sdf/.mol, .xyz) to label.
 """
 
@@ -31,12 +33,14 @@ from physff_openmm.errors import ConfigError, DependencyError, MoleculeFileError
 from physff_openmm.units import HARTREE_TO_KCAL
 
 from .dataset import MoleculeRecord
+from .keys import XTB_LEVEL
 
 __all__ = [
     "read_conformer_benchmark",
     "read_torsion_drives",
     "read_ncia",
     "read_qm9",
+    "read_xtb_frames",
     "read_structures",
     "connectivity_matches",
     "CONFORMER_BENCHMARK_LEVELS",
@@ -844,6 +848,229 @@ def read_qm9(limit: int | None = None, seed: int = 0) -> list[MoleculeRecord]:
                 source=source,
             )
         )
+    return records
+
+
+# ============================================================================ GFN2-xTB frames
+#: Level of theory of the xtb-frames energies and forces (tblite, no solvent).
+#: Frame kinds of the xtb-frames data set.
+_XTB_KINDS = {
+    0: "near a minimum (GFN2-xTB relaxed)",
+    1: "MMFF94 conformer",
+    2: "noisy conformer",
+    3: "compressed X-H bond",
+    4: "stretched heavy-atom bond",
+}
+
+
+def _xtb_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.h5"))
+        if not files:
+            raise MoleculeFileError(f"no xtb-frames *.h5 files in folder {path}")
+        return files
+    if path.is_file():
+        return [path]
+    raise MoleculeFileError(f"xtb-frames file or folder {path} does not exist")
+
+
+def _check_kinds(kinds) -> set[int] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, (str, bytes)) or not isinstance(kinds, Iterable):
+        raise ConfigError(f"kinds must be a collection of frame kinds (0-4) or None, got {kinds!r}")
+    out = set()
+    for k in kinds:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) not in _XTB_KINDS:
+            valid = "; ".join(f"{key}: {text}" for key, text in _XTB_KINDS.items())
+            raise ConfigError(f"unknown xtb-frames kind {k!r}; valid kinds: {valid}")
+        out.add(int(k))
+    if not out:
+        raise ConfigError("kinds is empty: no frame would be kept (use None for all kinds)")
+    return out
+
+
+def read_xtb_frames(
+    path: str | Path,
+    *,
+    limit: int | None = None,
+    kinds: Collection[int] | None = None,
+    max_energy_kcal_mol: float | None = None,
+    seed: int = 0,
+) -> list[MoleculeRecord]:
+    """Read the GFN2-xTB frames of drug-like molecules (energies and forces).
+
+    Each HDF5 group is one molecule, built from its ``mapped_smiles`` attribute
+    (atom ``k`` is map number ``k + 1``, hydrogens explicit) and checked
+    against the group's ``numbers`` and ``charge``. Frame geometries are taken
+    as they are: kinds 3 and 4 compress or stretch a bond on purpose, so their
+    connectivity is not checked. A molecule with an element outside H C N O F
+    S Cl Br P, whose SMILES does not parse or disagrees with its ``numbers``
+    or ``charge``, or whose arrays are malformed is skipped; one warning counts
+    the skipped molecules by reason.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder of ``*.h5`` files (e.g. ``xtb_frames_0.h5``, ``xtb_frames_1.h5``)
+        or one such file.
+    limit : int, optional
+        At most this many molecules: the first ``limit`` usable ones after a
+        shuffle of the names with ``seed``. All molecules when None.
+    kinds : collection of int, optional
+        Keep only frames of these kinds: 0 near a minimum (GFN2-xTB relaxed),
+        1 MMFF94 conformers, 2 conformers with Cartesian noise, 3 a compressed
+        bond to hydrogen, 4 a stretched heavy-atom bond. All kinds when None.
+    max_energy_kcal_mol : float, optional
+        Drop frames more than this many kcal/mol above the molecule's lowest
+        frame energy (over all its frames, whatever ``kinds``).
+    seed : int
+        Seed of the shuffle that ``limit`` draws from.
+
+    Returns
+    -------
+    list of MoleculeRecord
+        Sorted by name; one per molecule that keeps at least one frame, named
+        ``xtb_<group>`` (e.g. ``xtb_m000000``); positions in Angstrom
+        (float64), ``energy`` in Hartree, ``forces`` in Hartree/Angstrom
+        (float64), level ``"gfn2-xtb"``, source ``"xtb-frames:<source>"``
+        (``moses`` or ``chembl``); ``conformer_ids`` are ``"k<kind>_<frame>"``
+        (e.g. ``"k2_3"``: frame 3 of the group, of kind 2), the only place
+        that keeps the frame kind.
+
+    Raises
+    ------
+    MoleculeFileError
+        If the path does not exist, a folder holds no ``*.h5`` file, or a file
+        is not readable HDF5.
+    ConfigError
+        If ``limit``, ``kinds`` or ``max_energy_kcal_mol`` is invalid.
+    DependencyError
+        If h5py is not installed.
+    """
+    from rdkit import Chem
+
+    from .dataset import _require_h5py
+
+    path = Path(path)
+    limit = _check_limit(limit)
+    wanted = _check_kinds(kinds)
+    if max_energy_kcal_mol is not None:
+        try:
+            max_energy_kcal_mol = float(max_energy_kcal_mol)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"max_energy_kcal_mol must be a number or None, got {max_energy_kcal_mol!r}") from exc
+        if not max_energy_kcal_mol >= 0.0:
+            raise ConfigError(f"max_energy_kcal_mol must be >= 0 kcal/mol, got {max_energy_kcal_mol}")
+    max_energy_hartree = None if max_energy_kcal_mol is None else max_energy_kcal_mol / HARTREE_TO_KCAL
+    files = _xtb_files(path)
+    h5py = _require_h5py()
+    supported = _supported_numbers()
+    table = Chem.GetPeriodicTable()
+
+    handles = []
+    try:
+        groups: dict[str, int] = {}
+        for fi, file in enumerate(files):
+            try:
+                handles.append(h5py.File(file, "r"))
+            except OSError as exc:
+                raise MoleculeFileError(f"cannot read xtb-frames file {file}: {exc}") from exc
+            for gname in handles[-1]:
+                if gname in groups:
+                    logger.warning(
+                        "%s: molecule %s is also in %s; this copy skipped", file, gname, files[groups[gname]]
+                    )
+                    continue
+                groups[gname] = fi
+        names = sorted(groups)
+        order = names if limit is None else [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+
+        skipped: dict[str, int] = {}
+        unsupported: set[str] = set()
+        examined = 0
+        records: list[MoleculeRecord] = []
+
+        def skip(reason: str, what: str, detail: str = "") -> None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            logger.debug("%s: %s%s; skipped", what, reason, f" ({detail})" if detail else "")
+
+        for gname in order:
+            if limit is not None and len(records) >= limit:
+                break
+            examined += 1
+            file = files[groups[gname]]
+            what = f"{file}: {gname}"
+            g = handles[groups[gname]][gname]
+            try:
+                numbers = np.asarray(g["numbers"][()], dtype=np.int64).reshape(-1)
+                mapped = g.attrs["mapped_smiles"]
+                mapped = mapped.decode() if isinstance(mapped, bytes) else str(mapped)
+                charge = int(g.attrs.get("charge", 0))
+                origin = g.attrs.get("source", "")
+                origin = origin.decode() if isinstance(origin, bytes) else str(origin)
+                positions = np.asarray(g["positions"][()], dtype=np.float64)
+                energy = np.asarray(g["energy"][()], dtype=np.float64).reshape(-1)
+                forces = np.asarray(g["forces"][()], dtype=np.float64)
+                frame_kinds = np.asarray(g["kind"][()], dtype=np.int64).reshape(-1)
+            except (KeyError, TypeError, ValueError, OSError) as exc:
+                skip("malformed group", what, str(exc))
+                continue
+            n, f = numbers.shape[0], energy.shape[0]
+            if positions.shape != (f, n, 3) or forces.shape != (f, n, 3) or frame_kinds.shape != (f,) or f == 0:
+                skip("array shapes disagree", what)
+                continue
+            bad = sorted({int(z) for z in numbers.tolist()} - supported)
+            if bad:
+                unsupported.update(table.GetElementSymbol(z) if 0 < z < 119 else str(z) for z in bad)
+                skip("unsupported element", what)
+                continue
+            mol = _mol_from_mapped_smiles(mapped, what)
+            if mol is None:
+                skip("unusable mapped SMILES", what)
+                continue
+            if [a.GetAtomicNum() for a in mol.GetAtoms()] != numbers.tolist():
+                skip("numbers differ from the mapped SMILES", what, mapped)
+                continue
+            if Chem.GetFormalCharge(mol) != charge:
+                skip("formal charges differ from the charge", what, f"{Chem.GetFormalCharge(mol):+d} vs {charge:+d}")
+                continue
+            keep = np.ones(f, dtype=bool)
+            if wanted is not None:
+                keep &= np.isin(frame_kinds, list(wanted))
+            if max_energy_hartree is not None:
+                finite = np.isfinite(energy)
+                if finite.any():
+                    keep &= finite & (energy - energy[finite].min() <= max_energy_hartree)
+            rows = np.flatnonzero(keep)
+            if rows.size == 0:
+                continue  # every frame filtered out: not an error
+            try:
+                rec = MoleculeRecord.from_rdkit(
+                    mol,
+                    f"xtb_{gname}",
+                    positions=positions[rows],
+                    energy=energy[rows],
+                    forces=forces[rows],
+                    conformer_ids=[f"k{int(frame_kinds[r])}_{int(r)}" for r in rows],
+                    level=XTB_LEVEL,
+                    source=f"xtb-frames:{origin}",
+                )
+            except PhysFFError as exc:
+                skip("record does not build", what, str(exc))
+                continue
+            records.append(rec)
+    finally:
+        for h in handles:
+            h.close()
+    if skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+        if unsupported:
+            reasons += f"; unsupported elements: {', '.join(sorted(unsupported))}"
+        logger.warning(
+            "%s: skipped %d of %d xtb-frames molecules (%s)", path, sum(skipped.values()), examined, reasons
+        )
+    records.sort(key=lambda r: r.name)
     return records
 
 

@@ -27,7 +27,7 @@ import torch
 
 from .. import energy as pair_potential
 from ..errors import ConfigError, ModelError
-from ..graph import ELEMENTS, NONCOVALENT
+from ..graph import ELEMENTS, NONCOVALENT, PAIR_COVALENT
 from ..model import ModelConfig, PhysFFModel, load_model_file
 from .config import Stage2Config, load_config
 from .data import element_counts, pl
@@ -40,6 +40,7 @@ __all__ = [
     "fit_linear_energy",
     "interaction_energy",
     "energy_and_forces",
+    "shared_pair_terms",
     "load_embedding",
     "train_stage2",
     "Stage2Result",
@@ -67,6 +68,37 @@ def energy_and_forces(
     return e, -grad
 
 
+def shared_pair_terms(model: PhysFFModel, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.pair_terms(batch)``, with the pair parameters computed once per molecule.
+
+    Conformers of one molecule (same ``mol_id``) share their topology, so their
+    charges and pair parameters are equal: feats_net runs on the pairs of the first
+    conformer of each molecule in the batch, and the other conformers' rows are
+    copies (gradients flow back to the shared rows).
+    """
+    mol = getattr(batch, "mol_id", None)
+    if mol is None or getattr(batch, "batch", None) is None:
+        return model.pair_terms(batch)
+    n_graphs = mol.numel()
+    _, inv = torch.unique(mol, return_inverse=True)
+    graph_ids = torch.arange(n_graphs, device=mol.device)
+    first = torch.full((int(inv.max()) + 1,), n_graphs, dtype=torch.long, device=mol.device)
+    first = first.scatter_reduce(0, inv, graph_ids, reduce="amin")[inv]  # (G,) first graph of each graph's molecule
+    h = model.embed(batch.x, batch.edge_index, batch.edge_attr)
+    q = model.charges(h, batch.fragment_index, batch.fragment_charge)
+    i, j = batch.pair_index[:, 0], batch.pair_index[:, 1]
+    pair_graph = batch.batch[i]
+    n_pairs = torch.bincount(pair_graph, minlength=n_graphs)
+    offset = torch.cumsum(n_pairs, 0) - n_pairs
+    rows = torch.arange(i.numel(), device=i.device)
+    source = offset[first[pair_graph]] + (rows - offset[pair_graph])  # the same pair in the first conformer
+    own = torch.nonzero(first[pair_graph] == pair_graph).squeeze(1)
+    computed = model.pair_parameters(h[i[own]], h[j[own]], batch.pair_attr[own])
+    slot = torch.full((i.numel(),), -1, dtype=torch.long, device=i.device)
+    slot[own] = torch.arange(own.numel(), device=i.device)
+    return q, computed[slot[source]]
+
+
 def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor, terms=None) -> torch.Tensor:
     """E(AB) - sum E(fragments) per graph, kcal/mol (zero for single-fragment graphs).
 
@@ -85,7 +117,7 @@ def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor, terms=None)
         return out
     q, params = model.pair_terms(batch) if terms is None else terms
     i, j, params = i[inter], j[inter], params[inter]
-    covalent = batch.pair_attr[inter][:, NONCOVALENT] < 0.5
+    covalent = batch.pair_attr[inter][:, PAIR_COVALENT] > 0.5
     r = torch.linalg.vector_norm(pos[i].double() - pos[j].double(), dim=-1)
     c = model.config
     e = pair_potential.pair_energy(r, q[i], q[j], params, covalent, c.r_on, c.r_off)
@@ -142,10 +174,12 @@ def fit_linear_energy(graphs, pair_energies: np.ndarray | None = None) -> tuple[
     bias : float, kcal/mol per fragment
     rmse : float, kcal/mol, residual of the fit on ``graphs``
     """
+    keep = np.array([bool(g.absolute) for g in graphs], dtype=bool)  # plain xTB energies are on another scale
+    graphs = [g for g, k in zip(graphs, keep) if k]
     x = element_counts(graphs)
     y = np.array([float(g.energy) for g in graphs])
     if pair_energies is not None:
-        y = y - np.asarray(pair_energies, dtype=np.float64)
+        y = y - np.asarray(pair_energies, dtype=np.float64)[keep]
     ok = np.isfinite(y)
     x, y = x[ok], y[ok]
     if not len(y):
@@ -164,7 +198,7 @@ def refit_linear_energy(model: PhysFFModel, graphs, batch_size: int = 64) -> flo
     """
     from torch_geometric.loader import DataLoader
 
-    chosen = [g for g in graphs if not bool(g.has_forces) and bool(torch.isfinite(g.energy).all())]
+    chosen = [g for g in graphs if bool(g.absolute) and not bool(g.has_forces) and bool(torch.isfinite(g.energy).all())]
     if not chosen:
         raise ConfigError("refit_linear: no training energies without forces to fit E_lin to")
     dev, was_training = model.elin_weights.device, model.training
@@ -266,16 +300,17 @@ class EnergyModule(pl.LightningModule):
             pos = pos + lc.noise_sigma * torch.randn_like(pos)
         atom_has_f = batch.has_forces[batch.batch]
         want_f = lc.force_weight > 0 and bool(atom_has_f.any())
-        terms = self.model.pair_terms(batch)  # once per batch: energies, interaction energies and wells share them
+        terms = shared_pair_terms(self.model, batch)  # once per batch and molecule, shared by every term below
         e, f = energy_and_forces(self.model, batch, pos, forces=want_f, create_graph=train, terms=terms)
         n_atoms = torch.bincount(batch.batch, minlength=int(batch.num_graphs)).to(e.dtype)
         ok = torch.isfinite(batch.energy)
         out: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), dtype=torch.float64, device=e.device)
-        if bool(ok.any()):
-            scale = n_atoms[ok] if lc.per_atom else 1.0
-            loss = loss + lc.energy_weight * self._err(e[ok] / scale, batch.energy[ok] / scale)
-            out["energy_mae"] = (e[ok] - batch.energy[ok]).abs().mean().detach()
+        absolute = ok & batch.absolute  # total energies on the target level's scale (not plain xTB)
+        if bool(absolute.any()):
+            scale = n_atoms[absolute] if lc.per_atom else 1.0
+            loss = loss + lc.energy_weight * self._err(e[absolute] / scale, batch.energy[absolute] / scale)
+            out["energy_mae"] = (e[absolute] - batch.energy[absolute]).abs().mean().detach()
         if want_f:
             loss = loss + lc.force_weight * self._err(f[atom_has_f], batch.forces[atom_has_f])
             out["force_mae"] = (f[atom_has_f] - batch.forces[atom_has_f]).abs().mean().detach()

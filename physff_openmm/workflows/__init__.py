@@ -5,9 +5,11 @@
 >>> mol, e = wf.minimize("ligand.sdf")                       # doctest: +SKIP
 >>> rows = wf.torsion_scan("CCCC", (0, 1, 2, 3), step_deg=15)  # doctest: +SKIP
 >>> wf.run_md("CC(=O)Nc1ccc(O)cc1", 1000, trajectory="md.dcd", report_csv="md.csv")  # doctest: +SKIP
+>>> wf.run_md("CCO", 1000, constraints=None, timestep_fs=1.0)  # no constraints   # doctest: +SKIP
 >>> wf.interaction_energy("O.O", minimize=True)              # doctest: +SKIP
 
-Units: kcal/mol, Angstrom, degrees, K, fs and ps, as the argument names say.
+Units: kcal/mol, Angstrom, degrees, K, fs and ps, as the argument names say. MD
+defaults to a 2 fs step with bonds to hydrogen constrained (``constraints="hbonds"``).
 Absolute energies include E_lin (``ParameterSet.energy_offset``). Every file is
 written to a temporary file in its folder and renamed when complete.
 """
@@ -26,6 +28,7 @@ from .md import TRAJECTORY_SUFFIXES, run_md
 from .plots import check_plot_path, plot_md_report, plot_scan
 from .scan import conformer_scan, dihedral_deg, torsion_scan, validate_dihedral
 from .simulation import (
+    CONSTRAINTS,
     ENSEMBLES,
     build_simulation,
     energy,
@@ -56,6 +59,7 @@ __all__ = [
     "check_output_path",
     "check_plot_path",
     "ENSEMBLES",
+    "CONSTRAINTS",
     "TRAJECTORY_SUFFIXES",
     "STRUCTURE_SUFFIXES",
 ]

@@ -1,4 +1,8 @@
-"""Molecular dynamics in vacuum: Langevin NVT or Verlet NVE, with reporters and checkpoints."""
+"""Molecular dynamics in vacuum: Langevin NVT or Verlet NVE, with reporters and checkpoints.
+
+The default is a 2 fs step with bonds to hydrogen constrained; ``constraints=None`` with a
+1 fs step runs every bond free.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,14 @@ from openmm import app, unit
 from ..errors import ConfigError, FileAccessError, SimulationError
 from ..units import KJ_TO_KCAL
 from ._files import atomic_output, check_output_path
-from .simulation import DEFAULT_TOLERANCE_KCAL_MOL_A, build_simulation, check_positive, minimize_context
+from .simulation import (
+    DEFAULT_TOLERANCE_KCAL_MOL_A,
+    build_simulation,
+    check_constraints,
+    check_positive,
+    degrees_of_freedom,
+    minimize_context,
+)
 
 __all__ = ["run_md", "TRAJECTORY_SUFFIXES", "BROKEN_BOND_FRACTION"]
 
@@ -174,9 +185,10 @@ def run_md(
     platform=None,
     charge: int | None = None,
     temperature_k: float = 300.0,
-    timestep_fs: float = 1.0,
+    timestep_fs: float | None = None,
     friction_per_ps: float = 1.0,
     ensemble: str = "nvt",
+    constraints: str | None = "hbonds",
     trajectory: str | os.PathLike | None = None,
     report_csv: str | os.PathLike | None = None,
     report_interval: int = 100,
@@ -189,10 +201,13 @@ def run_md(
 ) -> dict:
     """Run molecular dynamics of a molecule or complex in vacuum.
 
-    Velocities are drawn at ``temperature_k`` (also for NVE) after an optional
-    minimization; with ``restart`` the positions, velocities, time and step count
-    come from a checkpoint instead. The first frame (and state row) is the
-    starting state; then one every ``report_interval`` steps.
+    By default the time step is 2 fs with every covalent bond to hydrogen constrained
+    at its length in the starting geometry (``openmm.app.HBonds``); with
+    ``constraints=None`` nothing is constrained, and a 1 fs step is the one to give
+    (a longer unconstrained step warns). Velocities are drawn at ``temperature_k``
+    (also for NVE) after an optional minimization; with ``restart`` the positions,
+    velocities, time and step count come from a checkpoint instead. The first frame
+    (and state row) is the starting state; then one every ``report_interval`` steps.
 
     Parameters
     ----------
@@ -204,12 +219,15 @@ def run_md(
         As in :func:`physff_openmm.workflows.build_simulation`.
     temperature_k : float
         Temperature of the thermostat and of the initial velocities, K.
-    timestep_fs : float
-        Time step, fs.
+    timestep_fs : float, optional
+        Time step, fs (default 2; take 1 with ``constraints=None``).
     friction_per_ps : float
         Langevin friction, 1/ps (NVT only).
     ensemble : {"nvt", "nve"}
         LangevinMiddleIntegrator or VerletIntegrator.
+    constraints : {"hbonds", None}
+        ``"hbonds"`` (default): constrain bonds to hydrogen, as in
+        :func:`physff_openmm.workflows.build_simulation`; None: no constraints.
     trajectory : path, optional
         ``.dcd`` or ``.pdb`` trajectory file.
     report_csv : path, optional
@@ -237,12 +255,14 @@ def run_md(
     dict
         ``steps``, ``first_step``, ``last_step``, ``time_ps``, ``potential_energy_kcal_mol``
         (absolute, E_lin included), ``kinetic_energy_kcal_mol``, ``temperature_k``
-        (instantaneous, from 3N degrees of freedom), ``wall_seconds``, ``ns_per_day``,
-        ``platform``, the output paths, and the bond check every ``report_interval`` steps:
+        (instantaneous; degrees of freedom 3N less one per constraint, as in the state
+        report), ``timestep_fs``, ``constraints`` (``"hbonds"`` or None), ``n_constraints``,
+        ``wall_seconds``, ``ns_per_day``, ``platform``, the output paths, and the bond check
+        every ``report_interval`` steps:
         ``max_bond_change`` (the largest relative change of a covalent bond from its length
         at the start of the run; > 0 stretched), ``worst_bond`` (e.g. ``"O8-H17"``) and
         ``bond_broken_at_ps`` (when a bond first moved more than :data:`BROKEN_BOND_FRACTION`,
-        with a ``RuntimeWarning``; None if none did).
+        with a ``RuntimeWarning``; None if none did). Constrained bonds keep their length.
 
     Raises
     ------
@@ -279,7 +299,9 @@ def run_md(
         friction_per_ps=friction_per_ps,
         ensemble=ensemble,
         seed=seed,
+        constraints=constraints,
     )
+    timestep_fs = sim.integrator.getStepSize().value_in_unit(unit.femtosecond)
     if restart is not None:
         load_checkpoint(sim, restart)
     else:
@@ -359,7 +381,7 @@ def run_md(
         sim.reporters.clear()
 
     gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
-    dof = 3 * sim.system.getNumParticles()
+    dof = degrees_of_freedom(sim.system)
     sim_time_ps = sim.context.getState().getTime().value_in_unit(unit.picosecond)
     run_ps = steps * timestep_fs * unit.femtosecond.conversion_factor_to(unit.picosecond)
     return {
@@ -374,6 +396,9 @@ def run_md(
         "ns_per_day": run_ps * 1e-3 / (wall / 86400.0) if wall > 0 else float("inf"),
         "platform": platform_name,
         "ensemble": ensemble,
+        "timestep_fs": timestep_fs,
+        "constraints": check_constraints(constraints),
+        "n_constraints": int(sim.system.getNumConstraints()),
         "max_bond_change": watch.max_change,
         "worst_bond": watch.worst_bond,
         "bond_broken_at_ps": watch.broken_at_ps,

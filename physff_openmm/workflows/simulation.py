@@ -27,7 +27,13 @@ from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
 
 __all__ = [
     "ENSEMBLES",
+    "CONSTRAINTS",
+    "DEFAULT_TIMESTEP_FS",
+    "MAX_UNCONSTRAINED_TIMESTEP_FS",
     "build_simulation",
+    "hydrogen_bond_pairs",
+    "add_hydrogen_bond_constraints",
+    "degrees_of_freedom",
     "energy",
     "energy_components",
     "minimize",
@@ -40,6 +46,14 @@ __all__ = [
 ENSEMBLES: tuple[str, ...] = ("nvt", "nve")
 #: Default minimizer tolerance: RMS force, kcal/mol/Angstrom.
 DEFAULT_TOLERANCE_KCAL_MOL_A: float = 0.1
+#: Constraints of :func:`build_simulation` and ``run_md``: ``"hbonds"`` (every covalent bond with a
+#: hydrogen atom, as ``openmm.app.HBonds``) or None (no constraints).
+CONSTRAINTS: tuple[str | None, ...] = ("hbonds", None)
+#: Default MD time step, fs, for the default constraints (bonds to hydrogen).
+DEFAULT_TIMESTEP_FS: float = 2.0
+#: Longest time step, fs, recommended without constraints: X-H stretches vibrate with periods of
+#: 9-11 fs, too fast for a 2 fs step (a longer step warns).
+MAX_UNCONSTRAINED_TIMESTEP_FS: float = 1.0
 
 _BOND_TYPES = {
     Chem.BondType.SINGLE: (app.Single, 1),
@@ -162,6 +176,80 @@ def prepare(molecule, *, model="default", backend: str = "native", charge: int |
     return Prepared(mol=mol, params=params, system=system, topology=topology_from_mol(mol), backend=backend)
 
 
+def check_constraints(constraints) -> str | None:
+    """The constraint setting as ``"hbonds"`` or None; ``openmm.app.HBonds`` counts as ``"hbonds"``.
+
+    Raises
+    ------
+    ConfigError
+        Anything else (OpenMM's ``AllBonds`` and ``HAngles`` are not offered).
+    """
+    if constraints is app.HBonds:
+        return "hbonds"
+    if constraints is None or (isinstance(constraints, str) and constraints == "hbonds"):
+        return constraints
+    raise ConfigError(
+        f"unknown constraints {constraints!r}; choose 'hbonds' (bonds to hydrogen) or None (no constraints)"
+    )
+
+
+def hydrogen_bond_pairs(params: ParameterSet) -> np.ndarray:
+    """The covalent pairs that involve a hydrogen atom, (m, 2) zero-based atom indices.
+
+    These are the bonds ``openmm.app.HBonds`` constrains: every covalent bond
+    (``ParameterSet.covalent_pairs``) with at least one H atom.
+    """
+    pairs = np.asarray(params.covalent_pairs, dtype=np.int64).reshape(-1, 2)
+    is_h = np.array([s == "H" for s in params.symbols], dtype=bool)
+    return pairs[is_h[pairs[:, 0]] | is_h[pairs[:, 1]]]
+
+
+def add_hydrogen_bond_constraints(system: openmm.System, params: ParameterSet, positions_nm: np.ndarray) -> np.ndarray:
+    """Constrain every covalent bond to hydrogen of ``system`` at its length in ``positions_nm``.
+
+    Parameters
+    ----------
+    system : openmm.System
+        Built by :func:`physff_openmm.create_system` for ``params`` (atoms in the same order);
+        changed in place: one ``addConstraint`` per bond. Add constraints before a Context
+        is created on the System.
+    params : ParameterSet
+        Gives the covalent pairs and element symbols.
+    positions_nm : numpy.ndarray
+        (n, 3) starting positions, nm; each constraint keeps its bond at this length.
+
+    Returns
+    -------
+    numpy.ndarray
+        The constrained pairs, (m, 2).
+    """
+    x = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3)
+    if x.shape[0] != system.getNumParticles():
+        raise ConfigError(f"{x.shape[0]} positions for a System of {system.getNumParticles()} particles")
+    pairs = hydrogen_bond_pairs(params)
+    lengths = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
+    for (i, j), d in zip(pairs.tolist(), lengths.tolist()):
+        system.addConstraint(int(i), int(j), float(d))
+    return pairs
+
+
+def degrees_of_freedom(system: openmm.System) -> int:
+    """Degrees of freedom as OpenMM's StateDataReporter counts them for a temperature.
+
+    Three per particle with mass, minus one per constraint between particles of which at
+    least one has mass, minus three when the System removes centre-of-mass motion.
+    """
+    zero = 0 * unit.dalton
+    dof = sum(3 for i in range(system.getNumParticles()) if system.getParticleMass(i) > zero)
+    for k in range(system.getNumConstraints()):
+        i, j, _ = system.getConstraintParameters(k)
+        if system.getParticleMass(i) > zero or system.getParticleMass(j) > zero:
+            dof -= 1
+    if any(isinstance(system.getForce(k), openmm.CMMotionRemover) for k in range(system.getNumForces())):
+        dof -= 3
+    return dof
+
+
 def make_context(system: openmm.System, platform=None, integrator: openmm.Integrator | None = None) -> openmm.Context:
     """An OpenMM Context on ``platform`` (a dummy Verlet integrator when none is given)."""
     if integrator is None:
@@ -215,12 +303,16 @@ def build_simulation(
     platform=None,
     charge: int | None = None,
     temperature_k: float = 300.0,
-    timestep_fs: float = 1.0,
+    timestep_fs: float | None = None,
     friction_per_ps: float = 1.0,
     ensemble: str = "nvt",
     seed: int | None = None,
+    constraints: str | None = "hbonds",
 ) -> app.Simulation:
     """An OpenMM Simulation of a molecule or complex in vacuum with the physff force field.
+
+    By default bonds to hydrogen are constrained (``openmm.app.HBonds``: every covalent bond
+    with an H atom, at its length in the starting geometry) and the time step is 2 fs.
 
     Parameters
     ----------
@@ -237,28 +329,49 @@ def build_simulation(
         Total charge (needed for XYZ files).
     temperature_k : float
         Thermostat temperature, K (NVT).
-    timestep_fs : float
-        Integration time step, fs.
+    timestep_fs : float, optional
+        Integration time step, fs (default :data:`DEFAULT_TIMESTEP_FS`, 2 fs). Without
+        constraints take 1 fs: a longer step warns (``RuntimeWarning``), since X-H bonds
+        vibrate too fast for it.
     friction_per_ps : float
         Langevin friction coefficient, 1/ps (NVT).
     ensemble : {"nvt", "nve"}
         LangevinMiddleIntegrator (NVT) or VerletIntegrator (NVE).
     seed : int, optional
         Seed of the Langevin random numbers (default: random).
+    constraints : {"hbonds", None}
+        ``"hbonds"`` (default; ``openmm.app.HBonds`` is accepted too): constrain every
+        covalent bond to a hydrogen atom at its length in the starting geometry
+        (:func:`add_hydrogen_bond_constraints`). None: no constraints.
 
     Returns
     -------
     openmm.app.Simulation
-        With positions set. Extra attributes: ``physff_parameters`` (ParameterSet)
-        and ``physff_molecule`` (the RDKit Mol, with its conformer).
+        With positions set. Extra attributes: ``physff_parameters`` (ParameterSet),
+        ``physff_molecule`` (the RDKit Mol, with its conformer) and ``physff_constraints``
+        (the constrained atom pairs, (m, 2); empty without constraints).
     """
     if ensemble not in ENSEMBLES:
         raise ConfigError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
+    constraints = check_constraints(constraints)
+    if timestep_fs is None:
+        timestep_fs = DEFAULT_TIMESTEP_FS
     check_positive("timestep_fs", timestep_fs)
     check_positive("temperature_k", temperature_k)
     if ensemble == "nvt":
         check_positive("friction_per_ps", friction_per_ps)
+    if constraints is None and timestep_fs > MAX_UNCONSTRAINED_TIMESTEP_FS:
+        warnings.warn(
+            f"a {timestep_fs:g} fs time step without constraints is too long for bonds to hydrogen "
+            f"(X-H vibrations, periods of 9-11 fs); use a {MAX_UNCONSTRAINED_TIMESTEP_FS:g} fs step "
+            "(--timestep 1), or keep bonds to hydrogen constrained",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
+    pairs = np.zeros((0, 2), dtype=np.int64)
+    if constraints == "hbonds":
+        pairs = add_hydrogen_bond_constraints(prep.system, prep.params, prep.positions_nm)
     dt = timestep_fs * unit.femtoseconds
     if ensemble == "nvt":
         integrator = openmm.LangevinMiddleIntegrator(
@@ -272,6 +385,7 @@ def build_simulation(
     sim.context.setPositions(prep.positions_nm * unit.nanometer)
     sim.physff_parameters = prep.params
     sim.physff_molecule = prep.mol
+    sim.physff_constraints = pairs
     return sim
 
 

@@ -538,3 +538,167 @@ def test_read_structures(tmp_path):
         read_structures(bad)
     with pytest.raises(MoleculeFileError):
         read_structures(tmp_path / "nothing.smi")
+
+
+XTB_FRAMES = SHARED / "xtb-frames"
+needs_xtb_frames = pytest.mark.skipif(
+    not XTB_FRAMES.is_dir(), reason=f"xtb-frames data not available at {XTB_FRAMES}"
+)
+# A water molecule in map-number order: O first, then its hydrogens.
+_WATER_MAPPED = "[O:1]([H:2])[H:3]"
+
+
+def _xtb_raw(name: str) -> dict:
+    """The arrays and attributes of one xtb-frames group, as stored (``name`` = group name)."""
+    for path in sorted(XTB_FRAMES.glob("*.h5")):
+        with h5py.File(path, "r") as f:
+            if name in f:
+                g = f[name]
+                out = {k: g[k][()] for k in ("numbers", "positions", "energy", "forces", "kind")}
+                out.update({k: g.attrs[k] for k in ("mapped_smiles", "charge", "source")})
+                return out
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def xtb_five():
+    from physff_openmm.training.sources import read_xtb_frames
+
+    return read_xtb_frames(XTB_FRAMES, limit=5, seed=0)
+
+
+@needs_xtb_frames
+def test_read_xtb_frames_records(xtb_five):
+    from physff_openmm.training.sources import read_xtb_frames
+
+    assert len(xtb_five) == 5
+    names = [r.name for r in xtb_five]
+    assert names == sorted(names) and len(set(names)) == 5
+    assert [r.name for r in read_xtb_frames(XTB_FRAMES, limit=5, seed=0)] == names  # seeded
+    assert [r.name for r in read_xtb_frames(XTB_FRAMES, limit=5, seed=1)] != names
+    for rec in xtb_five:
+        raw = _xtb_raw(rec.name.removeprefix("xtb_"))
+        n, f = raw["numbers"].shape[0], raw["energy"].shape[0]
+        assert rec.n_atoms == n and rec.n_conformers == f == 15
+        assert rec.level == "gfn2-xtb" and rec.source == f"xtb-frames:{raw['source']}"
+        assert rec.total_charge == int(raw["charge"]) == rec.formal_charges.sum()
+        assert rec.conformer_ids == [f"k{int(k)}_{i}" for i, k in enumerate(raw["kind"])]
+        # atom order is the map-number order: element of atom k is numbers[k]
+        mapped = Chem.MolFromSmiles(str(raw["mapped_smiles"]), sanitize=False)
+        by_map = {a.GetAtomMapNum() - 1: a.GetAtomicNum() for a in mapped.GetAtoms()}
+        assert [by_map[k] for k in range(n)] == raw["numbers"].tolist() == rec.species.tolist()
+        ref_bonds = {tuple(sorted((b.GetBeginAtom().GetAtomMapNum() - 1, b.GetEndAtom().GetAtomMapNum() - 1)))
+                     for b in mapped.GetBonds()}
+        assert {tuple(b) for b in rec.bonds.tolist()} == ref_bonds
+        # labels as stored, in float64: Angstrom, Hartree, Hartree/Angstrom
+        assert rec.positions.dtype == rec.energy.dtype == rec.forces.dtype == np.float64
+        assert rec.forces.shape == rec.positions.shape == (f, n, 3)
+        np.testing.assert_array_equal(rec.positions, raw["positions"].astype(np.float64))
+        np.testing.assert_array_equal(rec.energy, raw["energy"])
+        np.testing.assert_array_equal(rec.forces, raw["forces"].astype(np.float64))
+        assert np.all((rec.energy < -10) & (rec.energy > -1e4))  # Hartree, not kcal/mol
+        assert np.abs(rec.forces[0]).max() < 0.05  # kind 0 is near a minimum (Hartree/Angstrom)
+
+
+@needs_xtb_frames
+def test_read_xtb_frames_force_units(xtb_five):
+    """Forces are -dE/dx in Hartree/Angstrom: a trapezoid step from each MMFF conformer (kind 1) to its
+    0.02-Angstrom noisy copy (kind 2) predicts the energy change (Hartree/Bohr would be off by 1.89)."""
+    predicted, actual = [], []
+    for rec in xtb_five:
+        kinds = [int(c.split("_")[0][1:]) for c in rec.conformer_ids]
+        for a, b in zip(range(rec.n_conformers - 1), range(1, rec.n_conformers)):
+            if (kinds[a], kinds[b]) != (1, 2):
+                continue
+            dx = rec.positions[b] - rec.positions[a]  # Angstrom
+            assert np.sqrt((dx**2).mean()) < 0.03
+            predicted.append(-0.5 * np.sum((rec.forces[a] + rec.forces[b]) * dx))
+            actual.append(rec.energy[b] - rec.energy[a])
+    predicted, actual = np.array(predicted), np.array(actual)
+    assert len(actual) == 4 * len(xtb_five)
+    slope = float(predicted @ actual / (predicted @ predicted))
+    assert slope == pytest.approx(1.0, abs=0.1)
+    assert np.abs(predicted - actual).max() * HARTREE_TO_KCAL < 3.0  # kcal/mol, on steps of 5-30
+
+
+@needs_xtb_frames
+def test_read_xtb_frames_filters(xtb_five):
+    from physff_openmm.training.sources import read_xtb_frames
+
+    picked = read_xtb_frames(XTB_FRAMES, limit=5, kinds={0, 3})
+    assert [r.name for r in picked] == [r.name for r in xtb_five]
+    for rec in picked:
+        assert [c.split("_")[0] for c in rec.conformer_ids] == ["k0", "k3"]
+    cap = 20.0  # kcal/mol
+    capped = read_xtb_frames(XTB_FRAMES, limit=5, max_energy_kcal_mol=cap)
+    assert [r.name for r in capped] == [r.name for r in xtb_five]
+    for full, rec in zip(xtb_five, capped):
+        rel = (full.energy - full.energy.min()) * HARTREE_TO_KCAL
+        assert rec.conformer_ids == [c for c, e in zip(full.conformer_ids, rel) if e <= cap]
+        assert 0 < rec.n_conformers < full.n_conformers
+    # limit counts molecules that keep a frame; the reference is the lowest frame of any kind
+    both = read_xtb_frames(XTB_FRAMES, limit=5, kinds=[2], max_energy_kcal_mol=cap)
+    assert len(both) == 5
+    for rec in both:
+        raw = _xtb_raw(rec.name.removeprefix("xtb_"))
+        rel = (raw["energy"] - raw["energy"].min()) * HARTREE_TO_KCAL
+        expected = [f"k2_{i}" for i, (k, e) in enumerate(zip(raw["kind"], rel)) if k == 2 and e <= cap]
+        assert rec.conformer_ids == expected and len(expected) > 0
+    with pytest.raises(ConfigError, match="unknown xtb-frames kind 7"):
+        read_xtb_frames(XTB_FRAMES, kinds=[7])
+    with pytest.raises(ConfigError, match="max_energy_kcal_mol"):
+        read_xtb_frames(XTB_FRAMES, max_energy_kcal_mol=-1.0)
+
+
+@needs_xtb_frames
+def test_read_xtb_frames_to_graphs(xtb_five):
+    pytest.importorskip("torch")
+    from physff_openmm.training.data import records_to_graphs
+
+    graphs = records_to_graphs(xtb_five, require="any")
+    assert len(graphs) == sum(r.n_conformers for r in xtb_five)
+    k = 0
+    for m, rec in enumerate(xtb_five):
+        for c in range(rec.n_conformers):
+            g = graphs[k]
+            k += 1
+            assert int(g.mol_id) == m and int(g.conf_id) == c and bool(g.has_forces)
+            assert float(g.energy) == pytest.approx(rec.energy[c] * HARTREE_TO_KCAL, rel=1e-12)  # kcal/mol
+            np.testing.assert_allclose(g.forces.numpy(), rec.forces[c] * HARTREE_TO_KCAL, rtol=1e-12)
+            np.testing.assert_array_equal(g.pos.numpy(), rec.positions[c])
+
+
+def _write_xtb_group(f, name, mapped, numbers, *, charge=0, n_frames=2):
+    g = f.create_group(name)
+    g.attrs["mapped_smiles"], g.attrs["charge"], g.attrs["source"] = mapped, charge, "test"
+    n = len(numbers)
+    rng = np.random.default_rng(0)
+    g["numbers"] = np.asarray(numbers, dtype=np.int8)
+    g["positions"] = rng.normal(size=(n_frames, n, 3)).astype(np.float32)
+    g["energy"] = -76.0 - 0.01 * np.arange(n_frames)
+    g["forces"] = rng.normal(scale=0.01, size=(n_frames, n, 3)).astype(np.float32)
+    g["kind"] = np.arange(n_frames, dtype=np.int8)
+
+
+def test_read_xtb_frames_errors_and_skips(tmp_path, caplog):
+    from physff_openmm.training.sources import read_xtb_frames
+
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(MoleculeFileError, match=r"xtb-frames file or folder .*no-such-folder does not exist"):
+        read_xtb_frames(missing)
+    with pytest.raises(MoleculeFileError, match="no xtb-frames"):
+        read_xtb_frames(tmp_path)
+    (tmp_path / "garbage.h5").write_text("not hdf5")
+    with pytest.raises(MoleculeFileError, match="cannot read xtb-frames file"):
+        read_xtb_frames(tmp_path / "garbage.h5")
+    path = tmp_path / "frames.h5"
+    with h5py.File(path, "w") as f:
+        _write_xtb_group(f, "b_water", _WATER_MAPPED, [8, 1, 1])
+        _write_xtb_group(f, "a_swapped", _WATER_MAPPED, [1, 8, 1])  # numbers disagree with the SMILES
+        _write_xtb_group(f, "c_iodine", "[I:1][H:2]", [53, 1])  # unsupported element
+    caplog.set_level("WARNING", logger="physff_openmm.training.sources")
+    (rec,) = read_xtb_frames(path)
+    assert rec.name == "xtb_b_water" and rec.conformer_ids == ["k0_0", "k1_1"] and rec.source == "xtb-frames:test"
+    assert "skipped 2 of 3 xtb-frames molecules" in caplog.text
+    assert "1 numbers differ from the mapped SMILES" in caplog.text and "unsupported elements: I" in caplog.text
+    assert read_xtb_frames(path, kinds=[3]) == []  # every frame filtered out
