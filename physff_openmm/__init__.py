@@ -42,6 +42,7 @@ _LAZY = {
     "parameterize": "parameters",
     "ParameterSet": "parameters",
     "create_system": "system",
+    "PhysFFTemplateGenerator": "forcefield",
     "get_platform": "system",
     "load_model": "registry",
     "available_models": "registry",

@@ -160,6 +160,50 @@ def _inter_pairs(params: ParameterSet) -> np.ndarray:
     return np.stack([iu[inter], ju[inter]], axis=1).reshape(-1, 2)
 
 
+def _intra_charge_products(params: ParameterSet) -> np.ndarray:
+    """(p,) q_i q_j of each pair of ``params.intra_pairs`` (e^2), zero for covalent pairs (no Coulomb)."""
+    intra = params.intra_pairs
+    cov = np.zeros(len(intra), dtype=bool)
+    cov[params._rows_of(params.covalent_pairs)] = True
+    q = params.charges
+    return np.where(cov, 0.0, q[intra[:, 0]] * q[intra[:, 1]])
+
+
+def _c6_c12_fallback_force() -> openmm.CustomBondForce:
+    """CustomBondForce for C6/C12 pairs that have no Lennard-Jones form (C_0 or C_1 zero, rare)."""
+    fallback = openmm.CustomBondForce("c1/r^12 - c0/r^6")
+    fallback.addPerBondParameter("c0")
+    fallback.addPerBondParameter("c1")
+    fallback.setName("physff C6/C12 (pairs without a Lennard-Jones form)")
+    fallback.setForceGroup(LONG_RANGE_GROUP)
+    return fallback
+
+
+def _add_exact_pairs(
+    nb: openmm.NonbondedForce,
+    fallback: openmm.CustomBondForce,
+    pairs: np.ndarray,
+    charge_products: np.ndarray,
+    values: np.ndarray,
+    replace: bool = False,
+) -> None:
+    """Give each listed pair its exact Coulomb (``charge_products``, e^2) and C6/C12 (C_0, C_1 of ``values``).
+
+    One NonbondedForce exception per pair (sigma^6 = C_1/C_0, epsilon = C_0^2 / (4 C_1));
+    a pair without a Lennard-Jones form gets its C6/C12 in ``fallback`` instead.
+    ``replace``: overwrite exceptions that exist already (e.g. 1-2/1-3/1-4 exceptions of a ForceField).
+    """
+    c0 = np.abs(values[:, 0]) * _C0_TO_OPENMM
+    c1 = np.abs(values[:, 1]) * _C1_TO_OPENMM
+    sigma, eps, lj_ok = _lj_exception(c0, c1)
+    for k, (i, j) in enumerate(np.asarray(pairs).tolist()):
+        if lj_ok[k]:
+            nb.addException(i, j, float(charge_products[k]), float(sigma[k]), float(eps[k]), replace)
+        else:  # C6/C12 without a Lennard-Jones form (rare): a bond force
+            nb.addException(i, j, float(charge_products[k]), 1.0, 0.0, replace)
+            fallback.addBond(i, j, [float(c0[k]), float(c1[k])])
+
+
 def _long_range_forces(system: openmm.System, params: ParameterSet, listed_inter: bool) -> None:
     """Coulomb + C6/C12 of every pair, exact.
 
@@ -176,34 +220,17 @@ def _long_range_forces(system: openmm.System, params: ParameterSet, listed_inter
     nb.setForceGroup(LONG_RANGE_GROUP)
     for k in range(params.n_atoms):
         nb.addParticle(float(q[k]), 1.0, 0.0)
-    intra = params.intra_pairs
-    cov = np.zeros(len(intra), dtype=bool)
-    cov[params._rows_of(params.covalent_pairs)] = True
-    pairs, values = [intra], [params.intra_parameters]
+    pairs, values, qq = [params.intra_pairs], [params.intra_parameters], [_intra_charge_products(params)]
     if listed_inter:
         inter = _inter_pairs(params)
         cls = params.atom_classes
         pairs.append(inter)
         values.append(params.class_parameters[cls[inter[:, 0]], cls[inter[:, 1]]])
-        cov = np.concatenate([cov, np.zeros(len(inter), dtype=bool)])
-    pairs, values = np.concatenate(pairs), np.concatenate(values)
-    c0 = np.abs(values[:, 0]) * _C0_TO_OPENMM
-    c1 = np.abs(values[:, 1]) * _C1_TO_OPENMM
-    sigma, eps, lj_ok = _lj_exception(c0, c1)
-    qq = np.where(cov, 0.0, q[pairs[:, 0]] * q[pairs[:, 1]])
-    fallback = openmm.CustomBondForce("c1/r^12 - c0/r^6")
-    fallback.addPerBondParameter("c0")
-    fallback.addPerBondParameter("c1")
-    for k, (i, j) in enumerate(pairs.tolist()):
-        if lj_ok[k]:
-            nb.addException(i, j, float(qq[k]), float(sigma[k]), float(eps[k]))
-        else:  # C6/C12 without a Lennard-Jones form (rare): a bond force
-            nb.addException(i, j, float(qq[k]), 1.0, 0.0)
-            fallback.addBond(i, j, [float(c0[k]), float(c1[k])])
+        qq.append(q[inter[:, 0]] * q[inter[:, 1]])
+    fallback = _c6_c12_fallback_force()
+    _add_exact_pairs(nb, fallback, np.concatenate(pairs), np.concatenate(qq), np.concatenate(values))
     system.addForce(nb)
     if fallback.getNumBonds():
-        fallback.setName("physff C6/C12 (pairs without a Lennard-Jones form)")
-        fallback.setForceGroup(LONG_RANGE_GROUP)
         system.addForce(fallback)
     if not listed_inter:
         system.addForce(_c6_c12_class_force(params))
