@@ -47,7 +47,7 @@ with warnings.catch_warnings():
 SEED = 20260101
 #: Where the stand-in model is written when the shipped one is missing (outside the repository).
 STANDIN_DIR = Path(tempfile.gettempdir()) / "physff-openmm-bench"
-#: Architecture of the stand-in: that of the "dev" model (training/dev_model.yaml).
+#: Architecture of the stand-in: that of version 1's retired development model "dev".
 STANDIN_CONFIG = {"hidden": 80, "n_steps": 4, "pair_hidden": 80, "r_on": 5.0, "r_off": 6.0}
 
 
@@ -66,11 +66,11 @@ def shipped_default_available() -> bool:
 
 
 def standin_model_path() -> Path:
-    """A deterministic untrained model with the architecture of the shipped "dev" model, saved once.
+    """A deterministic untrained model with the architecture of version 1's "dev" model, saved once.
 
     Used only while the shipped "default" model does not exist: inference cost
-    depends on the architecture, not on the weights. The architecture is that of
-    ``training/dev_model.yaml`` (hidden 80, 4 steps, pair_hidden 80, switch 5-6 Angstrom).
+    depends on the architecture, not on the weights. The architecture is that of the
+    retired "dev" model (hidden 80, 4 steps, pair_hidden 80, switch 5-6 Angstrom).
     """
     import torch
 

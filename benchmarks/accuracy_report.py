@@ -837,14 +837,13 @@ def _platform(name: str, threads: int):
     return platform
 
 
-def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extra_force=None, *,
+def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, *,
            timestep_fs: float = MD_TIMESTEP_FS, constraints: str | None = None, platform: str = "CPU") -> dict[str, Any]:
     """Langevin MD of one record from its first conformer; checks every 0.1 ps (:func:`frame_status`).
 
     The Simulation is the package's (``physff_openmm.workflows.build_simulation``), with
     ``constraints`` as there: None, or ``"hbonds"`` (bonds to hydrogen held at their starting
-    length). ``extra_force``: optional callable (record, x0 in Angstrom) -> openmm.Force added
-    to the model's System (a diagnostic: ``benchmarks/inner_wall_check.py``).
+    length).
     """
     import openmm
     from openmm import unit
@@ -863,9 +862,6 @@ def md_run(rec, model, md_ps: float, threads: int, seed: int, timer: Timer, extr
         temperature_k=MD_TEMPERATURE_K, timestep_fs=timestep_fs, friction_per_ps=MD_FRICTION_PER_PS, seed=seed,
         constraints=constraints,
     )
-    if extra_force is not None:
-        sim.system.addForce(extra_force(rec, x0))
-        sim.context.reinitialize(preserveState=True)
     sim.context.setVelocitiesToTemperature(MD_TEMPERATURE_K * unit.kelvin, seed)
     n_steps = max(1, int(round(md_ps * 1000.0 / timestep_fs)))
     every = max(1, int(round(MD_REPORT_PS * 1000.0 / timestep_fs)))
@@ -921,7 +917,7 @@ def status_counts(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
-def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer, extra_force=None, *,
+def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer: Timer, *,
                timestep_fs: float = MD_TIMESTEP_FS, constraints: str | None = None, platform: str = "CPU") -> dict[str, Any]:
     """MD of the first ``n_molecules`` of ``pool`` at one setting (time step, constraints): a row per molecule, counts."""
     rows = []
@@ -929,7 +925,7 @@ def md_section(pool, model, n_molecules: int, md_ps: float, threads: int, timer:
     label = f"{timestep_fs:g} fs, " + ("bonds to H constrained" if constraints else "no constraints")
     for i, rec in enumerate(chosen, 1):
         try:
-            row = md_run(rec, model, md_ps, threads, C.SEED + i, timer, extra_force, timestep_fs=timestep_fs,
+            row = md_run(rec, model, md_ps, threads, C.SEED + i, timer, timestep_fs=timestep_fs,
                          constraints=constraints, platform=platform)
         except Exception as exc:  # noqa: BLE001 - a failure to set up is a result, not a crash of the report
             row = {"name": rec.name, "smiles": rec.smiles, "n_atoms": rec.n_atoms, "status": f"error: {exc}",
@@ -1828,7 +1824,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Accuracy report of a shipped physff model on the held-out test split of the public sets "
         "(conformer benchmark, torsion drives, NCIAtlas), against GFN2-xTB and MMFF94.",
     )
-    p.add_argument("--model", default="default", help="registered model name (default, dev, ...) or a .pt file (default: default)")
+    p.add_argument("--model", default="default", help="registered model name or a .pt file (default: default)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="folder with conformer-benchmark/, torsion-drives/, ncia-atlas/ (default: ../shared/data beside the repository)")
     p.add_argument("--out-md", type=Path, default=DEFAULT_MD, help="markdown report (default: docs/accuracy.md)")

@@ -8,7 +8,7 @@ at which MD warns of a broken bond.
 
 Usage (repository root)::
 
-    python benchmarks/md_seeds.py --smiles "CC(=O)Nc1ccc(O)cc1" --models physff-md2 dev --seeds 20
+    python benchmarks/md_seeds.py --smiles "CC(=O)Nc1ccc(O)cc1" --models default --seeds 20
     python benchmarks/md_seeds.py --constraints hbonds --timestep 2 --steps 500   # the README's command now
 """
 
@@ -24,7 +24,7 @@ from _common import command_line, machine_info, md_table, write_results
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smiles", default="CC(=O)Nc1ccc(O)cc1", help="molecule (default: paracetamol)")
-    p.add_argument("--models", nargs="+", default=["physff-md2", "dev"])
+    p.add_argument("--models", nargs="+", default=["default"], help="model names or files (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=20, help="runs per model, seeds 1..N (default: %(default)s)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--timestep", type=float, default=0.5, help="fs (default: %(default)s)")

@@ -53,3 +53,13 @@ def test_model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "test-model.pt"
     save_model_file(model, path, {"name": "test-random"})
     return path
+
+
+@pytest.fixture(scope="session")
+def bound_model_path(tmp_path_factory):
+    """The workflow tests' small random model whose bonds hold in MD (``test_workflows.write_bound_model``), in a file."""
+    from test_workflows import write_bound_model
+
+    path = tmp_path_factory.mktemp("bound-model") / "test-bound.pt"
+    write_bound_model(path)
+    return path

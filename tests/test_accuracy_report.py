@@ -127,29 +127,17 @@ def test_bad_flags(report, flag, capsys):
 
 
 # ---------------------------------------------------------------------------- end to end
-def _model_argument(request) -> str:
-    """``dev`` when it is installed and loads with this version of the package, else the random test model."""
-    from physff_openmm.errors import ModelError
-    from physff_openmm.registry import load_model
-
-    try:
-        load_model("dev")
-        return "dev"
-    except ModelError:
-        return str(request.getfixturevalue("test_model_path"))
-
-
 def _finite(x) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
-def test_quick_report(report, tmp_path, request):
+def test_quick_report(report, tmp_path, test_model_path):
     data = _shared_data()
     if not (data / "conformer-benchmark").is_dir():
         pytest.skip(f"public reference data not found at {data} (set PHYSFF_SHARED_DATA)")
     pytest.importorskip("tblite")
     pytest.importorskip("matplotlib")
-    model = _model_argument(request)
+    model = str(test_model_path)
     out_json, out_md, figs = tmp_path / "acc.json", tmp_path / "docs" / "accuracy.md", tmp_path / "docs" / "fig"
     rc = report.main([
         "--model", model, "--data", str(data), "--limit", "2", "--md-ps", "0.2", "--md-molecules", "1",
@@ -233,16 +221,6 @@ def test_quick_report(report, tmp_path, request):
 
 
 # ---------------------------------------------------------------------------- MD, minimization, NVE (issue 13)
-@pytest.fixture(scope="module")
-def bound_model(tmp_path_factory):
-    """The workflow tests' small model whose covalent pairs sit in a deep well (molecules stay bonded)."""
-    from test_workflows import write_bound_model
-
-    path = tmp_path_factory.mktemp("report-model") / "test-bound.pt"
-    write_bound_model(path)
-    return path
-
-
 def _record(smiles: str, name: str):
     from physff_openmm.molecule import ensure_conformer, load_molecule
     from physff_openmm.training.dataset import MoleculeRecord
@@ -287,15 +265,15 @@ def test_frame_status_classifies_each_failure(report):
     assert report.frame_status(y, bonds, d0, nb_i, nb_j)[0] == "bond stretched"
 
 
-def test_md_at_both_settings_uses_the_packages_constraints(report, bound_model):
+def test_md_at_both_settings_uses_the_packages_constraints(report, bound_model_path):
     from physff_openmm import parameterize
     from physff_openmm.workflows.simulation import hydrogen_bond_pairs
 
     rec = _record("CCO", "ethanol")
-    md = report.md_acceptance_section([rec], bound_model, 1, 0.2, 1, report.Timer(), platform="Reference")
+    md = report.md_acceptance_section([rec], bound_model_path, 1, 0.2, 1, report.Timer(), platform="Reference")
     assert md["settings"] == ["1fs", "2fs_hbonds"] and list(md["runs"]) == ["1fs", "2fs_hbonds"]
     free, held = md["runs"]["1fs"], md["runs"]["2fs_hbonds"]
-    n_h = len(hydrogen_bond_pairs(parameterize(rec.to_rdkit(), model=bound_model)))
+    n_h = len(hydrogen_bond_pairs(parameterize(rec.to_rdkit(), model=bound_model_path)))
     assert n_h == 6
     for d, dt, n_constraints in ((free, 1.0, 0), (held, 2.0, n_h)):
         row = d["per_molecule"][0]
@@ -318,7 +296,7 @@ def test_md_at_both_settings_uses_the_packages_constraints(report, bound_model):
     assert all(r["n"] == 1 and r["n_passed"] == int(r["met"]) and not r["full_protocol"] for r in rows)
 
 
-def test_minimization_section_matches_the_public_minimize(report, bound_model):
+def test_minimization_section_matches_the_public_minimize(report, bound_model_path):
     from physff_openmm import workflows as wf
     from physff_openmm.molecule import positions_angstrom
 
@@ -328,45 +306,45 @@ def test_minimization_section_matches_the_public_minimize(report, bound_model):
     assert np.linalg.norm(dimer[3][0] - dimer[3][1]) == pytest.approx(2.91)  # O...O
     assert [a.GetSymbol() for a in dimer[2].GetAtoms()] == ["O", "O", "H", "H", "H", "H"]
     name, smiles, mol, x0 = dict((m[0], m) for m in mols)["formamide"]
-    row = report.minimize_run(name, smiles, mol, x0, bound_model, 1, report.Timer(), platform="Reference")
+    row = report.minimize_run(name, smiles, mol, x0, bound_model_path, 1, report.Timer(), platform="Reference")
     # independently: the public minimize from the same start, bond lengths from RDKit's bond list
-    out, res = wf.minimize(wf.simulation.with_positions(mol, x0), model=bound_model, platform="Reference")
+    out, res = wf.minimize(wf.simulation.with_positions(mol, x0), model=bound_model_path, platform="Reference")
     x1 = positions_angstrom(out)
     rel = [np.linalg.norm(x1[b.GetBeginAtomIdx()] - x1[b.GetEndAtomIdx()])
            / np.linalg.norm(x0[b.GetBeginAtomIdx()] - x0[b.GetEndAtomIdx()]) - 1.0 for b in mol.GetBonds()]
     assert abs(row["max_relative_bond_change"]) == pytest.approx(max(abs(r) for r in rel), abs=1e-6)
     assert row["passed"] == (max(abs(r) for r in rel) <= report.MIN_BOND_RELATIVE)
     assert row["energy_change_kcal_mol"] == pytest.approx(res["energy_change_kcal_mol"], abs=1e-6)
-    sec = report.minimize_section([], bound_model, 0, 1, report.Timer(), platform="Reference")
+    sec = report.minimize_section([], bound_model_path, 0, 1, report.Timer(), platform="Reference")
     assert sec["n_molecules"] == len(report.MIN_SMALL_MOLECULES)
     assert sec["n_passed"] == sum(r["passed"] for r in sec["per_molecule"])
     assert all(_finite(r["max_relative_bond_change"]) for r in sec["per_molecule"])
 
 
-def test_nve_drift_matches_run_md_state_report(report, bound_model, tmp_path):
+def test_nve_drift_matches_run_md_state_report(report, bound_model_path, tmp_path):
     """The section's E(t) - E(0) is what run_md's NVE state report gives from the same start and seed."""
     from physff_openmm import workflows as wf
     from physff_openmm.units import KJ_TO_KCAL
 
     rec = _record("CCO", "ethanol")
-    row = report.nve_run(rec, bound_model, 0.1, 1, 7, report.Timer(), platform="Reference")
+    row = report.nve_run(rec, bound_model_path, 0.1, 1, 7, report.Timer(), platform="Reference")
     assert row["simulated_ps"] == pytest.approx(0.1) and len(row["drift_kcal_mol"]) == 11  # every 10 fs, t = 0 included
     assert row["time_ps"][-1] == pytest.approx(0.1) and row["drift_kcal_mol"][0] == 0.0
     csv = tmp_path / "nve.csv"
     mol = wf.simulation.with_positions(rec.to_rdkit(), rec.positions[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # this small model lets a C-H bond pass 30 % at 1 fs
-        wf.run_md(mol, 100, model=bound_model, platform="Reference", ensemble="nve", timestep_fs=1.0, constraints=None,
+        wf.run_md(mol, 100, model=bound_model_path, platform="Reference", ensemble="nve", timestep_fs=1.0, constraints=None,
                   minimize_first=False, seed=7, report_interval=10, report_csv=csv)
     total = wf.read_report_csv(csv)["Total Energy (kJ/mole)"] * KJ_TO_KCAL
     np.testing.assert_allclose(row["drift_kcal_mol"], total - total[0], atol=1e-6)
     assert row["max_abs_drift_kcal_mol"] == pytest.approx(np.abs(total - total[0]).max(), abs=1e-6)
     assert row["passed"] == (row["max_abs_drift_kcal_mol"] < report.NVE_MAX_DRIFT_KCAL_MOL)
-    sec = report.nve_section([rec], bound_model, 1, 0.02, 1, report.Timer(), platform="Reference")
+    sec = report.nve_section([rec], bound_model_path, 1, 0.02, 1, report.Timer(), platform="Reference")
     assert sec["n_molecules"] == 1 and len(sec["per_molecule"][0]["drift_kcal_mol"]) == 3
 
 
-def test_md_minimize_nve_sections_from_the_command_line(report, bound_model, tmp_path):
+def test_md_minimize_nve_sections_from_the_command_line(report, bound_model_path, tmp_path):
     """--sections md,minimize,nve on a tiny setting: the JSON holds every number, the markdown a table per section."""
     data = _shared_data()
     if not (data / "conformer-benchmark").is_dir():
@@ -374,7 +352,7 @@ def test_md_minimize_nve_sections_from_the_command_line(report, bound_model, tmp
     pytest.importorskip("matplotlib")
     out_json, out_md, figs = tmp_path / "acc.json", tmp_path / "docs" / "accuracy.md", tmp_path / "docs" / "fig"
     rc = report.main([
-        "--model", str(bound_model), "--data", str(data), "--sections", "md,minimize,nve", "--md-molecules", "1",
+        "--model", str(bound_model_path), "--data", str(data), "--sections", "md,minimize,nve", "--md-molecules", "1",
         "--md-ps", "0.1", "--minimize-molecules", "1", "--nve-molecules", "1", "--nve-ps", "0.02",
         "--json", str(out_json), "--out-md", str(out_md), "--figures", str(figs),
     ])
@@ -398,33 +376,3 @@ def test_md_minimize_nve_sections_from_the_command_line(report, bound_model, tmp
     assert "## 1. Relative conformer energies" not in text
     for name in ("md_bond_deviation", "nve_energy_drift"):
         assert (figs / f"{name}.png").is_file() and f"(fig/{name}.png)" in text
-
-
-def test_inner_wall_check_adds_a_flat_bottom_wall_only(report, load_benchmark):
-    """benchmarks/inner_wall_check.py: zero energy above f r0, k (f r0 - r)^2 below, on every bond."""
-    import types
-
-    import openmm
-    from openmm import unit
-
-    mod = load_benchmark("inner_wall_check")
-    x0 = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.5, 0.0]])  # bonds 0-1 (1.0 A) and 1-2 (1.5 A)
-    rec = types.SimpleNamespace(bonds=np.array([[0, 1], [1, 2]]))
-    force = mod.inner_wall(0.8, 1000.0)(rec, x0)
-    system = openmm.System()
-    for _ in range(3):
-        system.addParticle(1.0)
-    system.addForce(force)
-    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-
-    def energy(x):
-        ctx.setPositions(x * 0.1)
-        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
-
-    assert energy(x0) == pytest.approx(0.0, abs=1e-9)
-    x = x0.copy()
-    x[0, 0] = 1.0 - 0.7  # bond 0-1 at 0.7 A: 0.1 A inside its wall at 0.8 A
-    assert energy(x) == pytest.approx(1000.0 * 0.1**2, rel=1e-6)
-    x = x0.copy()
-    x[2, 1] = 1.1  # bond 1-2 at 1.1 A: 0.1 A inside its wall at 1.2 A
-    assert energy(x) == pytest.approx(1000.0 * 0.1**2, rel=1e-6)

@@ -241,7 +241,7 @@ def test_model_config_rejects_unknown_keys():
         pf.ModelConfig.from_dict({"hiden": 3})
 
 
-def test_message_passing_sums_messages_and_leaves_no_temporary_files(tmp_path):
+def test_message_passing_sums_messages_and_leaves_no_temporary_files(tmp_path, test_model_path):
     """MessageStep: m_i = sum over bonds j-i of message_net([h_i, h_j, e_ij]) (checked by hand), and a new
     process that builds and runs the model writes nothing to its temporary folder."""
     import os
@@ -264,7 +264,7 @@ def test_message_passing_sums_messages_and_leaves_no_temporary_files(tmp_path):
     expect = step.norm(h + step.update_net(torch.cat([h, m], dim=-1)))
     assert torch.allclose(step(h, edges, e), expect, atol=1e-12)
 
-    code = "import physff_openmm as pf; print(pf.parameterize('CCO', model='dev', cache=False).charges.sum())"
+    code = f"import physff_openmm as pf; print(pf.parameterize('CCO', model={str(test_model_path)!r}, cache=False).charges.sum())"
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -28,9 +28,7 @@ __all__ = [
     "Stage1Config",
     "Stage2LossConfig",
     "Stage2Config",
-    "XTBDataConfig",
     "MDCheckConfig",
-    "DevModelConfig",
     "PublicDataConfig",
     "DisplacementConfig",
     "KDDataConfig",
@@ -195,22 +193,6 @@ class Stage2LossConfig:
         (displacements and bond scans around one minimum, each labelled as
         E_ref(x0) + E_xTB(x) - E_xTB(x0)): the energy differences that shape
         covalent wells, which the total-energy term leaves to E_lin.
-    covalent_well_weight : float
-        Weight of the covalent-well term: for every covalent pair of the
-        equilibrium geometries in the batch (those without forces), its
-        short-range curve at distances ``covalent_well_grid`` * r0 (r0: the pair's
-        length there) must lie at least a Morse floor
-        ``covalent_well_depth`` * (1 - exp(-``covalent_well_steepness`` (r - r0)))^2
-        above its value at r0; the term is the root-mean-square shortfall, kcal/mol. Energies
-        and forces near minima leave the curves far from r0 free; this bounds
-        them, so that MD cannot pull a bond apart or push it through itself.
-    covalent_well_grid : list of float
-        Distances at which the floor is checked, as fractions of r0 (points
-        beyond the model's r_on are skipped).
-    covalent_well_depth : float
-        kcal/mol; the floor's plateau on stretching (real bonds: 80-110).
-    covalent_well_steepness : float
-        1/Angstrom; the Morse exponent of the floor.
     noise_sigma : float
         Gaussian noise added to training coordinates, Angstrom (0.005 in the paper).
     """
@@ -222,19 +204,11 @@ class Stage2LossConfig:
     interaction_weight: float = 1.0
     relative_weight: float = 0.0
     relative_forces_weight: float = 0.0
-    covalent_well_weight: float = 0.0
-    covalent_well_grid: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5])
-    covalent_well_depth: float = 40.0
-    covalent_well_steepness: float = 2.0
     noise_sigma: float = 0.005
 
     def __post_init__(self):
         if self.kind not in ("mae", "mse", "rmse"):
             raise ConfigError(f"loss.kind must be 'mae', 'mse' or 'rmse', got {self.kind!r}")
-        if any(float(x) <= 0 or float(x) == 1.0 for x in self.covalent_well_grid):
-            raise ConfigError(f"loss.covalent_well_grid: fractions of r0 must be > 0 and not 1, got {self.covalent_well_grid}")
-        if self.covalent_well_depth < 0 or self.covalent_well_steepness <= 0:
-            raise ConfigError("loss.covalent_well_depth must be >= 0 kcal/mol and covalent_well_steepness > 0 per Angstrom")
         if self.noise_sigma < 0:
             raise ConfigError(f"loss.noise_sigma must be >= 0 Angstrom, got {self.noise_sigma}")
 
@@ -271,55 +245,6 @@ class Stage2Config:
 
 
 @dataclass
-class XTBDataConfig:
-    """A GFN2-xTB data set for a development model (see :func:`~physff_openmm.training.data.label_xtb`).
-
-    Attributes
-    ----------
-    molecules_csv : str
-        CSV with ``name``, ``smiles``, ``natoms`` columns (the shared conformer benchmark).
-    n_smallest : int
-        Take this many of its smallest molecules (by ``natoms``).
-    skip_elements : list of str
-        Leave out molecules whose SMILES contain these element symbols.
-    extra_molecules : dict of str to str
-        name -> SMILES, added to the list (small molecules covering every element).
-    dimers : list of [str, str]
-        SMILES pairs for dimer scans.
-    n_conformers, n_md, md_temperature_k, n_normal_modes, normal_mode_temperature_k, seed
-        See :class:`~physff_openmm.training.data.XTBSampling`.
-    bond_fractions : list of float
-        Relative bond-length changes of the bond scans around each molecule's first minimum
-        (see :func:`~physff_openmm.training.data.augment_xtb`); empty: none.
-    n_hot_modes : int
-        Hot normal-mode samples around that minimum.
-    hot_temperature_k : float
-        Their temperature, K.
-    max_energy_kcal_mol : float
-        Augmented geometries above the minimum by more than this are dropped.
-    workers : int
-        Labelling processes.
-    """
-
-    molecules_csv: str = ""
-    n_smallest: int = 40
-    skip_elements: list[str] = field(default_factory=lambda: ["I"])
-    extra_molecules: dict[str, str] = field(default_factory=dict)
-    dimers: list[list[str]] = field(default_factory=list)
-    n_conformers: int = 3
-    n_md: int = 10
-    md_temperature_k: float = 600.0
-    n_normal_modes: int = 8
-    normal_mode_temperature_k: float = 500.0
-    seed: int = 0
-    bond_fractions: list[float] = field(default_factory=lambda: [-0.22, -0.11, 0.12, 0.3])
-    n_hot_modes: int = 6
-    hot_temperature_k: float = 1200.0
-    max_energy_kcal_mol: float = 100.0
-    workers: int = 2
-
-
-@dataclass
 class MDCheckConfig:
     """Stability check after training: Langevin MD with the native backend.
 
@@ -338,40 +263,6 @@ class MDCheckConfig:
     timestep_fs: float = 0.5
     temperature_k: float = 300.0
     max_bond_change: float = 0.2
-
-
-@dataclass
-class DevModelConfig:
-    """The development model's recipe: data, training, checks, output.
-
-    Attributes
-    ----------
-    name : str
-        Model name in the registry.
-    description : str
-    output : str
-        Model file to write (relative to the repository root).
-    shard : str
-        Where the GFN2-xTB data set is written (outside the repository).
-    augment_shard : str
-        Where the bond scans and hot samples go ("" for none).
-    alias, alias_warning : str
-        On install, also point this registry name at the model, with this warning on use ("" for none).
-    dataset : XTBDataConfig
-    train : Stage2Config
-    md_check : MDCheckConfig
-    """
-
-    name: str = "dev"
-    description: str = "development model"
-    output: str = "physff_openmm/models/dev.pt"
-    shard: str = "/tmp/physff-dev/dev_xtb.h5"
-    augment_shard: str = "/tmp/physff-dev/dev_xtb_augment.h5"
-    alias: str = ""
-    alias_warning: str = ""
-    dataset: XTBDataConfig = field(default_factory=XTBDataConfig)
-    train: Stage2Config = field(default_factory=Stage2Config)
-    md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 
 
 @dataclass

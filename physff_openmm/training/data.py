@@ -1,5 +1,5 @@
 """Training data: dataset records -> graphs -> batches, the Lightning data module,
-and GFN2-xTB datasets for quick (development) models.
+and GFN2-xTB-labelled data sets (``physff-openmm label --level gfn2-xtb``).
 
 Units: the shards hold Hartree and Hartree/Angstrom (see :mod:`.keys`); the graphs
 built here hold the model's units, converted once, when a graph is built:
@@ -29,7 +29,6 @@ import torch
 
 from ..errors import ConfigError, DependencyError, PhysFFError
 from ..graph import ELEMENTS, MolGraph, mol_to_graph
-from ..molecule import random_rotation
 from ..units import HARTREE_TO_KCAL
 from .dataset import MoleculeRecord, read_dataset, split_by_molecule
 from .keys import XTB_LEVEL
@@ -48,10 +47,7 @@ __all__ = [
     "PhysFFDataModule",
     "XTBSampling",
     "label_xtb",
-    "make_dimers",
-    "smallest_molecules",
     "bond_scan_geometries",
-    "augment_xtb",
 ]
 
 logger = logging.getLogger(__name__)
@@ -546,61 +542,6 @@ def bond_scan_geometries(
     return np.asarray(out).reshape(-1, *positions.shape)
 
 
-def _augment_one(args) -> MoleculeRecord | None:
-    rec, fractions, n_hot, hot_t, max_e, seed = args
-    from .recipe import _xtb_samples
-    from .xtb import sample_off_equilibrium
-
-    minima = [k for k, cid in enumerate(rec.conformer_ids) if "-" not in cid]
-    if not minima or rec.fragments is not None:
-        return None
-    k0 = minima[0]
-    x0 = rec.positions[k0]
-    z = rec.species.astype(int)
-    geoms, ids = [], []
-    if len(fractions) and len(rec.bonds):
-        scan = bond_scan_geometries(x0, rec.bonds, fractions)
-        geoms.extend(scan)
-        ids.extend(f"{rec.conformer_ids[k0]}-bond{b}-{t}" for b in range(len(rec.bonds)) for t in range(len(fractions)))
-    if n_hot:
-        hot = sample_off_equilibrium(z, x0, rec.total_charge, n_hot, method="normal_modes", temperature_k=hot_t, seed=seed)
-        geoms.extend(hot)
-        ids.extend(f"{rec.conformer_ids[k0]}-hot{t}" for t in range(len(hot)))
-    # plain GFN2-xTB labels: rec.energy[k0] is already the GFN2-xTB energy at x0
-    e0 = float(rec.energy[k0])
-    pos, es, fs, keep_ids = _xtb_samples(rec, x0, e0, geoms, ids, max_e, e0=e0)
-    if not pos:
-        return None
-    return rec.with_conformers(
-        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=keep_ids, level=rec.level or XTB_LEVEL,
-        source=f"GFN2-xTB (tblite) bond scans (fractions {list(fractions)}) and {hot_t:g} K normal-mode samples "
-        f"around the first minimum; {rec.smiles}",
-    )
-
-
-def augment_xtb(
-    records: Sequence[MoleculeRecord],
-    out_path: str | Path,
-    *,
-    bond_fractions: Sequence[float] = (-0.22, -0.11, 0.12, 0.3),
-    n_hot_modes: int = 6,
-    hot_temperature_k: float = 1200.0,
-    max_energy_kcal_mol: float = 100.0,
-    workers: int = 1,
-    seed: int = 0,
-) -> dict:
-    """Far-from-equilibrium GFN2-xTB samples around each record's first minimum (conformer id without '-').
-
-    Bond scans (:func:`bond_scan_geometries`) and hot normal-mode displacements,
-    keeping geometries at most ``max_energy_kcal_mol`` above the minimum; written
-    to ``out_path`` under the same molecule names (so splits by molecule agree).
-    Dimers (records with ``fragments``) are skipped.
-    """
-
-    options = (tuple(bond_fractions), int(n_hot_modes), float(hot_temperature_k), float(max_energy_kcal_mol))
-    return label_new_records(_augment_one, records, out_path, options, workers=workers, seed=seed)
-
-
 def label_new_records(
     worker, records, out_path, options: tuple, *, workers: int = 1, seed: int = 0, require_energy: bool = False
 ) -> dict:
@@ -653,135 +594,11 @@ def _map_in_workers(func, items: list, workers: int):
             os.environ["OMP_NUM_THREADS"] = saved
 
 
-def smallest_molecules(csv_path: str | Path, n: int, skip_elements: Sequence[str] = ("I",)) -> list[tuple[str, str]]:
-    """The ``n`` smallest molecules (by ``natoms``, then name) of a CSV with ``name``, ``smiles``, ``natoms``.
-
-    Molecules whose SMILES contain one of ``skip_elements`` are left out.
-    """
-    import csv
-
-    from rdkit import Chem
-
-    path = Path(csv_path)
-    if not path.is_file():
-        raise ConfigError(f"molecule list {str(path)!r} does not exist")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = {"name", "smiles", "natoms"} - set(rows[0] if rows else {})
-    if missing:
-        raise ConfigError(f"{path}: missing columns {sorted(missing)}")
-    rows.sort(key=lambda r: (int(r["natoms"]), r["name"]))
-    skip = set(skip_elements)
-    out = []
-    for r in rows:
-        mol = Chem.MolFromSmiles(r["smiles"])
-        if mol is None or any(a.GetSymbol() in skip for a in mol.GetAtoms()):
-            continue
-        out.append((r["name"], r["smiles"]))
-        if len(out) >= n:
-            break
-    return out
-
-
-def _place(xa: np.ndarray, xb: np.ndarray, gap: float, rng: np.random.Generator) -> np.ndarray:
-    """Rotate B randomly and move it along a random direction until its closest atom is ``gap`` Angstrom from A."""
-    xb = (xb - xb.mean(0)) @ random_rotation(rng).T
-    direction = rng.standard_normal(3)
-    direction /= np.linalg.norm(direction)
-    ca = xa.mean(0)
-
-    def closest(t):
-        y = xb + ca + t * direction
-        return np.sqrt(((xa[:, None, :] - y[None, :, :]) ** 2).sum(-1)).min()
-
-    lo, hi = 0.0, 30.0
-    if closest(lo) >= gap:
-        return xb + ca
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if closest(mid) < gap:
-            lo = mid
-        else:
-            hi = mid
-    return xb + ca + hi * direction
-
-
-def make_dimers(
-    pairs: Sequence[tuple[str, str]],
-    gaps_angstrom: Sequence[float] = (1.7, 1.9, 2.2, 2.6, 3.2, 4.0, 5.5),
-    n_orientations: int = 3,
-    seed: int = 0,
-) -> list[MoleculeRecord]:
-    """Dimers of GFN2-xTB-minimized monomers at several separations, labelled with GFN2-xTB.
-
-    Each dimer geometry carries the total energy, forces and the interaction energy
-    E(AB) - E(A) - E(B) (Hartree, rigid monomers), and ``fragments``.
-
-    Parameters
-    ----------
-    pairs : sequence of (smiles_a, smiles_b)
-    gaps_angstrom : sequence of float
-        Closest intermolecular atom-atom distance, Angstrom.
-    n_orientations : int
-        Random orientations per separation.
-    seed : int
-    """
-    from rdkit import Chem
-
-    from ..molecule import combine_molecules, ensure_conformer, load_molecule, positions_angstrom
-    from .xtb import xtb_energy_forces, xtb_optimize
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for sa, sb in pairs:
-        mons = []
-        for s in (sa, sb):
-            m = ensure_conformer(load_molecule(s))
-            q = Chem.GetFormalCharge(m)
-            z = [a.GetAtomicNum() for a in m.GetAtoms()]
-            x, e = xtb_optimize(z, positions_angstrom(m), q)
-            mons.append((m, z, q, x, e))
-        (ma, za, qa, xa, ea), (mb, zb, qb, xb, eb) = mons
-        dimer = combine_molecules([ma, mb])
-        z = za + zb
-        q = qa + qb
-        positions, energies, forces, inter, ids = [], [], [], [], []
-        for gap in gaps_angstrom:
-            for k in range(n_orientations):
-                x = np.concatenate([xa, _place(xa, xb, float(gap), rng)])
-                try:
-                    e, f = xtb_energy_forces(z, x, q)
-                except PhysFFError:
-                    continue
-                positions.append(x)
-                energies.append(e)
-                forces.append(f)
-                inter.append(e - ea - eb)
-                ids.append(f"gap{gap:.2f}-o{k}")
-        name = f"dimer_{Chem.MolToSmiles(Chem.RemoveHs(ma))}_{Chem.MolToSmiles(Chem.RemoveHs(mb))}"
-        out.append(
-            MoleculeRecord.from_rdkit(
-                dimer,
-                name,
-                positions=np.stack(positions),
-                energy=np.asarray(energies),
-                forces=np.stack(forces),
-                interaction_energy=np.asarray(inter),
-                conformer_ids=ids,
-                level=XTB_LEVEL,
-                source=f"GFN2-xTB (tblite) dimer scan of rigid minimized monomers; {sa}.{sb}",
-                fragments=np.asarray([0] * len(za) + [1] * len(zb)),
-            )
-        )
-    return out
-
-
 def label_xtb(
     molecules: Iterable[tuple[str, str]],
     out_path: str | Path,
     sampling: XTBSampling | None = None,
     *,
-    dimers: Sequence[tuple[str, str]] = (),
     workers: int = 1,
 ) -> dict:
     """Label molecules with GFN2-xTB energies and forces and write them to a shard.
@@ -792,8 +609,6 @@ def label_xtb(
     out_path : path
         Shard to write; molecules already complete in it are skipped (resumable).
     sampling : XTBSampling
-    dimers : sequence of (smiles_a, smiles_b)
-        Dimer scans, see :func:`make_dimers`.
     workers : int
         Processes.
 
@@ -819,10 +634,4 @@ def label_xtb(
                 skipped.append(name)
                 continue
             n_geoms += w.write_record(rec)
-        if dimers:
-            todo_d = [p for p in dimers]
-            for rec in make_dimers(todo_d, seed=sampling.seed):
-                if safe_name(rec.name) in done:
-                    continue
-                n_geoms += w.write_record(rec)
     return {"molecules_labelled": len(todo) - len(skipped), "geometries_written": n_geoms, "skipped": skipped}

@@ -190,24 +190,22 @@ def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator,
     return pool[np.asarray(order[:max_bonds], dtype=int)]
 
 
-def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float, e0: float | None = None):
+def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float):
     """Anchored GFN2-xTB labels of ``geoms`` around ``x0``: (positions, energies, forces, ids) kept.
 
     Energies are ``e_ref + E_xTB(x) - e0`` (Hartree) with ``e0`` the GFN2-xTB energy at
-    ``x0``, computed here unless given; geometries more than ``max_e`` kcal/mol above
-    ``e0`` are dropped.
+    ``x0``; geometries more than ``max_e`` kcal/mol above ``e0`` are dropped.
     """
     from ..units import HARTREE_TO_KCAL
     from .xtb import xtb_energy_forces
 
     z = rec.species.astype(int)
     out: tuple[list, list, list, list] = ([], [], [], [])
-    if e0 is None:
-        try:
-            e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
-        except PhysFFError as exc:
-            logger.warning("%s: %s", rec.name, exc)
-            return out
+    try:
+        e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
+    except PhysFFError as exc:
+        logger.warning("%s: %s", rec.name, exc)
+        return out
     for x, cid in zip(geoms, ids):
         try:
             e, f = xtb_energy_forces(z, x, rec.total_charge)

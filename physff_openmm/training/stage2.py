@@ -27,7 +27,7 @@ import torch
 
 from .. import energy as pair_potential
 from ..errors import ConfigError, ModelError
-from ..graph import ELEMENTS, NONCOVALENT, PAIR_COVALENT
+from ..graph import ELEMENTS, PAIR_COVALENT
 from ..model import ModelConfig, PhysFFModel, load_model_file
 from .config import Stage2Config, load_config
 from .data import element_counts, pl
@@ -35,8 +35,6 @@ from .stage1 import EMBED_FILE, configure_adam, fit_module, prepare_run
 
 __all__ = [
     "EnergyModule",
-    "covalent_well_gaps",
-    "covalent_well_shortfall",
     "fit_linear_energy",
     "interaction_energy",
     "energy_and_forces",
@@ -124,40 +122,6 @@ def interaction_energy(model: PhysFFModel, batch, pos: torch.Tensor, terms=None)
     return out.index_add_(0, graph[i], e)
 
 
-def covalent_well_gaps(params: torch.Tensor, r0: torch.Tensor, grid, depth: float, steepness: float) -> torch.Tensor:
-    """How far covalent short-range curves lie below a Morse-shaped floor, kcal/mol, (P, G).
-
-    For each pair (parameters ``params`` (P, 14), equilibrium length ``r0`` (P,)
-    Angstrom) and each fraction t of ``grid`` (G values), at r = t * r0: the floor
-    is B = depth * (1 - exp(-steepness * (r - r0)))^2, a Morse curve (rising
-    towards ``depth`` as the bond stretches, steeply as it is compressed), and the
-    gap is max(0, B - (E_SR(r) - E_SR(r0))). Differentiable in ``params``; zero
-    for wells at least that deep and steep.
-    """
-    t = torch.as_tensor(list(grid), dtype=torch.float64, device=params.device)
-    r0 = r0.to(torch.float64).unsqueeze(-1)
-    r = r0 * t  # (P, G)
-    rise = pair_potential.short_range(r, params.unsqueeze(1).expand(-1, t.numel(), -1))
-    rise = rise - pair_potential.short_range(r0.squeeze(-1), params).unsqueeze(-1)
-    floor = depth * (1.0 - torch.exp(-steepness * (r - r0))) ** 2
-    return torch.relu(floor - rise)
-
-
-def covalent_well_shortfall(params: torch.Tensor, r0: torch.Tensor, grid, depth: float, steepness: float, r_max: float) -> torch.Tensor:
-    """Root mean square of :func:`covalent_well_gaps` over the grid points with r <= ``r_max``, kcal/mol.
-
-    The square weighs the largest gaps most. Fitted alone on 14 molecules from
-    physff-default's weights (``benchmarks/covalent_well_check.py --fit-steps 300``),
-    the RMS closed every gap (mean gap at 0.7 r0: 55 -> 0.2 kcal/mol), while the
-    mean stalled with the heavy-atom compressions open (55 -> 18).
-    """
-    gaps = covalent_well_gaps(params, r0, grid, depth, steepness)
-    keep = r0.to(torch.float64).unsqueeze(-1) * torch.as_tensor(list(grid), dtype=torch.float64, device=params.device) <= r_max
-    if not bool(keep.any()):
-        return gaps.sum() * 0.0
-    return torch.sqrt((gaps[keep] ** 2).mean() + 1e-12)
-
-
 def fit_linear_energy(graphs, pair_energies: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """E_lin by least squares: per-element weights and the per-fragment bias, kcal/mol.
 
@@ -230,8 +194,6 @@ class EnergyModule(pl.LightningModule):
           forces whose molecule has several conformers in the batch (<>_mol: mean over them)
         + relative_forces_weight * the same, over conformers with forces (displacements,
           bond scans)
-        + covalent_well_weight * covalent_well_shortfall of the covalent pairs of the
-          conformers without forces (equilibrium geometries)
     """
 
     def __init__(self, model: PhysFFModel, config: Stage2Config):
@@ -275,23 +237,6 @@ class EnergyModule(pl.LightningModule):
         mean_r = torch.zeros_like(n).index_add_(0, inv, r) / n
         return (p - mean_p[inv])[multi], (r - mean_r[inv])[multi]
 
-    def _covalent_well(self, batch, params: torch.Tensor) -> torch.Tensor | None:
-        """covalent_well_shortfall over the covalent pairs of the batch's equilibrium geometries.
-
-        ``params``: the pair parameters of ``batch.pair_index`` (``model.pair_terms``).
-        """
-        lc = self.config.loss
-        i, j = batch.pair_index[:, 0], batch.pair_index[:, 1]
-        select = (batch.pair_attr[:, NONCOVALENT] < 0.5) & ~batch.has_forces[batch.batch[i]]
-        if not bool(select.any()):
-            return None
-        i, j = i[select], j[select]
-        r0 = torch.linalg.vector_norm(batch.pos[i].double() - batch.pos[j].double(), dim=-1)
-        return covalent_well_shortfall(
-            params[select], r0, lc.covalent_well_grid, lc.covalent_well_depth, lc.covalent_well_steepness,
-            self.model.config.r_on,
-        )
-
     def compute(self, batch, *, train: bool) -> dict[str, torch.Tensor]:
         """Loss and error terms of a batch."""
         lc = self.config.loss
@@ -324,11 +269,6 @@ class EnergyModule(pl.LightningModule):
             if rel is not None:
                 loss = loss + lc.relative_forces_weight * self._err(*rel)
                 out["relative_forces_mae"] = (rel[0] - rel[1]).abs().mean().detach()
-        if lc.covalent_well_weight > 0:
-            well = self._covalent_well(batch, terms[1])
-            if well is not None:
-                loss = loss + lc.covalent_well_weight * well
-                out["covalent_well"] = well.detach()
         has_int = torch.isfinite(batch.interaction)
         if lc.interaction_weight > 0 and bool(has_int.any()):
             e_int = interaction_energy(self.model, batch, pos, terms)

@@ -42,34 +42,31 @@ def test_default_recipe_config_loads():
     cfg = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     assert cfg.stage2.loss.relative_weight > 0 and cfg.stage2.data.group_by_molecule
     assert load_config({}, DefaultModelConfig).compressions.fractions == []
+    assert load_config({}, DefaultModelConfig).fragment_scans.rigid  # far out along the dissociation path
     assert load_config({}, DefaultModelConfig).md_samples.model == ""  # no MD samples unless a model is named
     with pytest.raises(ConfigError, match="md_samples"):
-        load_config({"md_samples": {"model": "dev", "n_frames": 0}}, DefaultModelConfig)
-    # the covalent-well trial: compressions, rigid-fragment scans, relative scan energies, E_lin refitted
-    trial = load_config(ROOT / "training" / "configs" / "default_model_walls.yaml", DefaultModelConfig)
-    assert trial.finetune.loss.relative_forces_weight > 0 and trial.finetune.refit_linear
-    assert trial.dissociation is not None and trial.fragment_scans.rigid
-    assert min(trial.compressions.fractions) < min(trial.bond_scans.fractions)
-    assert trial.alias == "" and not trial.output.startswith("physff_openmm")  # not shipped
-    # the covalent-well trial: the Morse-floor term in the second phase, E_lin refitted
-    wells = load_config(ROOT / "training" / "configs" / "default_model_wells.yaml", DefaultModelConfig)
-    assert wells.finetune.loss.covalent_well_weight > 0 and wells.finetune.refit_linear
-    assert wells.alias == "" and not wells.output.startswith("physff_openmm") and wells.work_dir != cfg.work_dir
-    assert cfg.finetune.loss.covalent_well_weight == 0  # the shipped recipe is unchanged
-    # the session-5 trials: the term from the start of stage 2; a third phase; the model's own MD frames
-    wells2 = load_config(ROOT / "training" / "configs" / "default_model_wells2.yaml", DefaultModelConfig)
-    assert wells2.stage2.loss.covalent_well_weight > 0 and wells2.stage2.loss.covalent_well_depth == 70.0
-    wells3 = load_config(ROOT / "training" / "configs" / "default_model_wells3.yaml", DefaultModelConfig)
-    assert wells3.dissociation.loss.covalent_well_weight > 0 and min(wells3.dissociation.loss.covalent_well_grid) == 0.85
-    md = load_config(ROOT / "training" / "configs" / "default_model_md.yaml", DefaultModelConfig)
-    assert md.md_samples.model == "physff-default" and md.dissociation is not None and md.kd.n_qm9 == 0
-    for c in (wells3, md):  # they continue the shipped recipe's two phases unchanged
-        assert c.stage2 == cfg.stage2 and c.finetune == cfg.finetune
-    for c in (wells2, wells3, md):  # trials write outside the package, each in its own work_dir
-        assert c.output.startswith("/tmp/") and c.work_dir != cfg.work_dir and c.alias == ""
+        load_config({"md_samples": {"model": "default", "n_frames": 0}}, DefaultModelConfig)
+    # what a recipe can add: compressions, rigid-fragment scans, relative scan energies, E_lin refitted, later phases
+    extra = load_config(
+        {
+            "compressions": {"fractions": [-0.35, -0.3, -0.25], "max_energy_kcal_mol": 400.0},
+            "fragment_scans": {"fractions": [0.5, 1.0, 1.5], "rigid": True},
+            "finetune": {"refit_linear": True, "loss": {"kind": "rmse", "relative_forces_weight": 1.0}},
+            "dissociation": {"refit_linear": True, "loss": {"relative_forces_weight": 1.0}},
+            "md_samples": {"model": "default", "earlier": ["/tmp/round1/md_samples.h5"]},
+        },
+        DefaultModelConfig,
+    )
+    assert extra.finetune.loss.relative_forces_weight > 0 and extra.finetune.refit_linear
+    assert extra.dissociation is not None and extra.fragment_scans.rigid
+    assert min(extra.compressions.fractions) < min(extra.bond_scans.fractions)
+    assert extra.md_samples.earlier == ["/tmp/round1/md_samples.h5"]
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
+    # version 1's covalent-well loss is retired: the covalent core of the formula binds every bond
+    with pytest.raises(ConfigError, match="covalent_well_weight"):
+        load_config({"stage2": {"loss": {"covalent_well_weight": 1.0}}}, DefaultModelConfig)
 
 
 def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp_path):
@@ -83,26 +80,23 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     monkeypatch.setitem(sys.modules, "train_default_model", script)
     spec.loader.exec_module(script)
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
-    md = load_config(ROOT / "training" / "configs" / "default_model_md.yaml", DefaultModelConfig)
+    md = load_config({"work_dir": str(tmp_path / "md"), "md_samples": {"model": "default"}}, DefaultModelConfig)
+    walls = load_config({"work_dir": str(tmp_path / "walls"), "displacements": {"n_samples": 0},
+                         "compressions": {"fractions": [-0.3]}, "fragment_scans": {"fractions": [1.5]}}, DefaultModelConfig)
     keys = ("displaced", "bond_scans", "compressions", "fragment_scans", "md_samples")
-    assert [k for k in keys if script._labelled(shipped, k)] == ["displaced", "bond_scans"]
+    assert [k for k in keys if script._labelled(shipped, k)] == []  # the shipped recipe reads the xTB frames only
     assert [k for k in keys if script._labelled(md, k)] == ["displaced", "bond_scans", "md_samples"]
+    assert [k for k in keys if script._labelled(walls, k)] == ["bond_scans", "compressions", "fragment_scans"]
     assert all("md_samples" in shards for _, shards in script.LATER_PHASES.values())
     # a second round of MD frames reads the first round's shard too, and a missing one is an error
-    md2 = load_config(ROOT / "training" / "configs" / "default_model_md2.yaml", DefaultModelConfig)
-    assert md2.md_samples.earlier == [md.work_dir + "/md_samples.h5"] and md2.work_dir != md.work_dir
+    md2 = load_config({"work_dir": str(tmp_path / "md2"), "md_samples": {"model": "default"}}, DefaultModelConfig)
     first = tmp_path / "round1.h5"
     first.write_bytes(b"")
     md2.md_samples.earlier = [str(first)]
     shards = script._phase_shards(md2, keys)
     assert shards[-1] == first and shards[:-1] == [Path(md2.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans", "md_samples")]
-    assert script._phase_shards(shipped, keys) == [Path(shipped.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans")]
-    md_dev = load_config(ROOT / "training" / "configs" / "default_model_md_dev.yaml", DefaultModelConfig)
-    md3 = load_config(ROOT / "training" / "configs" / "default_model_md3.yaml", DefaultModelConfig)
-    for third in (md_dev, md3):  # a third round reads rounds 1 and 2, each in its own work_dir
-        assert third.md_samples.earlier == [f"{c.work_dir}/md_samples.h5" for c in (md, md2)]
-        assert third.work_dir not in (md.work_dir, md2.work_dir) and third.dissociation == md2.dissociation
-    assert md_dev.md_samples.model == "dev" and md3.md_samples.model == md2.output
+    assert script._phase_shards(shipped, keys) == []
+    assert script._phase_shards(walls, keys) == [Path(walls.work_dir) / f"{k}.h5" for k in ("bond_scans", "compressions", "fragment_scans")]
     # a continued model keeps the phases of the file it started from, wherever that file keeps them
     one = {"mae": 1.0}
     assert script._phase_history({"metrics": {"test": 2.0}}, "finetune", one) == {"stage2": {"test": 2.0}, "finetune": one}
@@ -270,7 +264,7 @@ def test_xtb_displacements_are_dft_anchored_and_resume(tmp_path):
         xtb_displacements([rec], tmp_path / "x.h5", sigmas=(0.0,))
 
 
-def test_xtb_md_samples_label_frames_of_the_models_own_md(tmp_path):
+def test_xtb_md_samples_label_frames_of_the_models_own_md(tmp_path, bound_model_path):
     """Frames of the model's MD from the lowest conformer, with the anchored GFN2-xTB labels; resumable; bad input."""
     pytest.importorskip("tblite")
     from physff_openmm.errors import ModelError
@@ -280,7 +274,7 @@ def test_xtb_md_samples_label_frames_of_the_models_own_md(tmp_path):
 
     (rec,) = _records(["CCO"], n_conf=3, seed=4)
     out = tmp_path / "md.h5"
-    info = xtb_md_samples([rec], out, "dev", time_ps=0.05, n_frames=3, temperature_k=300.0, seed=1)
+    info = xtb_md_samples([rec], out, bound_model_path, time_ps=0.05, n_frames=3, temperature_k=300.0, seed=1)
     assert info["molecules"] == 1
     (d,) = read_dataset(out)
     low = int(np.argmin(rec.energy))
@@ -293,9 +287,9 @@ def test_xtb_md_samples_label_frames_of_the_models_own_md(tmp_path):
         np.testing.assert_allclose(f, f_x, atol=1e-9)
         assert 0.005 < np.abs(x - rec.positions[low]).max() < 2.0  # the atoms moved, the molecule did not fly apart
     assert "Langevin MD with model" in d.source
-    assert xtb_md_samples([rec], out, "dev", time_ps=0.05, n_frames=3)["molecules"] == 0  # resumed: done
+    assert xtb_md_samples([rec], out, bound_model_path, time_ps=0.05, n_frames=3)["molecules"] == 0  # resumed: done
     with pytest.raises(ConfigError, match="n_frames"):
-        xtb_md_samples([rec], tmp_path / "x.h5", "dev", n_frames=0)
+        xtb_md_samples([rec], tmp_path / "x.h5", bound_model_path, n_frames=0)
     with pytest.raises(ModelError):
         xtb_md_samples([rec], tmp_path / "x.h5", tmp_path / "missing.pt")
 
@@ -377,94 +371,8 @@ def test_rigid_bond_scans_pull_the_smaller_fragment_away_whole():
     assert np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-12).tolist() == [cc[1]]
 
 
-def _well_params(amplitudes, widths):
-    p = torch.zeros(1, 14, dtype=torch.float64)
-    p[0, 2::2] = torch.tensor(amplitudes, dtype=torch.float64)
-    p[0, 3::2] = torch.tensor(widths, dtype=torch.float64)
-    return p
-
-
-def test_covalent_well_shortfall_against_a_hand_computed_floor():
-    """The shortfall is the RMS of max(0, D (1 - exp(-a (r - r0)))^2 - (E_SR(r) - E_SR(r0))) over grid points up to r_max."""
-    from physff_openmm.training.stage2 import covalent_well_shortfall
-
-    grid, depth, a = [0.8, 0.9, 1.2, 1.5, 3.0], 40.0, 2.0
-    r0 = torch.tensor([1.5], dtype=torch.float64)
-
-    def floor(t):
-        return depth * (1.0 - np.exp(-a * (t - 1.0) * 1.5)) ** 2
-
-    # a flat curve misses the whole floor; the 3.0 * r0 = 4.5 A point lies beyond r_max = 4.0 and is skipped
-    flat = covalent_well_shortfall(torch.zeros(1, 14, dtype=torch.float64), r0, grid, depth, a, 4.0)
-    assert flat.item() == pytest.approx(np.sqrt(np.mean([floor(t) ** 2 for t in grid[:4]])), rel=1e-9)
-    # an arbitrary curve, written out by hand from the formula of DESIGN.md
-    amp = np.array([-80.0, 40.0, -10.0, 5.0, 0.0, 3.0])
-    wid = np.array([0.5, 0.4, 0.7, 0.3, 0.5, 0.6])
-    mu = 1.2 + 0.6 * np.arange(6)
-
-    def e_sr(r):
-        return float(np.sum(amp * np.exp(-((r - mu) ** 2) / (wid**2 + 1e-5))))
-
-    got = covalent_well_shortfall(_well_params(amp, wid), r0, grid, depth, a, 4.0)
-    expect = [max(0.0, floor(t) - (e_sr(1.5 * t) - e_sr(1.5))) for t in grid[:4]]
-    assert got.item() == pytest.approx(np.sqrt(np.mean(np.square(expect))), rel=1e-9)
-    assert got.item() > 0
-    # a deep well centred on r0 = 1.2 A (the first Gaussian's centre) clears a shallow floor everywhere
-    deep = _well_params([-500.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.6, 0.5, 0.5, 0.5, 0.5, 0.5])
-    r0 = torch.tensor([1.2], dtype=torch.float64)
-    near = [0.8, 0.9, 1.1, 1.3, 1.5]
-    assert covalent_well_shortfall(deep, r0, near, depth, a, 4.0).item() < 1e-5
-    # the same Gaussian turned into a hill pushes the atoms apart: worse than flat
-    hill = covalent_well_shortfall(-deep, r0, near, depth, a, 4.0)
-    flat = covalent_well_shortfall(torch.zeros_like(deep), r0, near, depth, a, 4.0)
-    assert hill.item() > flat.item() > 0
-    # differentiable in the parameters (it trains feats_net)
-    p = _well_params(amp, wid).requires_grad_(True)
-    covalent_well_shortfall(p, torch.tensor([1.5], dtype=torch.float64), grid, depth, a, 4.0).backward()
-    assert torch.isfinite(p.grad).all() and float(p.grad.abs().sum()) > 0
-
-
-def test_covalent_well_term_uses_the_bonds_of_equilibrium_geometries():
-    """covalent_well_weight adds the shortfall over the covalent pairs of the conformers without forces."""
-    from physff_openmm.graph import NONCOVALENT
-    from physff_openmm.model import PhysFFModel
-    from physff_openmm.training.config import Stage2Config, load_config
-    from physff_openmm.training.data import make_loader, records_to_graphs
-    from physff_openmm.training.stage2 import EnergyModule, covalent_well_shortfall
-
-    torch.manual_seed(0)
-    with_f = _records(["CCO"], n_conf=2, forces=True)
-    without_f = _records(["CN", "CCC"], n_conf=1, seed=1)
-    graphs = records_to_graphs(with_f + without_f)
-    batch = next(iter(make_loader(graphs, len(graphs))))
-    zero = {"energy_weight": 0.0, "force_weight": 0.0, "interaction_weight": 0.0, "relative_weight": 0.0, "noise_sigma": 0.0}
-    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
-                       "loss": {**zero, "covalent_well_weight": 2.0, "covalent_well_grid": [0.8, 1.3]}}, Stage2Config)
-    module = EnergyModule(PhysFFModel(cfg.model), cfg)
-    out = module.compute(batch, train=False)
-    # independent: the covalent pairs of the two graphs without forces, one graph at a time
-    expect_parts, n_pairs = [], 0
-    for g in records_to_graphs(without_f):
-        i, j = g.pair_index[:, 0], g.pair_index[:, 1]
-        cov = g.pair_attr[:, NONCOVALENT] < 0.5
-        h = module.model.embed(g.x, g.edge_index, g.edge_attr)
-        params = module.model.pair_parameters(h[i[cov]], h[j[cov]], g.pair_attr[cov])
-        r0 = torch.linalg.vector_norm(g.pos[i[cov]].double() - g.pos[j[cov]].double(), dim=-1)
-        expect_parts.append(covalent_well_shortfall(params, r0, [0.8, 1.3], 40.0, 2.0, 5.0) ** 2 * int(cov.sum()))
-        n_pairs += int(cov.sum())
-    expect = np.sqrt(float(sum(expect_parts).detach()) / n_pairs)
-    assert float(out["covalent_well"]) == pytest.approx(expect, rel=1e-9)
-    assert float(out["loss"]) == pytest.approx(2.0 * expect, rel=1e-9)
-    # only conformers with forces in the batch: no term
-    batch_f = next(iter(make_loader(records_to_graphs(with_f), 2)))
-    assert "covalent_well" not in module.compute(batch_f, train=False)
-    for bad in ({"covalent_well_grid": [0.8, 1.0]}, {"covalent_well_grid": [-0.5]}, {"covalent_well_depth": -1.0}, {"covalent_well_steepness": 0.0}):
-        with pytest.raises(ConfigError, match="covalent_well"):
-            load_config({"loss": bad}, Stage2Config)
-
-
 def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
-    """Energies, forces, interaction energies and covalent wells share one pass of the MPNN per batch,
+    """Energies, forces, interaction energies and relative energies share one pass of the MPNN per batch,
     and energies from precomputed ``pair_terms`` equal those computed from scratch."""
     from physff_openmm.model import PhysFFModel
     from physff_openmm.training.config import Stage2Config, load_config
@@ -475,7 +383,8 @@ def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
     graphs = records_to_graphs(_records(["CCO"], n_conf=2, forces=True) + _records(["CN", "CCC"], n_conf=2, seed=1))
     batch = next(iter(make_loader(graphs, len(graphs))))
     cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
-                       "loss": {"interaction_weight": 1.0, "covalent_well_weight": 1.0, "noise_sigma": 0.0}}, Stage2Config)
+                       "loss": {"interaction_weight": 1.0, "relative_weight": 1.0, "relative_forces_weight": 1.0,
+                                "noise_sigma": 0.0}}, Stage2Config)
     model = PhysFFModel(cfg.model)
     module = EnergyModule(model, cfg)
     pos = batch.pos.double()
@@ -488,34 +397,7 @@ def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
     embed = model.embed
     monkeypatch.setattr(model, "embed", lambda *a: calls.append(1) or embed(*a))
     out = module.compute(batch, train=True)
-    assert {"energy_mae", "force_mae", "covalent_well"} <= set(out) and torch.isfinite(out["loss"])
+    assert {"energy_mae", "force_mae", "relative_mae", "relative_forces_mae"} <= set(out) and torch.isfinite(out["loss"])
     assert len(calls) == 1
     out["loss"].backward()  # the shared terms carry gradients to every loss term
     assert all(p.grad is not None for p in model.feats_net.parameters())
-
-
-def test_covalent_well_check_script_tables_and_fit(tmp_path, load_benchmark):
-    """benchmarks/covalent_well_check.py: gaps by bond type, the same as the library's, and the fit of the term alone."""
-    from physff_openmm.registry import load_model
-    from physff_openmm.training.stage2 import covalent_well_gaps
-
-    mod = load_benchmark("covalent_well_check")
-    grid = (0.8, 1.5)
-    res = mod.check("dev", ["CCO"], grid, 40.0, 2.0, fit_steps=3, lr=1e-3)
-    assert res["start"]["all"]["bonds"] == 8 and res["start"]["C-H"]["bonds"] == 5 and res["start"]["H-O"]["bonds"] == 1
-    # the O-H row, against the library function applied to the parameters parameterize() gives
-    from physff_openmm import parameterize
-    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
-
-    mol = ensure_conformer(load_molecule("CCO"))
-    ps = parameterize(mol, model=load_model("dev"), cache=False)
-    x = positions_angstrom(mol)
-    (a, b), = [p for p in ps.covalent_pairs if {ps.symbols[p[0]], ps.symbols[p[1]]} == {"O", "H"}]
-    r0 = torch.tensor([float(np.linalg.norm(x[a] - x[b]))], dtype=torch.float64)
-    gaps = covalent_well_gaps(torch.tensor(ps.pair_parameters()[a, b])[None], r0, grid, 40.0, 2.0)[0]
-    np.testing.assert_allclose(res["start"]["H-O"]["mean_gap_kcal_mol"], gaps.numpy(), atol=0.006)
-    for reduction in ("mean", "rms"):
-        trace = res[f"fit_{reduction}"]["trace"]
-        assert trace[0]["step"] == 0 and trace[-1]["step"] == 3
-        assert trace[-1][f"{reduction}_gap"] <= trace[0][f"{reduction}_gap"]
-    assert mod.main(["--model", "no-such-model", "--smiles", "CCO", "--out", str(tmp_path / "x")]) == 2

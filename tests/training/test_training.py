@@ -91,13 +91,14 @@ def test_config_yaml_recipes_load():
     """The recipes shipped in training/ are valid configs."""
     from pathlib import Path
 
-    from physff_openmm.training.config import DevModelConfig, Stage1Config, Stage2Config, load_config
+    from physff_openmm.training.config import Stage1Config, Stage2Config, load_config
 
     root = Path(__file__).resolve().parents[2] / "training"
-    assert load_config(root / "dev_model.yaml", DevModelConfig).train.model.hidden >= 16
-    for path in sorted((root / "configs").glob("stage1*.yaml")):
+    stage1, stage2 = sorted((root / "configs").glob("stage1*.yaml")), sorted((root / "configs").glob("stage2*.yaml"))
+    assert stage1 and stage2
+    for path in stage1:
         load_config(path, Stage1Config)
-    for path in sorted((root / "configs").glob("stage2*.yaml")):
+    for path in stage2:
         load_config(path, Stage2Config)
 
 
@@ -335,17 +336,14 @@ def test_registry_refuses_a_shipped_file_whose_hash_differs(tmp_path, monkeypatc
         registry.load_model("tiny")
 
 
-# ============================================================================ the shipped development model
-def test_shipped_dev_model_loads_and_runs_md():
-    """models/dev.pt loads offline, says what it is, and keeps bonds during a short 300 K run."""
-    from physff_openmm.registry import MODELS_DIR, load_model
+# ============================================================================ MD check
+def test_md_stability_runs_a_model_file_and_keeps_bonds(bound_model_path):
+    """evaluate.md_stability on a model file: a short 300 K run per SMILES, bonds kept (the covalent core holds them)."""
     from physff_openmm.training.evaluate import md_stability
 
-    if not (MODELS_DIR / "dev.pt").is_file():
-        pytest.skip("no development model shipped in this checkout")
-    model = load_model("dev")
-    meta = model.metadata
-    assert meta["level"] == "gfn2-xtb" and meta["metrics"]["md_stability"]["all_stable"]
-    assert {"n_molecules", "n_conformers", "dataset"} <= set(meta["data"])
-    result = md_stability(model, {"smiles": ["CCO"], "time_ps": 2.0, "timestep_fs": 0.5})
-    assert result["all_stable"], result
+    # the random model's bonds hold within issue 13's MD line (30 %), not the config's default 20 %
+    result = md_stability(bound_model_path, {"smiles": ["CCO"], "time_ps": 2.0, "timestep_fs": 0.5, "max_bond_change": 0.3})
+    run = result["molecules"]["CCO"]
+    assert run["finite"] and run["steps"] == 4000 and run["time_ps"] == pytest.approx(2.0)
+    assert result["settings"]["max_bond_change"] == 0.3 and 0 < run["max_bond_change"] <= 0.3
+    assert run["stable"] and result["all_stable"], result
