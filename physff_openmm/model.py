@@ -78,10 +78,10 @@ class ModelConfig:
     amplitude_ref: float = 10.0
     width_ref: float = 0.4
     covalent_window: float = 0.15
-    covalent_depth_floor: float = 12.0
+    covalent_depth_floor: float = 20.0
     covalent_depth_ref: float = 20.0
     covalent_bound: float = 11.0
-    covalent_amplitude_max: float = 10.0
+    covalent_amplitude_max: float = 100.0
     atom_features: int = ATOM_FEATURES
     bond_features: int = BOND_FEATURES
     pair_features: int = PAIR_FEATURES
