@@ -8,9 +8,13 @@ Synopsis::
     physff-openmm scan         FILE --dihedral I J K L [--step DEG] -o OUT.csv [--plot OUT.png] [-O OUT.sdf]
     physff-openmm scan         FILE --conformers N -o OUT.csv [-O OUT.sdf] [--seed N]
     physff-openmm md           FILE --steps N [--temperature K] [--timestep FS] -o TRAJ.dcd|TRAJ.pdb
-                               [--report-csv STATE.csv] [--ensemble nvt|nve] [--report-interval N]
+                               [--report-csv STATE.csv] [--ensemble nvt|nve|npt] [--report-interval N]
                                [--checkpoint FILE] [--restart FILE] [--plot OUT.png] [--seed N]
                                [--no-constraints]   (default: 2 fs, bonds to H constrained)
+                               [--solvent tip3p] [--padding NM] [--ions NaCl:0.15] [--pressure BAR]
+                               [--structure START.pdb]   (in a periodic box of water, PME, NPT)
+    physff-openmm md           COMPLEX.pdb --ligand LIGAND.sdf --steps N -o TRAJ.dcd ...
+                               (protein with Amber14, water TIP3P, the ligand with physff)
     physff-openmm interaction  FILE [--json] [--minimize]
     physff-openmm models       [--json]
     physff-openmm label|train  ...   (with physff-openmm[train])
@@ -188,8 +192,9 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--seed", type=_integer, default=0xF00D, help="ETKDG seed (conformer mode)")
     p.set_defaults(func=_cmd_scan)
 
-    p = sub.add_parser("md", parents=[common], help="molecular dynamics in vacuum")
-    _add_file(p)
+    p = sub.add_parser("md", parents=[common], help="molecular dynamics in vacuum, in water, or beside a protein")
+    p.add_argument("file", metavar="FILE",
+                   help="molecule: .sdf/.mol/.pdb/.xyz file or SMILES string; with --ligand, the receptor (.pdb/.cif)")
     p.add_argument("--steps", type=_positive_int, required=True, metavar="N", help="number of time steps")
     p.add_argument("--temperature", type=_positive_float, default=300.0, metavar="K", help="K (default: %(default)s)")
     p.add_argument("--timestep", type=_positive_float, default=None, metavar="FS",
@@ -198,7 +203,9 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
                    help="do not constrain bonds to hydrogen (then use --timestep 1: a 2 fs step is too long "
                    "for free X-H bonds and warns)")
     p.add_argument("--friction", type=_positive_float, default=1.0, metavar="PER_PS", help="Langevin friction, 1/ps (default: %(default)s)")
-    p.add_argument("--ensemble", choices=("nvt", "nve"), default="nvt", help="Langevin NVT (default) or Verlet NVE")
+    p.add_argument("--ensemble", choices=("nvt", "nve", "npt"), default=None,
+                   help="Langevin NVT, Verlet NVE, or Langevin with a Monte Carlo barostat (NPT; in water only); "
+                   "default: NPT in water, NVT in vacuum")
     p.add_argument("-o", "--output", required=True, metavar="TRAJ.dcd|TRAJ.pdb", help="trajectory")
     p.add_argument("--report-csv", metavar="STATE.csv", help="energies and temperature every --report-interval steps")
     p.add_argument("--report-interval", type=_positive_int, default=100, metavar="N", help="steps between frames (default: %(default)s)")
@@ -209,6 +216,17 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.add_argument("--plot", metavar="OUT.png", help="energy and temperature traces (needs --report-csv)")
     p.add_argument("--seed", type=_integer, help="seed of the velocities and Langevin noise")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    g = p.add_argument_group("in water (a periodic box, PME; protein and water by Amber14, the molecule by physff)")
+    g.add_argument("--solvent", metavar="MODEL",
+                   help="water model: tip3p (the default with --ligand), tip3pfb, spce, opc3, tip4pew")
+    g.add_argument("--ligand", metavar="LIGAND.sdf",
+                   help="the ligand, in the receptor's frame; FILE is then the receptor (protein, maybe water and the "
+                   "ligand itself, which LIGAND replaces)")
+    g.add_argument("--padding", type=_positive_float, metavar="NM",
+                   help="water around the solute: box edge = solute diameter + NM (default: 1.0)")
+    g.add_argument("--ions", metavar="SALT:MOLAR", help="salt and concentration, e.g. NaCl:0.15 (default: neutralize with NaCl)")
+    g.add_argument("--pressure", type=_positive_float, default=1.0, metavar="BAR", help="barostat pressure, bar (default: %(default)s)")
+    g.add_argument("--structure", metavar="START.pdb", help="the starting structure (after minimization), to read the DCD with")
     p.set_defaults(func=_cmd_md)
 
     p = sub.add_parser("interaction", parents=[common], help="interaction energy of a complex, E(AB) - E(A) - E(B)")
@@ -348,10 +366,16 @@ def _cmd_md(args) -> int:
 
     if args.plot and not args.report_csv:
         raise _UsageError("--plot needs --report-csv (the plot is drawn from the state report)", f"{PROG} md")
+    in_water = args.solvent is not None or args.ligand is not None
+    if not in_water:
+        for flag, value in (("--padding", args.padding), ("--ions", args.ions)):
+            if value is not None:
+                raise _UsageError(f"{flag} is for MD in water: add --solvent tip3p (or --ligand with a receptor)", f"{PROG} md")
     if args.plot:
         check_plot_path(args.plot)
+    molecule, receptor = (args.ligand, args.file) if args.ligand is not None else (args.file, None)
     res = run_md(
-        args.file,
+        molecule,
         args.steps,
         model=args.model,
         backend=args.backend,
@@ -362,6 +386,12 @@ def _cmd_md(args) -> int:
         friction_per_ps=args.friction,
         ensemble=args.ensemble,
         constraints=None if args.no_constraints else "hbonds",
+        solvent=args.solvent,
+        receptor=receptor,
+        padding_nm=args.padding,
+        ions=args.ions,
+        pressure_bar=args.pressure,
+        structure=args.structure,
         trajectory=args.output,
         report_csv=args.report_csv,
         report_interval=args.report_interval,
@@ -373,7 +403,7 @@ def _cmd_md(args) -> int:
         progress=False if args.quiet else None,
     )
     if args.plot:
-        plot_md_report(args.report_csv, args.plot, title=f"{args.ensemble.upper()} MD")
+        plot_md_report(args.report_csv, args.plot, title=f"{res['ensemble'].upper()} MD")
         res["plot"] = str(args.plot)
     if args.json:
         _print_json(res)
@@ -385,10 +415,13 @@ def _cmd_md(args) -> int:
             f"E_pot {res['potential_energy_kcal_mol']:.3f} kcal/mol, T {res['temperature_k']:.1f} K; "
             f"{res['ns_per_day']:.1f} ns/day"
         )
+        if "density_g_ml" in res:
+            print(f"{res['n_atoms']} atoms, {res['n_waters']} {res['solvent']} waters; box {res['box_volume_nm3']:.2f} nm^3, "
+                  f"density {res['density_g_ml']:.3f} g/mL")
         if res["worst_bond"] is not None:
             print(f"largest bond change {res['max_bond_change']:+.1%} ({res['worst_bond']})"
                   + (f", broken at {res['bond_broken_at_ps']:.3f} ps" if res["bond_broken_at_ps"] is not None else ""))
-        written = [res[k] for k in ("trajectory", "report_csv", "checkpoint", "plot") if k in res]
+        written = [res[k] for k in ("trajectory", "report_csv", "checkpoint", "structure", "plot") if k in res]
         _status(args, "wrote " + ", ".join(written))
     return EXIT_OK
 

@@ -127,10 +127,19 @@ def _mol_key(mol: Chem.Mol) -> str:
                       [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
 
 
-def _residue_key(residue) -> str | None:
-    """Graph key of a Topology residue; None when it cannot be a physff molecule (bonds to other residues, virtual sites)."""
+def _formula(atomic_numbers) -> tuple[int, ...]:
+    return tuple(sorted(int(z) for z in atomic_numbers))
+
+
+def _residue_key(residue, formulas=None) -> str | None:
+    """Graph key of a Topology residue; None when it cannot be a physff molecule (bonds to other residues,
+    virtual sites) or when its element formula is not among ``formulas`` (a quick filter)."""
     atoms = list(residue.atoms())
-    if not atoms or any(a.element is None for a in atoms) or any(True for _ in residue.external_bonds()):
+    if not atoms or any(a.element is None for a in atoms):
+        return None
+    if formulas is not None and _formula(a.element.atomic_number for a in atoms) not in formulas:
+        return None
+    if any(True for _ in residue.external_bonds()):
         return None
     local = {a.index: k for k, a in enumerate(atoms)}
     bonds = [(local[b[0].index], local[b[1].index]) for b in residue.internal_bonds()]
@@ -194,6 +203,7 @@ class PhysFFTemplateGenerator:
         self._model = model
         self._cache = True if cache is None else cache
         self._molecules: dict[str, _Molecule] = {}  # graph key -> molecule
+        self._formulas: set[tuple[int, ...]] = set()  # element formulas of the molecules (a quick filter)
         if molecules is not None:
             self.add_molecules(molecules)
 
@@ -222,6 +232,7 @@ class PhysFFTemplateGenerator:
                 )
             return
         self._molecules[key] = _Molecule(mol=mol, smiles=smiles, key=key)
+        self._formulas.add(_formula(a.GetAtomicNum() for a in mol.GetAtoms()))
 
     @property
     def smiles(self) -> list[str]:
@@ -281,7 +292,7 @@ class PhysFFTemplateGenerator:
         the molecules, False otherwise (the ForceField then reports the residue as
         unmatched, as usual).
         """
-        key = _residue_key(residue)
+        key = _residue_key(residue, self._formulas)
         entry = self._molecules.get(key) if key is not None else None
         if entry is None:
             return False
@@ -304,11 +315,16 @@ class PhysFFTemplateGenerator:
         forces.molecules[entry.tag] = (entry, self)
         return True
 
+    def matches(self, residue) -> bool:
+        """Whether a Topology residue is one of the molecules (same elements and bonds, no bonds to other residues)."""
+        key = _residue_key(residue, self._formulas)
+        return key is not None and key in self._molecules
+
     def matched_residues(self, topology: app.Topology) -> list[tuple[object, ParameterSet]]:
         """The residues of ``topology`` that are physff molecules, each with its molecule's ParameterSet."""
         out = []
         for residue in topology.residues():
-            key = _residue_key(residue)
+            key = _residue_key(residue, self._formulas)
             if key is not None and key in self._molecules:
                 out.append((residue, self._parameterize(self._molecules[key])))
         return out

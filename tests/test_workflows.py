@@ -170,7 +170,8 @@ def test_constraints_off(model_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"ensemble": "npt"}, "unknown ensemble 'npt'"),
+        ({"ensemble": "npe"}, "unknown ensemble 'npe'"),
+        ({"ensemble": "npt"}, "NPT needs a periodic box"),
         ({"timestep_fs": 0.0}, "timestep_fs must be positive"),
         ({"temperature_k": -5.0}, "temperature_k must be positive"),
         ({"backend": "cuda"}, "unknown backend"),

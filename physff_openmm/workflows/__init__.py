@@ -7,9 +7,12 @@
 >>> wf.run_md("CC(=O)Nc1ccc(O)cc1", 1000, trajectory="md.dcd", report_csv="md.csv")  # doctest: +SKIP
 >>> wf.run_md("CCO", 1000, constraints=None, timestep_fs=1.0)  # no constraints   # doctest: +SKIP
 >>> wf.interaction_energy("O.O", minimize=True)              # doctest: +SKIP
+>>> wf.run_md("ligand.sdf", 10000, solvent="tip3p", ions="NaCl:0.15")  # NPT in water  # doctest: +SKIP
+>>> wf.run_md("ligand.sdf", 10000, receptor="protein.pdb")  # beside a protein, solvated  # doctest: +SKIP
 
-Units: kcal/mol, Angstrom, degrees, K, fs and ps, as the argument names say. MD
-defaults to a 2 fs step with bonds to hydrogen constrained (``constraints="hbonds"``).
+Units: kcal/mol, Angstrom, degrees, K, fs and ps, as the argument names say (nm for box
+padding and cutoffs). MD defaults to a 2 fs step with bonds to hydrogen constrained
+(``constraints="hbonds"``); in water (:mod:`.solvation`) to NPT with PME.
 Absolute energies include E_lin (``ParameterSet.energy_offset``). Every file is
 written to a temporary file in its folder and renamed when complete.
 """
@@ -37,9 +40,19 @@ from .simulation import (
     minimize,
     topology_from_mol,
 )
+from .solvation import (
+    WATER_MODELS,
+    SolvatedSystem,
+    build_solvated_simulation,
+    build_solvated_system,
+)
 
 __all__ = [
     "build_simulation",
+    "build_solvated_system",
+    "build_solvated_simulation",
+    "SolvatedSystem",
+    "WATER_MODELS",
     "energy",
     "energy_components",
     "minimize",

@@ -1,7 +1,9 @@
-"""Molecular dynamics in vacuum: Langevin NVT or Verlet NVE, with reporters and checkpoints.
+"""Molecular dynamics: one driver for vacuum and for water boxes, with reporters, bond watch and checkpoints.
 
-The default is a 2 fs step with bonds to hydrogen constrained; ``constraints=None`` with a
-1 fs step runs every bond free.
+In vacuum: Langevin NVT or Verlet NVE. With a solvent (or a receptor): a periodic box of
+water built by :mod:`physff_openmm.workflows.solvation`, PME, NPT with a Monte Carlo
+barostat by default. The default is a 2 fs step with bonds to hydrogen constrained;
+``constraints=None`` with a 1 fs step runs every bond free.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import openmm
 from openmm import app, unit
 
 from ..errors import ConfigError, FileAccessError, SimulationError
-from ..units import KJ_TO_KCAL
+from ..units import ANGSTROM_TO_NM, KJ_TO_KCAL
 from ._files import atomic_output, check_output_path
 from .simulation import (
     DEFAULT_TOLERANCE_KCAL_MOL_A,
@@ -34,6 +36,12 @@ __all__ = ["run_md", "TRAJECTORY_SUFFIXES", "BROKEN_BOND_FRACTION"]
 
 #: Trajectory formats of :func:`run_md`.
 TRAJECTORY_SUFFIXES: tuple[str, ...] = (".dcd", ".pdb")
+
+#: Minimizer tolerance (RMS force, kcal/mol/A) before MD in water: OpenMM's default, 10 kJ/mol/nm.
+SOLVATED_TOLERANCE_KCAL_MOL_A = 10.0 * KJ_TO_KCAL * ANGSTROM_TO_NM
+#: Iteration limit of that minimization (L-BFGS with constraints: ~10-20 ms per iteration for 1000 atoms
+#: on one CPU thread).
+SOLVATED_MAX_ITERATIONS = 500
 
 #: A covalent bond whose length moves further than this fraction from its length at the start of
 #: the run counts as broken, as in the accuracy report's MD test (docs/accuracy.md).
@@ -65,7 +73,8 @@ class _TrajectoryWriter:
                     simulation.currentStep,
                     self._interval,
                 )
-            self._dcd.writeModel(positions)
+            box = state.getPeriodicBoxVectors() if simulation.topology.getPeriodicBoxVectors() is not None else None
+            self._dcd.writeModel(positions, periodicBoxVectors=box)
         else:
             if self._frames == 0:
                 app.PDBFile.writeHeader(simulation.topology, self._fh)
@@ -187,8 +196,14 @@ def run_md(
     temperature_k: float = 300.0,
     timestep_fs: float | None = None,
     friction_per_ps: float = 1.0,
-    ensemble: str = "nvt",
+    ensemble: str | None = None,
     constraints: str | None = "hbonds",
+    solvent: str | None = None,
+    receptor: str | os.PathLike | None = None,
+    padding_nm: float | None = None,
+    ions: str | None = None,
+    pressure_bar: float = 1.0,
+    structure: str | os.PathLike | None = None,
     trajectory: str | os.PathLike | None = None,
     report_csv: str | os.PathLike | None = None,
     report_interval: int = 100,
@@ -199,35 +214,59 @@ def run_md(
     seed: int | None = None,
     progress: bool | None = None,
 ) -> dict:
-    """Run molecular dynamics of a molecule or complex in vacuum.
+    """Run molecular dynamics of a molecule or complex, in vacuum or in a box of water.
 
     By default the time step is 2 fs with every covalent bond to hydrogen constrained
-    at its length in the starting geometry (``openmm.app.HBonds``); with
-    ``constraints=None`` nothing is constrained, and a 1 fs step is the one to give
-    (a longer unconstrained step warns). Velocities are drawn at ``temperature_k``
-    (also for NVE) after an optional minimization; with ``restart`` the positions,
-    velocities, time and step count come from a checkpoint instead. The first frame
-    (and state row) is the starting state; then one every ``report_interval`` steps.
+    (``openmm.app.HBonds``; in vacuum at its length in the starting geometry, in water at
+    its length in the molecule's physff minimum); with ``constraints=None`` nothing is
+    constrained (but water stays rigid), and a 1 fs step is the one to give (a longer
+    unconstrained step warns). Velocities are drawn at ``temperature_k`` (also for NVE)
+    after an optional minimization; with ``restart`` the positions, velocities, box, time
+    and step count come from a checkpoint instead. The first frame (and state row) is the
+    starting state; then one every ``report_interval`` steps.
+
+    With ``solvent`` or ``receptor`` the molecule is put in a periodic box of water
+    (:func:`physff_openmm.workflows.solvation.build_solvated_system`: Amber14 for the
+    receptor, the water model's file for water and ions, physff for the molecule, PME)
+    and the default ensemble is NPT.
 
     Parameters
     ----------
     molecule : rdkit.Chem.Mol, str or path
-        Anything :func:`physff_openmm.molecule.load_molecule` accepts.
+        Anything :func:`physff_openmm.molecule.load_molecule` accepts; with a receptor,
+        the ligand in the receptor's frame.
     steps : int
         Number of time steps to run (after a restart: further steps).
     model, backend, platform, charge
-        As in :func:`physff_openmm.workflows.build_simulation`.
+        As in :func:`physff_openmm.workflows.build_simulation` (in water the backend is
+        always ``native``: OpenMM's own forces).
     temperature_k : float
         Temperature of the thermostat and of the initial velocities, K.
     timestep_fs : float, optional
         Time step, fs (default 2; take 1 with ``constraints=None``).
     friction_per_ps : float
         Langevin friction, 1/ps (NVT only).
-    ensemble : {"nvt", "nve"}
-        LangevinMiddleIntegrator or VerletIntegrator.
+    ensemble : {"nvt", "nve", "npt"}, optional
+        LangevinMiddleIntegrator, VerletIntegrator, or LangevinMiddleIntegrator with a
+        MonteCarloBarostat (periodic boxes only). Default: NPT in water, NVT in vacuum.
     constraints : {"hbonds", None}
         ``"hbonds"`` (default): constrain bonds to hydrogen, as in
         :func:`physff_openmm.workflows.build_simulation`; None: no constraints.
+    solvent : str, optional
+        Water model (``"tip3p"``, see :data:`~physff_openmm.workflows.solvation.WATER_MODELS`):
+        simulate in a periodic box of it. Default: vacuum, or ``"tip3p"`` with a receptor.
+    receptor : path, optional
+        PDB/mmCIF file of the protein (may hold water, ions and the ligand, which
+        ``molecule`` replaces); implies a solvent.
+    padding_nm : float, optional
+        Water around the solute, nm (default 1.0).
+    ions : str, optional
+        Salt and molar concentration, e.g. ``"NaCl:0.15"`` (default: neutralize with NaCl).
+    pressure_bar : float
+        Barostat pressure, bar (NPT).
+    structure : path, optional
+        PDB file of the starting structure (after minimization): the topology to read a DCD
+        trajectory with.
     trajectory : path, optional
         ``.dcd`` or ``.pdb`` trajectory file.
     report_csv : path, optional
@@ -254,7 +293,8 @@ def run_md(
     -------
     dict
         ``steps``, ``first_step``, ``last_step``, ``time_ps``, ``potential_energy_kcal_mol``
-        (absolute, E_lin included), ``kinetic_energy_kcal_mol``, ``temperature_k``
+        (OpenMM's potential energy plus the physff molecules' E_lin; in vacuum the absolute
+        physff energy), ``kinetic_energy_kcal_mol``, ``temperature_k``
         (instantaneous; degrees of freedom 3N less one per constraint, as in the state
         report), ``timestep_fs``, ``constraints`` (``"hbonds"`` or None), ``n_constraints``,
         ``wall_seconds``, ``ns_per_day``, ``platform``, the output paths, and the bond check
@@ -263,6 +303,9 @@ def run_md(
         at the start of the run; > 0 stretched), ``worst_bond`` (e.g. ``"O8-H17"``) and
         ``bond_broken_at_ps`` (when a bond first moved more than :data:`BROKEN_BOND_FRACTION`,
         with a ``RuntimeWarning``; None if none did). Constrained bonds keep their length.
+        In water also ``n_atoms``, ``n_waters``, ``box_volume_nm3`` and ``density_g_ml`` (at the
+        end of the run), ``solvent`` and ``pressure_bar`` (None unless NPT); the bond watch
+        follows the physff molecules' bonds.
 
     Raises
     ------
@@ -283,36 +326,49 @@ def run_md(
         outputs["report_csv"] = check_output_path(report_csv, what="state report")
     if checkpoint is not None:
         outputs["checkpoint"] = check_output_path(checkpoint, what="checkpoint")
+    if structure is not None:
+        outputs["structure"] = check_output_path(structure, what="structure", suffixes=(".pdb",))
     if len({p.resolve() for p in outputs.values()}) != len(outputs):
-        raise ConfigError("the trajectory, state report and checkpoint must be different files")
+        raise ConfigError("the trajectory, state report, checkpoint and structure must be different files")
     if restart is not None and not Path(restart).is_file():
         raise FileAccessError(f"restart file {str(restart)!r} does not exist")
 
-    sim = build_simulation(
-        molecule,
-        model=model,
-        backend=backend,
-        platform=platform,
-        charge=charge,
-        temperature_k=temperature_k,
-        timestep_fs=timestep_fs,
-        friction_per_ps=friction_per_ps,
-        ensemble=ensemble,
-        seed=seed,
-        constraints=constraints,
-    )
+    solvated = solvent is not None or receptor is not None
+    if not solvated:
+        for name, value in (("padding_nm", padding_nm), ("ions", ions)):
+            if value is not None:
+                raise ConfigError(f"{name} is for MD in water: give a solvent (e.g. solvent='tip3p') or a receptor")
+    if ensemble is None:
+        ensemble = "npt" if solvated else "nvt"
+    common = dict(model=model, platform=platform, charge=charge, temperature_k=temperature_k, timestep_fs=timestep_fs,
+                  friction_per_ps=friction_per_ps, ensemble=ensemble, seed=seed, constraints=constraints)
+    if solvated:
+        from .solvation import DEFAULT_IONS, DEFAULT_PADDING_NM, build_solvated_simulation
+
+        if backend != "native":
+            raise ConfigError("MD in water uses OpenMM's own forces: give backend='native' (--backend native)")
+        sim = build_solvated_simulation(
+            molecule, receptor=receptor, solvent=solvent or "tip3p",
+            padding_nm=DEFAULT_PADDING_NM if padding_nm is None else padding_nm,
+            ions=DEFAULT_IONS if ions is None else ions, pressure_bar=pressure_bar, **common,
+        )
+    else:
+        sim = build_simulation(molecule, backend=backend, **common)
     timestep_fs = sim.integrator.getStepSize().value_in_unit(unit.femtosecond)
+    periodic = sim.system.usesPeriodicBoundaryConditions()
     if restart is not None:
         load_checkpoint(sim, restart)
     else:
-        if minimize_first:
+        if minimize_first and periodic:  # a start for MD, not a converged minimum
+            minimize_context(sim.context, SOLVATED_TOLERANCE_KCAL_MOL_A, SOLVATED_MAX_ITERATIONS)
+        elif minimize_first:
             minimize_context(sim.context, DEFAULT_TOLERANCE_KCAL_MOL_A)
         if seed is None:
             sim.context.setVelocitiesToTemperature(temperature_k * unit.kelvin)
         else:
             sim.context.setVelocitiesToTemperature(temperature_k * unit.kelvin, int(seed))
     first_step = sim.currentStep
-    offset = sim.physff_parameters.energy_offset
+    offset = sim.physff_energy_offset
     platform_name = sim.context.getPlatform().getName()
 
     with contextlib.ExitStack() as stack:
@@ -336,6 +392,8 @@ def run_md(
                     kineticEnergy=True,
                     totalEnergy=True,
                     temperature=True,
+                    volume=periodic,
+                    density=periodic,
                     separator=",",
                 )
             )
@@ -344,11 +402,14 @@ def run_md(
         chunk = max(1, min(report_interval, steps // 100 or 1))
         t0 = time.perf_counter()
         try:
-            start_state = sim.context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+            start_state = sim.context.getState(getPositions=True, getVelocities=True, getEnergy=True,
+                                              enforcePeriodicBox=periodic)
+            if structure is not None:
+                with atomic_output(outputs["structure"]) as tmp, open(tmp, "w") as fh:
+                    app.PDBFile.writeFile(sim.topology, start_state.getPositions(), fh, keepIds=True)
             for w in writers:  # the starting frame
                 w.report(sim, start_state)
-            params = sim.physff_parameters
-            watch = _BondWatch(params.covalent_pairs, params.symbols,
+            watch = _BondWatch(sim.physff_bonds, sim.physff_symbols,
                                start_state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), report_interval)
             sim.reporters.extend([*writers, watch])
             if checkpoint is not None:
@@ -402,5 +463,25 @@ def run_md(
         "max_bond_change": watch.max_change,
         "worst_bond": watch.worst_bond,
         "bond_broken_at_ps": watch.broken_at_ps,
+        **_box_summary(sim, ensemble, pressure_bar),
         **{k: str(v) for k, v in outputs.items()},
+    }
+
+
+def _box_summary(sim: app.Simulation, ensemble: str, pressure_bar: float) -> dict:
+    """Size, volume and density of a periodic box at the end of a run (empty in vacuum)."""
+    built = getattr(sim, "physff_system", None)
+    if built is None:
+        return {}
+    state = sim.context.getState()
+    volume_nm3 = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
+    mass = sum((sim.system.getParticleMass(i) for i in range(sim.system.getNumParticles())), 0.0 * unit.dalton)
+    density = (mass / (volume_nm3 * unit.nanometer**3)).value_in_unit(unit.gram / unit.item / unit.milliliter)
+    return {
+        "solvent": built.solvent,
+        "n_atoms": built.counts["atoms"],
+        "n_waters": built.counts["waters"],
+        "box_volume_nm3": volume_nm3,
+        "density_g_ml": density,
+        "pressure_bar": float(pressure_bar) if ensemble == "npt" else None,
     }

@@ -29,6 +29,9 @@ __all__ = [
     "ENSEMBLES",
     "CONSTRAINTS",
     "DEFAULT_TIMESTEP_FS",
+    "BAROSTAT_INTERVAL",
+    "check_md_settings",
+    "make_integrator",
     "MAX_UNCONSTRAINED_TIMESTEP_FS",
     "build_simulation",
     "hydrogen_bond_pairs",
@@ -42,8 +45,11 @@ __all__ = [
     "with_positions",
 ]
 
-#: Ensembles of :func:`build_simulation`.
-ENSEMBLES: tuple[str, ...] = ("nvt", "nve")
+#: Ensembles of MD: Langevin NVT, Verlet NVE, and Langevin with a Monte Carlo barostat (NPT,
+#: periodic boxes only: :func:`physff_openmm.workflows.solvation.build_solvated_system`).
+ENSEMBLES: tuple[str, ...] = ("nvt", "nve", "npt")
+#: Monte Carlo barostat: steps between volume moves.
+BAROSTAT_INTERVAL = 25
 #: Default minimizer tolerance: RMS force, kcal/mol/Angstrom.
 DEFAULT_TOLERANCE_KCAL_MOL_A: float = 0.1
 #: Constraints of :func:`build_simulation` and ``run_md``: ``"hbonds"`` (every covalent bond with a
@@ -336,7 +342,8 @@ def build_simulation(
     friction_per_ps : float
         Langevin friction coefficient, 1/ps (NVT).
     ensemble : {"nvt", "nve"}
-        LangevinMiddleIntegrator (NVT) or VerletIntegrator (NVE).
+        LangevinMiddleIntegrator (NVT) or VerletIntegrator (NVE); NPT needs a periodic box
+        (:func:`physff_openmm.workflows.solvation.build_solvated_simulation`).
     seed : int, optional
         Seed of the Langevin random numbers (default: random).
     constraints : {"hbonds", None}
@@ -348,8 +355,35 @@ def build_simulation(
     -------
     openmm.app.Simulation
         With positions set. Extra attributes: ``physff_parameters`` (ParameterSet),
-        ``physff_molecule`` (the RDKit Mol, with its conformer) and ``physff_constraints``
-        (the constrained atom pairs, (m, 2); empty without constraints).
+        ``physff_molecule`` (the RDKit Mol, with its conformer), ``physff_constraints``
+        (the constrained atom pairs, (m, 2); empty without constraints), and, as every
+        Simulation that ``run_md`` drives has them, ``physff_bonds`` (covalent pairs of
+        physff molecules, (k, 2) System indices), ``physff_symbols`` (element of each atom)
+        and ``physff_energy_offset`` (E_lin, kcal/mol).
+    """
+    if ensemble == "npt":
+        raise ConfigError("NPT needs a periodic box: give a solvent (or a receptor) to simulate in water")
+    ensemble, constraints, timestep_fs = check_md_settings(ensemble, constraints, timestep_fs, temperature_k, friction_per_ps)
+    prep = prepare(molecule, model=model, backend=backend, charge=charge)
+    pairs = np.zeros((0, 2), dtype=np.int64)
+    if constraints == "hbonds":
+        pairs = add_hydrogen_bond_constraints(prep.system, prep.params, prep.positions_nm)
+    integrator = make_integrator(ensemble, temperature_k, friction_per_ps, timestep_fs, seed)
+    sim = app.Simulation(prep.topology, prep.system, integrator, _platform(platform))
+    sim.context.setPositions(prep.positions_nm * unit.nanometer)
+    sim.physff_parameters = prep.params
+    sim.physff_molecule = prep.mol
+    sim.physff_constraints = pairs
+    sim.physff_bonds = np.asarray(prep.params.covalent_pairs, dtype=np.int64).reshape(-1, 2)
+    sim.physff_symbols = list(prep.params.symbols)
+    sim.physff_energy_offset = float(prep.params.energy_offset)
+    return sim
+
+
+def check_md_settings(ensemble, constraints, timestep_fs, temperature_k, friction_per_ps) -> tuple[str, str | None, float]:
+    """Validate MD settings; returns (ensemble, constraints, time step in fs with its default filled in).
+
+    A time step longer than :data:`MAX_UNCONSTRAINED_TIMESTEP_FS` without constraints warns.
     """
     if ensemble not in ENSEMBLES:
         raise ConfigError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
@@ -358,7 +392,7 @@ def build_simulation(
         timestep_fs = DEFAULT_TIMESTEP_FS
     check_positive("timestep_fs", timestep_fs)
     check_positive("temperature_k", temperature_k)
-    if ensemble == "nvt":
+    if ensemble != "nve":
         check_positive("friction_per_ps", friction_per_ps)
     if constraints is None and timestep_fs > MAX_UNCONSTRAINED_TIMESTEP_FS:
         warnings.warn(
@@ -366,27 +400,21 @@ def build_simulation(
             f"(X-H vibrations, periods of 9-11 fs); use a {MAX_UNCONSTRAINED_TIMESTEP_FS:g} fs step "
             "(--timestep 1), or keep bonds to hydrogen constrained",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    prep = prepare(molecule, model=model, backend=backend, charge=charge)
-    pairs = np.zeros((0, 2), dtype=np.int64)
-    if constraints == "hbonds":
-        pairs = add_hydrogen_bond_constraints(prep.system, prep.params, prep.positions_nm)
+    return ensemble, constraints, float(timestep_fs)
+
+
+def make_integrator(ensemble: str, temperature_k: float, friction_per_ps: float, timestep_fs: float,
+                    seed: int | None) -> openmm.Integrator:
+    """LangevinMiddleIntegrator (NVT, NPT) or VerletIntegrator (NVE)."""
     dt = timestep_fs * unit.femtoseconds
-    if ensemble == "nvt":
-        integrator = openmm.LangevinMiddleIntegrator(
-            temperature_k * unit.kelvin, friction_per_ps / unit.picosecond, dt
-        )
-        if seed is not None:
-            integrator.setRandomNumberSeed(int(seed))
-    else:
-        integrator = openmm.VerletIntegrator(dt)
-    sim = app.Simulation(prep.topology, prep.system, integrator, _platform(platform))
-    sim.context.setPositions(prep.positions_nm * unit.nanometer)
-    sim.physff_parameters = prep.params
-    sim.physff_molecule = prep.mol
-    sim.physff_constraints = pairs
-    return sim
+    if ensemble == "nve":
+        return openmm.VerletIntegrator(dt)
+    integrator = openmm.LangevinMiddleIntegrator(temperature_k * unit.kelvin, friction_per_ps / unit.picosecond, dt)
+    if seed is not None:
+        integrator.setRandomNumberSeed(int(seed))
+    return integrator
 
 
 def energy_components(params: ParameterSet, positions_a: np.ndarray) -> dict[str, float]:
