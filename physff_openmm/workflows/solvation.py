@@ -227,6 +227,7 @@ def build_solvated_system(
     charge: int | None = None,
     constraints: str | None = "hbonds",
     nonbonded_cutoff_nm: float = DEFAULT_CUTOFF_NM,
+    box_nm: float | None = None,
     cache=None,
 ) -> SolvatedSystem:
     """Build a periodic System of a ligand in water, alone or beside a receptor.
@@ -257,6 +258,9 @@ def build_solvated_system(
         Bonds to hydrogen constrained (water is rigid either way).
     nonbonded_cutoff_nm : float
         PME direct-space and Lennard-Jones cutoff, nm.
+    box_nm : float, optional
+        Edge of the cubic box, nm, instead of ``padding_nm`` (at least
+        :data:`MIN_BOX_PER_CUTOFF` times the cutoff).
     cache : bool or path, optional
         Parameter cache (see :class:`physff_openmm.PhysFFTemplateGenerator`).
 
@@ -276,6 +280,11 @@ def build_solvated_system(
     cation, anion, molar = parse_ions(ions)
     check_positive("padding_nm", padding_nm)
     check_positive("nonbonded_cutoff_nm", nonbonded_cutoff_nm)
+    if box_nm is not None:
+        check_positive("box_nm", box_nm)
+        if box_nm < MIN_BOX_PER_CUTOFF * nonbonded_cutoff_nm:
+            raise ConfigError(f"box_nm={box_nm} is too small for a {nonbonded_cutoff_nm} nm cutoff: give at least "
+                              f"{MIN_BOX_PER_CUTOFF * nonbonded_cutoff_nm:g} nm")
     constraints = check_constraints(constraints)
     ligand = _ligand(molecule, charge)
     generator = PhysFFTemplateGenerator([ligand], model=model, cache=cache)
@@ -309,7 +318,7 @@ def build_solvated_system(
             modeller = app.Modeller(ligand_top, ligand_pos)
             has_water = False
         if not has_water:
-            width = _box_width(modeller, padding_nm, nonbonded_cutoff_nm)
+            width = _box_width(modeller, padding_nm, nonbonded_cutoff_nm) if box_nm is None else float(box_nm)
             modeller.addSolvent(forcefield, model=box_model, boxSize=openmm.Vec3(width, width, width) * unit.nanometer,
                                 positiveIon=cation, negativeIon=anion, ionicStrength=molar * unit.molar,
                                 neutralize=True)
