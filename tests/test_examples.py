@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openmm import app
 from rdkit import Chem
 
 from physff_openmm import workflows as wf
@@ -83,3 +84,27 @@ def test_adenine_thymine(model_path, tmp_path):
     mol = Chem.MolFromMolFile(str(out / "adenine_thymine_minimized.sdf"), removeHs=False)
     assert mol.GetNumAtoms() == 15 + 15 and len(Chem.GetMolFrags(mol)) == 2
     assert (out / "adenine_thymine.json").is_file()
+
+
+def test_ligand_in_water(model_path, tmp_path):
+    out = tmp_path / "water"
+    stdout = _run_example("ligand_in_water.py", model_path, out, "--steps", "100", "--padding", "1.0")
+    assert re.search(r"in \d+ TIP3P waters: \d+ atoms", stdout) and "CustomBondForce" in stdout
+    density = float(re.search(r"mean density \(second half\) ([\d.]+) g/mL", stdout).group(1))
+    assert 0.8 < density < 1.2
+    report = wf.read_report_csv(out / "md.csv")
+    assert list(report["Step"]) == list(range(5, 101, 5))
+    assert (out / "md.dcd").stat().st_size > 0 and (out / "start.pdb").is_file()
+
+
+def test_protein_ligand(model_path, tmp_path):
+    """Villin + paracetamol solvated (a thin water shell to keep it short), 20 steps of NPT."""
+    out = tmp_path / "complex"
+    stdout = _run_example("protein_ligand.py", model_path, out, "--steps", "20", "--padding", "0.5")
+    assert "receptor: villin, 582 atoms" in stdout
+    gap = float(re.search(r"closest protein atom ([\d.]+) A", stdout).group(1))
+    assert 3.0 < gap < 6.0
+    assert re.search(r"\d+ atoms \(\d+ waters\), 20 steps of 2 fs \(NPT\)", stdout)
+    start = app.PDBFile(str(out / "start.pdb")).topology
+    assert sum(1 for r in start.residues() if r.name == "MOL") == 1
+    assert start.getNumAtoms() > 582 + 20
