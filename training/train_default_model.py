@@ -8,10 +8,12 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
 - ``label``: GFN2-xTB displacements, bond scans and compressions of the training
   conformers, frames of a trained model's MD (where ``md_samples.model`` names
-  one), and the stage-1 kinetic-energy labels (QM9 and small training molecules);
+  one), charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0),
+  and the stage-1 kinetic-energy labels (QM9 and small training molecules);
 - ``embed``: stage 1 on those labels;
 - ``energy``: stage 2 on the public sets (fixed split of
-  :func:`physff_openmm.training.recipe.public_splits`) and the displacements;
+  :func:`physff_openmm.training.recipe.public_splits`), the xTB frames, the
+  charged molecules and the displacements;
 - ``finetune``: a second stage-2 phase from those weights with the bond scans
   (and compressions, where the config labels them) added;
 - ``dissociation``: a third phase from those weights (with the rigid-fragment
@@ -39,10 +41,12 @@ from pathlib import Path
 from physff_openmm.errors import PhysFFError
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
 from physff_openmm.training.recipe import (
+    charged_sampling,
     kd_inputs,
     public_splits,
     read_public_sets,
     xtb_bond_scans,
+    xtb_charged,
     xtb_displacements,
     xtb_md_samples,
 )
@@ -60,6 +64,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     return {
         "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "compressions": w / "compressions.h5",
         "fragment_scans": w / "fragment_scans.h5", "md_samples": w / "md_samples.h5", "kd": w / "kd.h5",
+        "charged": w / "charged.h5",
         "dissociation": w / "dissociation",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
     }
@@ -102,6 +107,18 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
             records(m.sets, m.max_molecules), paths["md_samples"], m.model, time_ps=m.time_ps, n_frames=m.n_frames,
             temperature_k=m.temperature_k, max_energy_kcal_mol=m.max_energy_kcal_mol, workers=m.workers, seed=m.seed,
         )
+    c = cfg.charged
+    if _labelled(cfg, "charged"):
+        sampling = charged_sampling(
+            n_conformers=c.n_conformers, opt_steps=c.opt_steps, n_md=c.n_md, md_temperature_k=c.md_temperature_k,
+            md_stride=c.md_stride, n_noise=c.n_noise, noise_sigmas=c.noise_sigmas, n_bond_scans=c.n_bond_scans,
+            compress=c.compress, stretch=c.stretch, solvent=c.solvent or None, max_energy_kcal_mol=c.max_energy_kcal_mol,
+            seed=c.seed,
+        )
+        run("charged", xtb_charged,
+            paths["charged"], c.source or cfg.xtb_frames.path or None, c.n_molecules, max_atoms=c.max_atoms,
+            sampling=sampling, workers=c.workers, seed=c.seed,
+        )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
     if k.max_atoms:
@@ -135,6 +152,18 @@ def _xtb_frames(cfg: DefaultModelConfig) -> tuple[list, list]:
     return train, val
 
 
+def _charged(cfg: DefaultModelConfig) -> tuple[list, list]:
+    """Training and validation records of the charged molecules (none unless the config labels them)."""
+    from physff_openmm.training.dataset import read_dataset, split_by_molecule
+
+    path = _paths(cfg)["charged"]
+    if not _labelled(cfg, "charged") or not path.is_file():
+        return [], []
+    v = cfg.charged.val_fraction
+    train, val, _ = split_by_molecule(read_dataset(path), (1.0 - v, v, 0.0), cfg.charged.seed)
+    return train, val
+
+
 def _skeletons(records) -> set[str]:
     """Canonical SMILES without stereochemistry of every fragment of ``records``."""
     from rdkit import Chem
@@ -154,9 +183,10 @@ def _datamodule(cfg, splits, stage_cfg, shards):
 
     train, val, test = splits.part("train"), splits.part("val"), splits.part("test")
     xtb_train, xtb_val = _xtb_frames(cfg)
+    charged_train, charged_val = _charged(cfg)
     held_out = _skeletons(test)  # a molecule of the public test split never trains, whatever its source
-    train += [r for r in xtb_train if not _skeletons([r]) & held_out]
-    val += xtb_val
+    train += [r for r in xtb_train + charged_train if not _skeletons([r]) & held_out]
+    val += xtb_val + charged_val
     names_val = {r.name for r in val}
     for path in shards:
         if Path(path).is_file():
@@ -202,6 +232,8 @@ def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
         return bool(cfg.displacements.n_samples)
     if key == "md_samples":
         return bool(cfg.md_samples.model)
+    if key == "charged":
+        return bool(cfg.charged.n_molecules)
     return bool(getattr(cfg, key).fractions)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "DisplacementConfig",
     "KDDataConfig",
     "BondScanConfig",
+    "ChargedConfig",
     "DefaultModelConfig",
     "load_config",
     "config_from_dict",
@@ -422,6 +423,71 @@ class XTBFramesConfig:
 
 
 @dataclass
+class ChargedConfig:
+    """Charged drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_charged`).
+
+    Ammonium ions, carboxylates and zwitterions made from the xtb-frames
+    molecules, and small ions (methylammonium, acetate, the glycine zwitterion,
+    guanidinium, ...), labelled into ``work_dir/charged.h5`` by the ``label``
+    stage and read by every stage-2 phase (level ``gfn2-xtb``: forces and
+    relative energies).
+
+    Attributes
+    ----------
+    n_molecules : int
+        Molecules to label (0: none; the list for a larger number extends the smaller one).
+    source : str
+        xtb-frames folder whose neutral molecules are charged ("": ``xtb_frames.path``).
+    max_atoms : int
+        Largest molecule, hydrogens included.
+    n_conformers, opt_steps, n_md, md_temperature_k, md_stride, n_noise, noise_sigmas, n_bond_scans, compress, stretch, solvent
+        Frames per molecule (:func:`~physff_openmm.training.recipe.charged_sampling`):
+        per RDKit conformer a short GFN2-xTB relaxation of ``opt_steps`` L-BFGS steps,
+        ``n_md`` MD snapshots started at ``md_temperature_k`` K (every ``md_stride``
+        steps of 0.5 fs) and ``n_noise`` noisy copies (``noise_sigmas``, Angstrom);
+        ``n_bond_scans`` bonds to H each compressed to ``compress`` and stretched
+        to ``stretch`` of their length; geometries made in ALPB ``solvent`` ("": gas phase).
+    max_energy_kcal_mol : float
+        Frames more than this above the molecule's lowest are dropped.
+    val_fraction : float
+        Molecules held out for validation.
+    workers : int
+        Labelling processes.
+    seed : int
+    """
+
+    n_molecules: int = 0
+    source: str = ""
+    max_atoms: int = 60
+    n_conformers: int = 2
+    opt_steps: int = 20
+    n_md: int = 2
+    md_temperature_k: float = 500.0
+    md_stride: int = 10
+    n_noise: int = 2
+    noise_sigmas: list[float] = field(default_factory=lambda: [0.02, 0.035])
+    n_bond_scans: int = 2
+    compress: list[float] = field(default_factory=lambda: [0.75, 0.85])
+    stretch: list[float] = field(default_factory=lambda: [1.2, 1.5])
+    solvent: str = "water"
+    max_energy_kcal_mol: float = 150.0
+    val_fraction: float = 0.05
+    workers: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_molecules < 0 or self.max_atoms < 1 or self.workers < 1:
+            raise ConfigError(
+                f"charged: need n_molecules >= 0, max_atoms >= 1 and workers >= 1, "
+                f"got {self.n_molecules}, {self.max_atoms}, {self.workers}"
+            )
+        if len(self.compress) != 2 or len(self.stretch) != 2:
+            raise ConfigError(f"charged: compress and stretch are [low, high] ranges, got {self.compress}, {self.stretch}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"charged.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass
 class KDDataConfig:
     """Stage-1 labels: kinetic-energy partitions at a small-basis level.
 
@@ -473,6 +539,9 @@ class DefaultModelConfig:
     md_samples : MDSampleConfig
         Frames of a trained model's own MD (shard ``md_samples.h5``), for the
         later phases; none unless ``md_samples.model`` names a model.
+    charged : ChargedConfig
+        Charged molecules with GFN2-xTB forces (shard ``charged.h5``), read by
+        every stage-2 phase; none unless ``charged.n_molecules`` > 0.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
@@ -497,6 +566,7 @@ class DefaultModelConfig:
     fragment_scans: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[], rigid=True))
     xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)
     md_samples: MDSampleConfig = field(default_factory=MDSampleConfig)
+    charged: ChargedConfig = field(default_factory=ChargedConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)

@@ -79,7 +79,7 @@ def generate_conformers(
     return out
 
 
-def optimize_conformers_xtb(mol, charge: int | None = None):
+def optimize_conformers_xtb(mol, charge: int | None = None, *, max_steps: int = 500, solvent: str | None = None):
     """Minimize every conformer of ``mol`` with GFN2-xTB (tblite).
 
     Parameters
@@ -88,6 +88,11 @@ def optimize_conformers_xtb(mol, charge: int | None = None):
         Molecule with explicit hydrogens and at least one conformer.
     charge : int or None
         Total charge, e; None takes the sum of the formal charges.
+    max_steps : int
+        L-BFGS iterations per conformer (:func:`~.xtb.xtb_optimize`); a few tens
+        give a short relaxation that stops near, not at, the minimum.
+    solvent : str, optional
+        Minimize with ALPB implicit solvation (a tblite solvent name, e.g. ``"water"``).
 
     Returns
     -------
@@ -95,7 +100,8 @@ def optimize_conformers_xtb(mol, charge: int | None = None):
         A copy with each conformer replaced by its minimized geometry (Angstrom),
         same conformer ids and atom order.
     energies : numpy.ndarray
-        (n_conformers,) GFN2-xTB energies in Hartree, in conformer order.
+        (n_conformers,) GFN2-xTB energies in Hartree (with ``solvent``, of the
+        solvated surface), in conformer order.
     """
     from rdkit import Chem
     from rdkit.Geometry import Point3D
@@ -111,7 +117,7 @@ def optimize_conformers_xtb(mol, charge: int | None = None):
     numbers = [a.GetAtomicNum() for a in out.GetAtoms()]
     energies = []
     for conf in out.GetConformers():
-        positions, energy = xtb_optimize(numbers, conf.GetPositions(), charge)
+        positions, energy = xtb_optimize(numbers, conf.GetPositions(), charge, max_steps=max_steps, solvent=solvent)
         for i, (x, y, z) in enumerate(positions):
             conf.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
         energies.append(energy)

@@ -399,6 +399,36 @@ class XTBSampling:
     normal_mode_temperature_k : float
         Temperature of those displacements, K.
     seed : int
+    n_noise : int
+        Copies of each minimized conformer with Gaussian Cartesian noise
+        (standard deviations cycling through ``noise_sigmas``, Angstrom).
+    noise_sigmas : tuple of float
+        Angstrom.
+    n_bond_scans : int
+        Bonds to hydrogen of the lowest minimized conformer, each compressed once
+        and stretched once (only the H moves): H on a charged atom first (the
+        N-H of an ammonium), then H on N, O, S or P, then C-H; distinct heavy
+        atoms first within each class.
+    compress, stretch : (float, float)
+        Ranges of the compressed and stretched lengths, as fractions of the
+        bond's length (drawn uniformly).
+    opt_steps : int
+        L-BFGS iterations of each conformer's GFN2-xTB minimization (a few
+        tens: a short relaxation).
+    md_stride : int
+        MD steps (0.5 fs) between snapshots.
+    max_energy_kcal_mol : float or None
+        Drop geometries more than this above the molecule's lowest one
+        (GFN2-xTB); None keeps all.
+    check_bonds : bool
+        Drop minimized conformers, MD snapshots and noisy copies whose bonds
+        perceived from the coordinates are not the molecule's
+        (:func:`~.sources.connectivity_matches`): a proton that moved, e.g.
+        within a zwitterion in the gas phase. Bond scans are not checked.
+    solvent : str or None
+        Make the geometries (minimization, MD, normal modes) on the GFN2-xTB +
+        ALPB implicit-solvent surface of this tblite solvent (e.g. ``"water"``),
+        where zwitterions keep their protons; the labels stay gas-phase GFN2-xTB.
     """
 
     n_conformers: int = 3
@@ -407,6 +437,49 @@ class XTBSampling:
     n_normal_modes: int = 8
     normal_mode_temperature_k: float = 500.0
     seed: int = 0
+    n_noise: int = 0
+    noise_sigmas: tuple[float, ...] = (0.02, 0.04)
+    n_bond_scans: int = 0
+    compress: tuple[float, float] = (0.75, 0.85)
+    stretch: tuple[float, float] = (1.2, 1.5)
+    opt_steps: int = 500
+    md_stride: int = 20
+    max_energy_kcal_mol: float | None = None
+    check_bonds: bool = False
+    solvent: str | None = None
+
+    def __post_init__(self) -> None:
+        counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans)
+        if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
+            raise ConfigError(
+                "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
+                f"got {self}"
+            )
+        if self.n_noise and (not len(self.noise_sigmas) or min(self.noise_sigmas) <= 0):
+            raise ConfigError(f"XTBSampling: noise_sigmas must be positive, got {self.noise_sigmas}")
+        lo_c, hi_c = self.compress
+        lo_s, hi_s = self.stretch
+        if not (0 < lo_c <= hi_c <= 1 <= lo_s <= hi_s):
+            raise ConfigError(f"XTBSampling: need 0 < compress <= 1 <= stretch ranges, got {self.compress}, {self.stretch}")
+
+
+def _xh_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Up to ``n_bonds`` (heavy atom, H) bonds in the order of :attr:`XTBSampling.n_bond_scans`."""
+    tiers: dict[int, list[tuple[int, int]]] = {0: [], 1: [], 2: []}
+    for atom in mol.GetAtoms():
+        if atom.GetAtomicNum() == 1:
+            continue
+        tier = 0 if atom.GetFormalCharge() != 0 else 1 if atom.GetAtomicNum() in (7, 8, 15, 16) else 2
+        for nb in atom.GetNeighbors():
+            if nb.GetAtomicNum() == 1:
+                tiers[tier].append((atom.GetIdx(), nb.GetIdx()))
+    out: list[tuple[int, int]] = []
+    for tier in (0, 1, 2):
+        bonds = [tiers[tier][k] for k in rng.permutation(len(tiers[tier]))]
+        heavy = {i for i, _ in out}
+        bonds.sort(key=lambda b: b[0] in heavy)  # stable: distinct heavy atoms first
+        out.extend(bonds)
+    return out[:n_bonds]
 
 
 def _xtb_molecule(args) -> MoleculeRecord | None:
@@ -416,6 +489,7 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
 
     from ..molecule import load_molecule
     from .conformers import generate_conformers, optimize_conformers_xtb
+    from .sources import connectivity_matches
     from .xtb import sample_off_equilibrium, xtb_energy_forces
 
     try:
@@ -430,21 +504,33 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         confs = generate_conformers(mol, sampling.n_conformers, seed=rng_seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            confs, _ = optimize_conformers_xtb(confs, charge)
+            confs, minima_e = optimize_conformers_xtb(confs, charge, max_steps=sampling.opt_steps, solvent=sampling.solvent)
     except PhysFFError as exc:
         logger.warning("skipping %s (%s): %s", name, smiles, exc)
         return None
+
+    def bonded(x) -> bool:
+        return not sampling.check_bonds or connectivity_matches(mol, x)
+
     positions, ids = [], []
+    lowest, lowest_e, minima = None, np.inf, {}
     for c, conf in enumerate(confs.GetConformers()):
         x0 = np.asarray(conf.GetPositions())
+        if not bonded(x0):
+            logger.warning("%s: conformer %d changed its bonds in the GFN2-xTB minimization; dropped", name, c)
+            continue
         positions.append(x0)
         ids.append(f"c{c}")
+        minima[c] = x0
+        if minima_e[c] < lowest_e:
+            lowest, lowest_e = c, minima_e[c]
+        samples: list[tuple[str, np.ndarray]] = []
         if sampling.n_md:
             md = sample_off_equilibrium(
-                numbers, x0, charge, sampling.n_md, method="md", temperature_k=sampling.md_temperature_k, seed=rng_seed + c
+                numbers, x0, charge, sampling.n_md, method="md", temperature_k=sampling.md_temperature_k, seed=rng_seed + c,
+                stride=sampling.md_stride, solvent=sampling.solvent,
             )
-            positions.extend(md)
-            ids.extend(f"c{c}-md{k}" for k in range(len(md)))
+            samples += [(f"c{c}-md{k}", x) for k, x in enumerate(md)]
         if sampling.n_normal_modes:
             nm = sample_off_equilibrium(
                 numbers,
@@ -454,9 +540,25 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
                 method="normal_modes",
                 temperature_k=sampling.normal_mode_temperature_k,
                 seed=rng_seed + 1000 + c,
+                solvent=sampling.solvent,
             )
-            positions.extend(nm)
-            ids.extend(f"c{c}-nm{k}" for k in range(len(nm)))
+            samples += [(f"c{c}-nm{k}", x) for k, x in enumerate(nm)]
+        if sampling.n_noise:
+            rng = np.random.default_rng(rng_seed + 2000 + c)
+            sig = sampling.noise_sigmas
+            samples += [(f"c{c}-n{k}", x0 + rng.normal(scale=float(sig[k % len(sig)]), size=x0.shape)) for k in range(sampling.n_noise)]
+        for cid, x in samples:
+            if bonded(x):
+                positions.append(x)
+                ids.append(cid)
+    if lowest is not None and sampling.n_bond_scans:
+        x0 = minima[lowest]
+        rng = np.random.default_rng(rng_seed + 3000)
+        for i, j in _xh_bonds(mol, sampling.n_bond_scans, rng):
+            ratios = (rng.uniform(*sampling.compress), rng.uniform(*sampling.stretch))
+            for tag, x in zip(("c", "s"), bond_scan_geometries(x0, np.array([[i, j]]), [r - 1.0 for r in ratios])):
+                positions.append(x)
+                ids.append(f"c{lowest}-bond{i}_{j}-{tag}")
     energies, forces, keep = [], [], []
     for k, x in enumerate(positions):
         try:
@@ -467,8 +569,29 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         energies.append(e)
         forces.append(f)
         keep.append(k)
+    if sampling.max_energy_kcal_mol is not None and energies:
+        e = np.asarray(energies)
+        low = np.flatnonzero((e - e.min()) * HARTREE_TO_KCAL <= sampling.max_energy_kcal_mol)
+        energies, forces, keep = [energies[k] for k in low], [forces[k] for k in low], [keep[k] for k in low]
     if not keep:
         return None
+    what = ["RDKit ETKDGv3 conformers", f"GFN2-xTB (tblite) minima ({sampling.opt_steps} L-BFGS steps at most)"]
+    if sampling.solvent:
+        what[1] = f"GFN2-xTB + ALPB({sampling.solvent}) minima ({sampling.opt_steps} L-BFGS steps at most), geometries sampled in ALPB"
+    if sampling.n_md:
+        what.append(f"MD ({sampling.md_temperature_k:g} K start, a frame every {sampling.md_stride * 0.5:g} fs)")
+    if sampling.n_normal_modes:
+        what.append("normal-mode samples")
+    if sampling.n_noise:
+        what.append(f"Gaussian noise ({', '.join(f'{x:g}' for x in sampling.noise_sigmas)} Angstrom)")
+    if sampling.n_bond_scans:
+        what.append(
+            f"X-H bonds compressed to {sampling.compress[0]:g}-{sampling.compress[1]:g} and stretched to "
+            f"{sampling.stretch[0]:g}-{sampling.stretch[1]:g} of their length"
+        )
+    if sampling.max_energy_kcal_mol is not None:
+        what.append(f"frames within {sampling.max_energy_kcal_mol:g} kcal/mol of the lowest")
+    what.append("labels: gas-phase GFN2-xTB (tblite) energies and forces")
     return MoleculeRecord.from_rdkit(
         mol,
         name,
@@ -477,7 +600,7 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         forces=np.stack(forces),
         conformer_ids=[ids[k] for k in keep],
         level=XTB_LEVEL,
-        source=f"RDKit ETKDGv3 conformers, GFN2-xTB (tblite) minima, MD and normal-mode samples; {smiles}",
+        source=f"{', '.join(what)}; {smiles}",
     )
 
 
@@ -633,5 +756,7 @@ def label_xtb(
             if rec is None:
                 skipped.append(name)
                 continue
-            n_geoms += w.write_record(rec)
+            added = w.write_record(rec)
+            n_geoms += added
+            logger.info("%s: %d geometries written to %s", name, added, out_path)
     return {"molecules_labelled": len(todo) - len(skipped), "geometries_written": n_geoms, "skipped": skipped}

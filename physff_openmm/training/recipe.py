@@ -26,6 +26,10 @@ Labels made here:
   its MD goes wrong, they show the next phase what the energy really is.
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
+- :func:`xtb_charged`: charged states (ammonium ions, carboxylates, zwitterions of
+  the xtb-frames molecules, and the small ions of :data:`.sources.SMALL_CHARGED`)
+  with plain GFN2-xTB energies and forces (level ``gfn2-xtb``: relative energies
+  only), which the public sets and the xtb-frames lack.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError, PhysFFError
-from .data import label_new_records
+from .data import XTBSampling, label_new_records, label_xtb
 from .dataset import MoleculeRecord, split_by_molecule
 
 __all__ = [
@@ -50,6 +54,9 @@ __all__ = [
     "xtb_bond_scans",
     "xtb_md_samples",
     "kd_inputs",
+    "charged_molecules",
+    "charged_sampling",
+    "xtb_charged",
 ]
 
 logger = logging.getLogger(__name__)
@@ -376,3 +383,148 @@ def kd_inputs(records: Sequence[MoleculeRecord], *, max_atoms: int = 40, per_rec
                 mol.RemoveConformer(cid)
         out.append((r.name, mol))
     return out
+
+
+# ============================================================================ charged states
+#: Order in which :func:`charged_molecules` takes the variants: the rare kinds first.
+_CHARGED_KIND_ORDER = ("zwitterion", "carboxylate", "ammonium")
+
+
+def charged_molecules(
+    xtb_frames: str | Path | None,
+    n_molecules: int,
+    *,
+    max_atoms: int = 60,
+    seed: int = 0,
+    small: bool = True,
+) -> list[tuple[str, str]]:
+    """(name, SMILES) of charged molecules to label with GFN2-xTB.
+
+    First the small ions and zwitterions of :data:`.sources.SMALL_CHARGED`
+    (named ``charged_<name>``), then the charged variants
+    (:func:`.sources.charged_variants`) of the xtb-frames molecules, named
+    ``charged_<group>_<kind>_<site>`` (e.g. ``charged_m000123_ammonium_7``):
+    zwitterions, then carboxylates, then ammonium ions (anions and zwitterions
+    are rare), each kind in the order of a seeded shuffle of the molecules.
+    A variant whose canonical SMILES came earlier is left out. The list for a
+    larger ``n_molecules`` extends the smaller one, so a shard labelled for the
+    smaller one resumes.
+
+    Parameters
+    ----------
+    xtb_frames : path or None
+        The xtb-frames folder or file (only its ``mapped_smiles`` are read);
+        None: the small molecules only.
+    n_molecules : int
+        Length of the list (fewer when the sources run out).
+    max_atoms : int
+        Variants with more atoms (hydrogens included) are left out.
+    seed : int
+        Shuffle seed.
+    small : bool
+        Start with :data:`.sources.SMALL_CHARGED`.
+
+    Returns
+    -------
+    list of (str, str)
+        Names (unique) and canonical SMILES.
+    """
+    from rdkit import Chem
+
+    from .sources import SMALL_CHARGED, charged_variants, xtb_frames_smiles
+
+    if n_molecules < 0 or max_atoms < 1:
+        raise ConfigError(f"need n_molecules >= 0 and max_atoms >= 1, got {n_molecules}, {max_atoms}")
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def n_atoms(smiles: str) -> int:
+        return Chem.AddHs(Chem.MolFromSmiles(smiles)).GetNumAtoms()
+
+    for name, smiles in SMALL_CHARGED if small else ():
+        canonical = Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+        if canonical not in seen and n_atoms(canonical) <= max_atoms:
+            seen.add(canonical)
+            out.append((f"charged_{name}", canonical))
+    if xtb_frames is None or len(out) >= n_molecules:
+        return out[:n_molecules]
+    groups = xtb_frames_smiles(xtb_frames)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    by_kind: dict[str, list[tuple[str, str]]] = {k: [] for k in _CHARGED_KIND_ORDER}
+    for g in order.tolist():
+        gname, mapped = groups[g]
+        for v in charged_variants([mapped]):
+            if v.smiles in seen or n_atoms(v.smiles) > max_atoms:
+                continue
+            seen.add(v.smiles)
+            by_kind[v.kind].append((f"charged_{gname}_{v.kind}_{'_'.join(map(str, v.site))}", v.smiles))
+    for kind in _CHARGED_KIND_ORDER:
+        out.extend(by_kind[kind])
+    return out[:n_molecules]
+
+
+def charged_sampling(
+    *,
+    n_conformers: int = 2,
+    opt_steps: int = 20,
+    n_md: int = 2,
+    md_temperature_k: float = 500.0,
+    md_stride: int = 10,
+    n_noise: int = 2,
+    noise_sigmas: Sequence[float] = (0.02, 0.035),
+    n_bond_scans: int = 2,
+    compress: Sequence[float] = (0.75, 0.85),
+    stretch: Sequence[float] = (1.2, 1.5),
+    solvent: str | None = "water",
+    max_energy_kcal_mol: float = 150.0,
+    seed: int = 0,
+) -> XTBSampling:
+    """The per-molecule sampling of :func:`xtb_charged`: about 14 frames, a few seconds of one core.
+
+    Per RDKit conformer (``n_conformers``, pruned when rigid): a short GFN2-xTB
+    relaxation (``opt_steps`` L-BFGS steps), ``n_md`` snapshots of MD started at
+    ``md_temperature_k`` (every ``md_stride`` steps of 0.5 fs) and ``n_noise``
+    copies with Cartesian noise (``noise_sigmas``, Angstrom); around the lowest
+    conformer, ``n_bond_scans`` bonds to H (the N-H of an ammonium first), each
+    compressed to ``compress`` and stretched to ``stretch`` of its length once.
+    Geometries are made with ALPB implicit ``solvent`` (None: gas phase), where a
+    zwitterion keeps its protons; frames whose bonds changed are dropped, and
+    frames more than ``max_energy_kcal_mol`` above the molecule's lowest. Labels:
+    gas-phase GFN2-xTB. See :class:`.data.XTBSampling` for each field.
+    """
+    return XTBSampling(
+        n_conformers=int(n_conformers), n_md=int(n_md), md_temperature_k=float(md_temperature_k), n_normal_modes=0,
+        seed=int(seed), n_noise=int(n_noise), noise_sigmas=tuple(float(x) for x in noise_sigmas),
+        n_bond_scans=int(n_bond_scans), compress=tuple(float(x) for x in compress), stretch=tuple(float(x) for x in stretch),
+        opt_steps=int(opt_steps), md_stride=int(md_stride), max_energy_kcal_mol=float(max_energy_kcal_mol),
+        check_bonds=True, solvent=solvent or None,
+    )
+
+
+def xtb_charged(
+    out_path: str | Path,
+    xtb_frames: str | Path | None,
+    n_molecules: int,
+    *,
+    max_atoms: int = 60,
+    sampling: XTBSampling | None = None,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Label charged molecules with GFN2-xTB energies and forces into a shard (resumable).
+
+    The molecules of :func:`charged_molecules` (``xtb_frames``, ``n_molecules``,
+    ``max_atoms``, ``seed``), sampled as ``sampling`` says (default
+    :func:`charged_sampling` with ``seed``) by :func:`.data.label_xtb`: each
+    molecule is written as soon as it is labelled, and molecules already
+    complete in the shard are skipped. Level ``gfn2-xtb``: training uses their
+    forces and relative energies, not their total energies.
+
+    Returns
+    -------
+    dict
+        ``molecules`` listed, ``molecules_labelled`` now, ``geometries_written``, ``skipped`` names.
+    """
+    molecules = charged_molecules(xtb_frames, n_molecules, max_atoms=max_atoms, seed=seed)
+    info = label_xtb(molecules, out_path, sampling or charged_sampling(seed=seed), workers=workers)
+    return {"molecules": len(molecules), **info}

@@ -13,6 +13,11 @@ molecule's, a structure whose bonds cannot be perceived) with a logged warning.
 * :func:`read_xtb_frames`: GFN2-xTB energies and forces of off-equilibrium
   frames of drug-like molecules.
 * :func:`read_structures`: user structures (.smi, .sdf/.mol, .xyz) to label.
+
+Charged states to label (the public sets hold few): :func:`charged_variants`
+makes protonated amines, carboxylates and zwitterions of neutral molecules
+(e.g. those of :func:`xtb_frames_smiles`), and :data:`SMALL_CHARGED` lists
+small ions and zwitterions.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import math
 import re
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,10 @@ __all__ = [
     "read_xtb_frames",
     "read_structures",
     "connectivity_matches",
+    "charged_variants",
+    "ChargedVariant",
+    "SMALL_CHARGED",
+    "xtb_frames_smiles",
     "CONFORMER_BENCHMARK_LEVELS",
     "QM9_LEVEL",
 ]
@@ -1072,6 +1082,224 @@ def read_xtb_frames(
         )
     records.sort(key=lambda r: r.name)
     return records
+
+
+# ============================================================================ charged states
+#: Reaction SMARTS of the protonation and deprotonation sites of :func:`charged_variants`.
+#: Amine: a neutral, three-connected aliphatic N (primary, secondary or tertiary) that is
+#: not bonded to an aromatic atom (anilines), to a C, S or P double-bonded to O, S or N
+#: (amides, thioamides, amidines, sulfonamides), to a C=C (enamines), a nitrile C, or a
+#: heteroatom (hydrazines, hydroxylamines, sulfenamides); aromatic N never matches.
+AMINE_PROTONATION = (
+    "[NX3;+0;!$(N-a);!$(N-[#6,#15,#16]=[#7,#8,#16]);!$(N-[#16,#15]);!$(N-C=C);!$(N-C#[#6,#7]);"
+    "!$(N-[#7,#8,#9,#17,#35]):1]>>[N+:1]"
+)
+#: Carboxylic acid (formic acid included; carbamic and carbonic acids not) to carboxylate.
+ACID_DEPROTONATION = "[CX3;!$(C(=O)(O)[!#6]):1](=[OX1:2])[OX2;H1;+0:3]>>[C:1](=[O:2])[O-:3]"
+
+#: Small charged molecules that the acceptance checks and the physics need:
+#: (name, SMILES). Ammonium ions, carboxylates, amino-acid zwitterions,
+#: guanidinium and amidinium ions, an imidazolium, phenolate and dimethyl phosphate.
+SMALL_CHARGED: tuple[tuple[str, str], ...] = (
+    ("ammonium", "[NH4+]"),
+    ("methylammonium", "C[NH3+]"),
+    ("ethylammonium", "CC[NH3+]"),
+    ("dimethylammonium", "C[NH2+]C"),
+    ("trimethylammonium", "C[NH+](C)C"),
+    ("piperidinium", "C1CC[NH2+]CC1"),
+    ("formate", "O=C[O-]"),
+    ("acetate", "CC(=O)[O-]"),
+    ("propanoate", "CCC(=O)[O-]"),
+    ("benzoate", "O=C([O-])c1ccccc1"),
+    ("glycine_zwitterion", "[NH3+]CC(=O)[O-]"),
+    ("alanine_zwitterion", "C[C@H]([NH3+])C(=O)[O-]"),
+    ("beta_alanine_zwitterion", "[NH3+]CCC(=O)[O-]"),
+    ("guanidinium", "NC(N)=[NH2+]"),
+    ("methylguanidinium", "CNC(N)=[NH2+]"),
+    ("acetamidinium", "CC(N)=[NH2+]"),
+    ("benzamidinium", "NC(=[NH2+])c1ccccc1"),
+    ("methylimidazolium", "Cc1c[nH]c[nH+]1"),
+    ("phenolate", "[O-]c1ccccc1"),
+    ("dimethyl_phosphate", "COP(=O)([O-])OC"),
+)
+
+
+@dataclass(frozen=True)
+class ChargedVariant:
+    """One charged state of a neutral molecule (:func:`charged_variants`).
+
+    Attributes
+    ----------
+    smiles : str
+        Canonical isomeric SMILES of the charged state, hydrogens implicit.
+    parent : str
+        Canonical isomeric SMILES of the neutral molecule it was made from.
+    kind : {"ammonium", "carboxylate", "zwitterion"}
+        Which change: one amine protonated (charge +1), one carboxylic acid
+        deprotonated (-1), or one of each (0, charge-separated).
+    site : tuple of int
+        Heavy-atom indices, in the parent's canonical SMILES order, of the changed
+        N (ammonium), O (carboxylate), or both (zwitterion: N first).
+    """
+
+    smiles: str
+    parent: str
+    kind: str
+    site: tuple[int, ...]
+
+    @property
+    def charge(self) -> int:
+        """Total charge, e."""
+        return {"ammonium": 1, "carboxylate": -1, "zwitterion": 0}[self.kind]
+
+
+def _reaction(smarts: str):
+    from rdkit.Chem import AllChem
+
+    rxn = AllChem.ReactionFromSmarts(smarts)
+    rxn.Initialize()
+    return rxn
+
+
+def _react_once(rxn, mol) -> list[tuple[int, Any]]:
+    """Every single-site product of a one-reactant reaction: (changed heavy atom of ``mol``, product).
+
+    The changed atom is the one whose formal charge differs from the reactant's
+    (product atoms are reordered; each keeps its reactant index in ``react_atom_idx``).
+    """
+    from rdkit import Chem
+
+    out = []
+    for (product,) in rxn.RunReactants((mol,)):
+        changed = None
+        for atom in product.GetAtoms():
+            r = atom.GetIntProp("react_atom_idx")
+            if atom.GetFormalCharge() != mol.GetAtomWithIdx(r).GetFormalCharge():
+                changed = r
+        try:
+            Chem.SanitizeMol(product)
+        except Exception:  # noqa: BLE001 - RDKit raises several types; such a product is not used
+            continue
+        if changed is not None:
+            out.append((changed, product))
+    return out
+
+
+def _neutral_parent(smiles: str):
+    """Heavy-atom molecule of ``smiles`` (mapped, explicit hydrogens allowed), atoms in canonical order; None if unusable."""
+    from rdkit import Chem
+
+    with _quiet_rdkit():
+        mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    for atom in mol.GetAtoms():
+        atom.SetAtomMapNum(0)
+    mol = Chem.RemoveHs(mol)
+    canonical = Chem.MolToSmiles(mol, isomericSmiles=True)
+    return Chem.MolFromSmiles(canonical)  # hydrogens implicit again, so that a charge change sets them
+
+
+def charged_variants(
+    smiles_list: Iterable[str],
+    *,
+    amines: bool = True,
+    acids: bool = True,
+    zwitterions: bool = True,
+) -> list[ChargedVariant]:
+    """Charged states of neutral molecules: protonated amines, carboxylates, zwitterions.
+
+    Each variant changes one site of a neutral molecule, by the reaction SMARTS
+    :data:`AMINE_PROTONATION` (an aliphatic primary, secondary or tertiary amine
+    to its ammonium ion, +1; never amides, anilines, sulfonamides, amidines,
+    enamines or aromatic N) or :data:`ACID_DEPROTONATION` (a carboxylic acid to
+    its carboxylate, -1). A molecule with both sites also gets one zwitterion:
+    its first amine protonated and its first acid deprotonated (canonical atom
+    order). Variants are deduplicated by canonical isomeric SMILES across the
+    whole list (symmetric sites give one variant), first occurrence kept.
+    Molecules that do not parse, or carry a net charge, give none.
+
+    Parameters
+    ----------
+    smiles_list : iterable of str
+        Neutral molecules; mapped SMILES with explicit hydrogens (as in the
+        xtb-frames ``mapped_smiles``) are accepted.
+    amines, acids, zwitterions : bool
+        Which kinds of variant to make.
+
+    Returns
+    -------
+    list of ChargedVariant
+        In input order, then site order, then the zwitterion.
+    """
+    from rdkit import Chem
+
+    protonate = _reaction(AMINE_PROTONATION)
+    deprotonate = _reaction(ACID_DEPROTONATION)
+    seen: set[str] = set()
+    out: list[ChargedVariant] = []
+
+    def add(product, parent: str, kind: str, site: tuple[int, ...]) -> None:
+        smi = Chem.MolToSmiles(product, isomericSmiles=True)
+        if smi not in seen:
+            seen.add(smi)
+            out.append(ChargedVariant(smi, parent, kind, site))
+
+    for smiles in smiles_list:
+        mol = _neutral_parent(smiles)
+        if mol is None or Chem.GetFormalCharge(mol) != 0:
+            continue
+        parent = Chem.MolToSmiles(mol, isomericSmiles=True)
+        cations = sorted(_react_once(protonate, mol), key=lambda t: t[0]) if amines or zwitterions else []
+        anions = sorted(_react_once(deprotonate, mol), key=lambda t: t[0]) if acids or zwitterions else []
+        if amines:
+            for n, product in cations:
+                add(product, parent, "ammonium", (n,))
+        if acids:
+            for o, product in anions:
+                add(product, parent, "carboxylate", (o,))
+        if zwitterions and cations and anions:
+            n, cation = cations[0]
+            o = anions[0][0]
+            # the product's atoms are reordered; each keeps its parent index in react_atom_idx
+            o_in_cation = next(a.GetIdx() for a in cation.GetAtoms() if a.GetIntProp("react_atom_idx") == o)
+            for o2, both in _react_once(deprotonate, cation):
+                if o2 == o_in_cation:
+                    add(both, parent, "zwitterion", (n, o))
+                    break
+    return out
+
+
+def xtb_frames_smiles(path: str | Path) -> list[tuple[str, str]]:
+    """(group name, mapped SMILES) of every molecule of the xtb-frames set, without its frames.
+
+    Reads only the ``mapped_smiles`` attributes (seconds for the whole set).
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder of ``*.h5`` files or one such file (as :func:`read_xtb_frames`).
+
+    Returns
+    -------
+    list of (str, str)
+        Sorted by group name; a group name in several files is kept once (first file).
+    """
+    from .dataset import _require_h5py
+
+    h5py = _require_h5py()
+    out: dict[str, str] = {}
+    for file in _xtb_files(Path(path)):
+        try:
+            with h5py.File(file, "r") as f:
+                for gname, g in f.items():
+                    mapped = g.attrs.get("mapped_smiles")
+                    if gname in out or mapped is None:
+                        continue
+                    out[gname] = mapped.decode() if isinstance(mapped, bytes) else str(mapped)
+        except OSError as exc:
+            raise MoleculeFileError(f"cannot read xtb-frames file {file}: {exc}") from exc
+    return sorted(out.items())
 
 
 # ============================================================================ user structures

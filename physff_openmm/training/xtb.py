@@ -57,9 +57,9 @@ def _masses_amu(numbers: np.ndarray) -> np.ndarray:
 
 
 class _XTB:
-    """A tblite calculator for one molecule; positions in Angstrom."""
+    """A tblite calculator for one molecule; positions in Angstrom; ``solvent`` adds ALPB implicit solvation."""
 
-    def __init__(self, numbers, positions_angstrom, charge):
+    def __init__(self, numbers, positions_angstrom, charge, solvent: str | None = None):
         try:
             from tblite.interface import Calculator
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -83,6 +83,8 @@ class _XTB:
                 uhf=n_electrons % 2,
             )
             self._calc.set("verbosity", 0)
+            if solvent:
+                self._calc.add("alpb-solvation", str(solvent))
         except Exception as exc:  # noqa: BLE001 - tblite raises RuntimeError / ValueError
             raise QMError(f"cannot set up {_METHOD}: {exc}") from exc
         self._restart = None
@@ -155,6 +157,7 @@ def xtb_optimize(
     *,
     fmax: float = 1e-3,
     max_steps: int = 500,
+    solvent: str | None = None,
 ) -> tuple[np.ndarray, float]:
     """Minimize the GFN2-xTB energy with L-BFGS (scipy) on analytic gradients.
 
@@ -167,6 +170,9 @@ def xtb_optimize(
     max_steps : int
         Maximum number of L-BFGS iterations. When it is reached before ``fmax``,
         a :class:`RuntimeWarning` is issued and the last geometry returned.
+    solvent : str, optional
+        Minimize on the GFN2-xTB + ALPB implicit-solvent surface (a tblite solvent
+        name, e.g. ``"water"``); the energy returned is then that surface's.
 
     Returns
     -------
@@ -179,7 +185,7 @@ def xtb_optimize(
 
     if fmax <= 0 or max_steps < 1:
         raise ConfigError(f"need fmax > 0 and max_steps >= 1, got {fmax!r}, {max_steps!r}")
-    calc = _XTB(numbers, positions_angstrom, charge)
+    calc = _XTB(numbers, positions_angstrom, charge, solvent)
     x0 = np.asarray(positions_angstrom, dtype=float).ravel()
 
     def fun(x):
@@ -247,7 +253,7 @@ def _hessian(calc: _XTB, positions_angstrom: np.ndarray) -> np.ndarray:
     return 0.5 * (hess + hess.T)
 
 
-def _sample_md(calc, positions, masses, n_samples, temperature_k, rng):
+def _sample_md(calc, positions, masses, n_samples, temperature_k, rng, stride=_MD_STRIDE):
     gas_constant, dt, _ = _md_constants()
     kt = gas_constant * temperature_k  # kJ/mol
     x = positions * ANGSTROM_TO_NM  # nm
@@ -260,17 +266,17 @@ def _sample_md(calc, positions, masses, n_samples, temperature_k, rng):
     inv_m = 1.0 / masses[:, None]
     f = force(x)
     frames = []
-    for step in range(1, n_samples * _MD_STRIDE + 1):
+    for step in range(1, n_samples * stride + 1):
         v += 0.5 * dt * f * inv_m
         x = x + dt * v
         f = force(x)
         v += 0.5 * dt * f * inv_m
-        if step % _MD_STRIDE == 0:
+        if step % stride == 0:
             frames.append(x / ANGSTROM_TO_NM)
     return np.array(frames)
 
 
-def _sample_normal_modes(calc, positions, masses, n_samples, temperature_k, rng):
+def _sample_normal_modes(calc, positions, masses, n_samples, temperature_k, rng, stride=None):
     gas_constant, _, light = _md_constants()
     kt = gas_constant * temperature_k  # kJ/mol
     n = len(masses)
@@ -301,6 +307,8 @@ def sample_off_equilibrium(
     method: str = "md",
     temperature_k: float = 500.0,
     seed: int = 0,
+    stride: int = _MD_STRIDE,
+    solvent: str | None = None,
 ) -> np.ndarray:
     """Thermally distorted geometries around a (minimized) structure.
 
@@ -313,9 +321,9 @@ def sample_off_equilibrium(
     method : {"md", "normal_modes"}
         ``"md"``: velocity-Verlet MD on GFN2-xTB forces (0.5 fs step), started from
         ``positions_angstrom`` with Maxwell-Boltzmann velocities at ``temperature_k``
-        (centre-of-mass motion removed); a snapshot every 20 steps (10 fs). Starting
-        at a minimum, equipartition leaves the geometry at roughly half that
-        temperature. ``"normal_modes"``: independent classical thermal displacements
+        (centre-of-mass motion removed); a snapshot every ``stride`` steps (default
+        20: 10 fs). Starting at a minimum, equipartition leaves the geometry at
+        roughly half that temperature. ``"normal_modes"``: independent classical thermal displacements
         along the normal modes of the finite-difference mass-weighted Hessian at
         ``positions_angstrom`` (which should be a minimum); amplitudes
         ``sqrt(kT) / omega``, with |omega| floored at 100 cm^-1.
@@ -323,6 +331,12 @@ def sample_off_equilibrium(
         Temperature, K.
     seed : int
         Random seed; the result is deterministic for a given seed.
+    stride : int
+        MD steps between snapshots (``"md"`` only).
+    solvent : str, optional
+        Sample on the GFN2-xTB + ALPB implicit-solvent surface (a tblite solvent
+        name, e.g. ``"water"``): zwitterions and ions keep their protons there,
+        where in the gas phase a proton can move to the anion.
 
     Returns
     -------
@@ -335,9 +349,11 @@ def sample_off_equilibrium(
         raise ConfigError(f"temperature_k must be > 0, got {temperature_k!r}")
     if method not in ("md", "normal_modes"):
         raise ConfigError(f"unknown sampling method {method!r}; valid: 'md', 'normal_modes'")
-    calc = _XTB(numbers, positions_angstrom, charge)
+    if int(stride) != stride or stride < 1:
+        raise ConfigError(f"stride must be an integer >= 1, got {stride!r}")
+    calc = _XTB(numbers, positions_angstrom, charge, solvent)
     positions = np.asarray(positions_angstrom, dtype=float)
     masses = _masses_amu(calc.numbers)
     rng = np.random.default_rng(seed)
     sampler = _sample_md if method == "md" else _sample_normal_modes
-    return sampler(calc, positions, masses, int(n_samples), float(temperature_k), rng)
+    return sampler(calc, positions, masses, int(n_samples), float(temperature_k), rng, int(stride))
