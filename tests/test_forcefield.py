@@ -333,3 +333,39 @@ def test_pme_needs_a_periodic_topology(generator, ligand):
     ff = physff_forcefield(generator, "amber14/tip3p.xml")
     with pytest.raises(ValueError, match="periodic box"):
         ff.createSystem(topology_from_mol(ligand), nonbondedMethod=app.PME)
+
+
+def test_hangles_constrain_angles_at_the_vacuum_minimum(test_model_path):
+    """Methanol with HAngles: every bond, and the H-C-H and H-O-C angles (OpenMM's rule) as 1-3 distances."""
+    gen = pf.PhysFFTemplateGenerator(["CO"], model=test_model_path)
+    mol = ensure_conformer(load_molecule("CO"))
+    system = physff_forcefield(gen).createSystem(topology_from_mol(mol), constraints=app.HAngles)
+    ref = gen.reference_positions("CO")
+    params = gen.parameter_set("CO")
+    sym = params.symbols
+    neighbours = {k: set() for k in range(params.n_atoms)}
+    for i, j in params.covalent_pairs.tolist():
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    angles = set()
+    for center, ends in neighbours.items():
+        for a in ends:
+            for b in ends:
+                n_h = (sym[a] == "H") + (sym[b] == "H")
+                if a < b and (n_h == 2 or (n_h == 1 and sym[center] == "O")):
+                    angles.add((a, b))
+    assert len(angles) == 4  # three H-C-H, one H-O-C
+    found = {}
+    for k in range(system.getNumConstraints()):
+        i, j, d = system.getConstraintParameters(k)
+        found[(min(i, j), max(i, j))] = d.value_in_unit(unit.nanometer)
+    assert set(found) == {tuple(p) for p in params.covalent_pairs.tolist()} | angles
+    for i, j in found:
+        assert found[(i, j)] == pytest.approx(np.linalg.norm(ref[i] - ref[j]), rel=1e-12)
+
+
+def test_charmm_lennard_jones_force_is_refused(test_model_path):
+    unusual = ensure_conformer(load_molecule("OC(=O)c1ccc(Cl)cc1SC[NH3+]"))  # no CHARMM36 template has it
+    ff = physff_forcefield(pf.PhysFFTemplateGenerator([unusual], model=test_model_path), "charmm36.xml")
+    with pytest.raises(pf.ConfigError, match="LennardJonesForce"):
+        ff.createSystem(topology_from_mol(unusual))
