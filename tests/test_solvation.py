@@ -232,3 +232,14 @@ def test_cli_md_in_water_bad_input(model_path, tmp_path, capsys, args, message):
     assert rc == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "md.dcd").exists()
+
+
+def test_ligand_far_from_or_inside_the_receptor_warns():
+    from physff_openmm.workflows.solvation import _check_placement
+
+    top, x = tripeptide()
+    modeller = app.Modeller(top, x * unit.nanometer)
+    with pytest.warns(RuntimeWarning, match="is far from the receptor r.pdb .* frame"):
+        _check_placement(modeller, (x[:3] + 10.0) * unit.nanometer, "r.pdb")
+    with pytest.warns(RuntimeWarning, match="overlaps the receptor"):
+        _check_placement(modeller, x[:3] * unit.nanometer, "r.pdb")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,24 @@ def _box_width(modeller: app.Modeller, padding_nm: float, cutoff_nm: float) -> f
     return max(2.0 * radius + padding_nm, 2.0 * padding_nm, MIN_BOX_PER_CUTOFF * cutoff_nm)
 
 
+#: A ligand farther than this from every receptor atom (nm) is probably not in the receptor's frame.
+FAR_FROM_RECEPTOR_NM = 1.5
+
+
+def _check_placement(modeller: app.Modeller, ligand_pos, source: str) -> None:
+    """Warn when the ligand overlaps the receptor or lies far from it (a different frame, most likely)."""
+    receptor = np.asarray([p for a, p in zip(modeller.topology.atoms(), modeller.positions.value_in_unit(unit.nanometer))
+                           if not _is_water(a.residue)])
+    if not len(receptor):
+        return
+    lig = np.asarray(ligand_pos.value_in_unit(unit.nanometer))
+    closest = min(float(np.linalg.norm(receptor - x, axis=1).min()) for x in lig)
+    if closest > FAR_FROM_RECEPTOR_NM or closest < 0.1:
+        how = "overlaps" if closest < 0.1 else "is far from"
+        warnings.warn(f"the ligand {how} the receptor {source} (closest atoms {closest * 10:.1f} Angstrom apart); "
+                      "give the ligand's coordinates in the receptor's frame", RuntimeWarning, stacklevel=3)
+
+
 def _unsupported_residues(forcefield, generator, topology, source: str, solvent: str) -> None:
     """Raise MoleculeError for residues that neither the force-field files nor the physff molecules describe."""
     bad = [r for r in forcefield.getUnmatchedResidues(topology) if not generator.matches(r)]
@@ -313,6 +332,7 @@ def build_solvated_system(
             if solvent == "tip4pew":  # virtual sites of the receptor's waters
                 modeller.addExtraParticles(forcefield)
             _unsupported_residues(forcefield, generator, modeller.topology, source, solvent)
+            _check_placement(modeller, ligand_pos, source)
             modeller.add(ligand_top, ligand_pos)
         else:
             modeller = app.Modeller(ligand_top, ligand_pos)
