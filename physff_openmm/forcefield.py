@@ -151,7 +151,7 @@ def _residue_key(residue, formulas=None) -> str | None:
 @dataclass
 class _Molecule:
     mol: Chem.Mol  # validated, explicit hydrogens, one fragment; a conformer when the input had one
-    smiles: str  # canonical SMILES (formal charges and bond orders)
+    smiles: str  # canonical SMILES without stereochemistry (formal charges and bond orders)
     key: str  # graph key
     params: ParameterSet | None = None
     tag: str = ""  # unique per (model, molecule): names of atom types and template
@@ -221,7 +221,7 @@ class PhysFFTemplateGenerator:
                 self._add(Chem.Mol(frag))
 
     def _add(self, mol: Chem.Mol) -> None:
-        smiles = Chem.MolToSmiles(mol)
+        smiles = Chem.MolToSmiles(mol, isomericSmiles=False)  # the model reads no stereochemistry
         key = _mol_key(mol)
         known = self._molecules.get(key)
         if known is not None:
@@ -236,7 +236,7 @@ class PhysFFTemplateGenerator:
 
     @property
     def smiles(self) -> list[str]:
-        """Canonical SMILES of the molecules this generator parameterizes."""
+        """Canonical SMILES (without stereochemistry, which the model does not read) of the molecules."""
         return [m.smiles for m in self._molecules.values()]
 
     def _parameterize(self, entry: _Molecule) -> ParameterSet:

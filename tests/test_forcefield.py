@@ -319,9 +319,9 @@ def test_unmatched_residue_is_the_forcefield_error(generator):
 def test_same_graph_different_charges_is_rejected(test_model_path):
     with pytest.raises(MoleculeError, match="same atoms and bonds but different formal charges"):
         pf.PhysFFTemplateGenerator(["[CH3+]", "[CH3-]"], model=test_model_path)
-    # the same molecule twice is fine
-    gen = pf.PhysFFTemplateGenerator(["CCO", "OCC"], model=test_model_path)
-    assert gen.smiles == ["[H]OC([H])([H])C([H])([H])[H]"]
+    # the same molecule twice is fine, and so are stereoisomers (the model reads no stereochemistry)
+    gen = pf.PhysFFTemplateGenerator(["CCO", "OCC", "C[C@H](N)O", "C[C@@H](N)O"], model=test_model_path)
+    assert gen.smiles == ["[H]OC([H])([H])C([H])([H])[H]", "[H]OC([H])(N([H])[H])C([H])([H])[H]"]
 
 
 def test_unsupported_element_is_rejected(test_model_path):
