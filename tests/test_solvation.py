@@ -19,7 +19,7 @@ from physff_openmm import workflows as wf
 from physff_openmm.cli import main
 from physff_openmm.errors import ConfigError, MoleculeError
 from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
-from physff_openmm.workflows.simulation import topology_from_mol, with_positions
+from physff_openmm.workflows.simulation import minimize_context, topology_from_mol, with_positions
 from physff_openmm.workflows.solvation import MIN_BOX_PER_CUTOFF, build_solvated_system, parse_ions
 
 from test_workflows import write_bound_model
@@ -243,3 +243,18 @@ def test_ligand_far_from_or_inside_the_receptor_warns():
         _check_placement(modeller, (x[:3] + 10.0) * unit.nanometer, "r.pdb")
     with pytest.warns(RuntimeWarning, match="overlaps the receptor"):
         _check_placement(modeller, x[:3] * unit.nanometer, "r.pdb")
+
+
+@pytest.mark.parametrize("solvent", ["tip3pfb", "spce", "opc3", "tip4pew"])
+def test_other_water_models(model_path, solvent):
+    """Each water model builds a neutral box with the ligand and takes a few steps."""
+    sim = wf.build_solvated_simulation("CCO", model=model_path, solvent=solvent, padding_nm=PADDING_NM,
+                                       platform=PLATFORM, seed=6)
+    minimize_context(sim.context, 1.0, 100)
+    sim.step(10)
+    e = sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    assert np.isfinite(e) and e < 0
+    residues = {r.name for r in sim.topology.residues()}
+    assert "HOH" in residues
+    if solvent == "tip4pew":  # a virtual site per water
+        assert sum(1 for i in range(sim.system.getNumParticles()) if sim.system.isVirtualSite(i)) == sim.physff_system.counts["waters"]
