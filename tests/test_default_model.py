@@ -1,4 +1,4 @@
-"""The shipped B3LYP-trained models: provenance, size, and physical sanity through the runtime path."""
+"""The shipped trained model: provenance, size, and physical sanity through the runtime path."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 INDEX = json.loads((MODELS_DIR / "index.json").read_text())
 ROOT = Path(__file__).resolve().parents[1]
-#: The trained models and the recipe each was written by (physff-md2 continues physff-default's chain).
-TRAINED = {"physff-default": "training/default_model.yaml", "physff-md2": "training/configs/default_model_md2.yaml"}
+#: The trained models and the recipe each was written by.
+TRAINED = {"physff-v2": "training/default_model.yaml"}
 SHIPPED = [n for n in TRAINED if n in INDEX]
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no trained model is installed in this checkout")
 
@@ -43,7 +43,44 @@ def test_trained_model_ships_with_provenance_and_hash(NAME):
     assert {"conformers", "torsions", "ncia"} <= set(splits)
     assert all(splits[s]["test_molecules"] > 0 for s in ("conformers", "torsions", "ncia"))
     assert "md_stability" in meta["metrics"] and "test" in meta["metrics"]
+    assert meta["metrics"]["md_stability"]["all_stable"]
     assert len(model.file_hash) == 64
+
+
+@pytest.mark.parametrize("NAME", SHIPPED)
+@pytest.mark.parametrize(
+    "smiles", ["O", "N", "NC=O", "CO", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)Nc1ccc(O)cc1", "OC(=O)c1ccccc1Cl"]
+)
+def test_minimization_keeps_every_bond(NAME, smiles):
+    """Minimization from an RDKit geometry moves no bond more than 20 % (issue 13's line; v1 tore water apart)."""
+    from physff_openmm import workflows as wf
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+
+    start = ensure_conformer(load_molecule(smiles))
+    mol, _ = wf.minimize(start, model=NAME, platform="Reference")
+    x0, x = positions_angstrom(start), positions_angstrom(mol)
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in start.GetBonds()])
+    r0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
+    r = np.linalg.norm(x[bonds[:, 0]] - x[bonds[:, 1]], axis=1)
+    assert np.abs(r / r0 - 1.0).max() <= 0.20
+
+
+@pytest.mark.parametrize("NAME", SHIPPED)
+def test_every_bond_of_the_shipped_model_is_bound_at_its_curve_minimum(NAME):
+    """Each bond's own energy, at its numerical minimum r*: >= 10 kcal/mol higher at 0.75 r* and at r_off."""
+    from reference_energy import gaussians, switch
+
+    for smiles in ["CC(=O)Nc1ccc(O)cc1", "C[NH3+]", "[NH3+]CC(=O)[O-]", "COP(=O)(OC)Oc1ccc(Br)cc1", "FC(F)(F)S(=O)(=O)N", "C#N"]:
+        p = pf.parameterize(smiles, model=NAME)
+        r_on, r_off = p.switch
+        for c, re in zip(p.covalent_parameters, p.equilibrium_lengths()):
+            def e(r):
+                return -c[0] / r**6 + c[1] / r**12 + switch(r, r_on, r_off) * gaussians(r, c)
+
+            grid = np.linspace(0.6 * re, r_off, 1500)
+            values = np.array([e(r) for r in grid])
+            r_min = grid[np.argmin(values)]
+            assert e(0.75 * r_min) - values.min() >= 10.0 and e(r_off) - values.min() >= 10.0
 
 
 @pytest.mark.parametrize("NAME", SHIPPED)
