@@ -370,7 +370,7 @@ def _torch_backend(system: openmm.System, params: ParameterSet, layout: str, pre
 
 def create_system(
     parameter_set_or_molecule,
-    backend: str = "torch",
+    backend: str = "native",
     *,
     model="default",
     charge: int | None = None,
@@ -383,8 +383,12 @@ def create_system(
     ----------
     parameter_set_or_molecule : ParameterSet, rdkit.Chem.Mol, str or path
         Parameters, or anything :func:`physff_openmm.parameterize` accepts.
-    backend : {"torch", "native"}
-        TorchForce + CustomNonbondedForce, or OpenMM's own forces only.
+    backend : {"native", "torch"}
+        OpenMM's own forces only (default: no torch at run time; Systems copy and
+        serialize), or a TorchForce for the Gaussians. The torch backend's limits:
+        on the CPU platform a step costs 2-70x a native one (benchmarks/bench_md_step.py),
+        and with openmmtorch 1.5 / torch 2.9 ``copy.deepcopy`` of such a System and
+        ``XmlSerializer.deserialize`` of its XML crash the process.
     model : str or path
         Model used when a molecule is given.
     charge : int, optional
