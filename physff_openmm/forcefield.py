@@ -25,7 +25,9 @@ the System holds:
   are the terms :func:`physff_openmm.create_system` builds for the molecule alone.
 * **Between the molecule and anything else** (water, protein, ions, other physff
   molecules and other copies of itself): the physff charges, and per-atom
-  Lennard-Jones parameters from :func:`atom_lennard_jones`, combined with the
+  Lennard-Jones parameters from :func:`atom_lennard_jones` (heavy atoms: the size of the
+  model's own repulsive wall between two atoms of their class and the depth of its C6/C12
+  term; hydrogens: none), combined with the
   other atoms' parameters by the System's own rule (Lorentz-Berthelot in
   OpenMM's NonbondedForce) under its nonbonded method (cutoff, PME, LJPME,
   dispersion correction). The model's Gaussians between molecules are left out.
@@ -69,7 +71,7 @@ from .system import (
 )
 from .units import ANGSTROM_TO_NM, KCAL_TO_KJ
 
-__all__ = ["PhysFFTemplateGenerator", "atom_lennard_jones", "TYPE_PREFIX"]
+__all__ = ["PhysFFTemplateGenerator", "atom_lennard_jones", "TYPE_PREFIX", "WALL_ENERGY_KCAL"]
 
 #: Atom types and residue templates of physff molecules are named ``physff-<tag>[-<atom index>]``.
 TYPE_PREFIX = "physff"
@@ -78,16 +80,60 @@ TYPE_PREFIX = "physff"
 _DEFAULT_14_SCALES = (0.8333333333333334, 0.5)
 
 
+#: sigma of a heavy atom is where the model's own pair energy between two atoms of its class
+#: (in different molecules, Coulomb left out) falls to this, kcal/mol, coming from short range.
+#: Chosen with ``benchmarks/water_cross_terms.py`` (docs/solvation.md): 0 to 1 kcal/mol trade
+#: RMSE at equilibrium against over-binding at the shortest distances.
+WALL_ENERGY_KCAL = 0.25
+#: Grid of that search, Angstrom: from here to r_off in steps of _WALL_STEP_A.
+_WALL_START_A, _WALL_STEP_A = 0.8, 0.001
+#: sigma given to hydrogens (nm); their epsilon is 0, so it never acts.
+_HYDROGEN_SIGMA_NM = 0.1
+
+
+def _same_class_energy(params: ParameterSet, cls: int, r_a: np.ndarray) -> np.ndarray:
+    """The model's energy (kcal/mol) of two atoms of class ``cls`` in different molecules at ``r_a`` (Angstrom),
+    without Coulomb: switched Gaussians + C6/C12 of the class table's diagonal entry."""
+    import torch
+
+    from .energy import short_range, switch
+
+    c = params.class_parameters[cls, cls]
+    r = torch.as_tensor(r_a, dtype=torch.float64)
+    gauss = switch(r, *params.switch) * short_range(r, torch.as_tensor(c, dtype=torch.float64).expand(len(r_a), -1))
+    return gauss.numpy() - abs(c[0]) / r_a**6 + abs(c[1]) / r_a**12
+
+
+def _wall_distance(params: ParameterSet, cls: int) -> float | None:
+    """Outermost distance (Angstrom) where the same-class energy falls through WALL_ENERGY_KCAL; None if never."""
+    r = np.arange(_WALL_START_A, params.switch[1], _WALL_STEP_A)
+    e = _same_class_energy(params, cls, r) - WALL_ENERGY_KCAL
+    down = np.flatnonzero((e[:-1] > 0) & (e[1:] <= 0))
+    if not len(down):
+        return None
+    k = down[-1]
+    return float(r[k] + (r[k + 1] - r[k]) * e[k] / (e[k] - e[k + 1]))
+
+
 def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
     """Per-atom Lennard-Jones parameters of a molecule for its pairs with other molecules.
 
-    The rule: atom i takes the C6/C12 term the model gives two atoms of i's class
-    in different molecules (the class table's diagonal, C_0(ii) and C_1(ii)) in
-    Lennard-Jones form, sigma_i^6 = C_1(ii)/C_0(ii), epsilon_i = C_0(ii)^2 / (4 C_1(ii)).
-    Between atoms i and j of different molecules OpenMM then combines them by
-    Lorentz-Berthelot, sigma_ij = (sigma_i + sigma_j)/2, epsilon_ij = sqrt(epsilon_i epsilon_j),
-    with physff atoms and with any other force field's atoms alike. An atom whose
-    diagonal term has no Lennard-Jones form (C_0 or C_1 zero) gets epsilon 0.
+    The rule, for each atom i and the model's pair parameters between two atoms of i's class
+    in different molecules (the class table's diagonal, C(ii)):
+
+    * heavy atoms: sigma_i is the distance where the model's own energy of such a pair
+      without Coulomb (switched Gaussians and C6/C12 of C(ii)) falls to
+      :data:`WALL_ENERGY_KCAL` on its way out from short range (the outermost such
+      crossing: the size of the atom's repulsive wall in the model); epsilon_i is the depth
+      of the C6/C12 term of C(ii), C_0(ii)^2 / (4 C_1(ii));
+    * hydrogens: no Lennard-Jones term (epsilon 0), as TIP3P's hydrogens and Amber's polar
+      hydrogens: their size is inside the heavy atom's wall.
+
+    Between atoms i and j of different molecules OpenMM combines them by Lorentz-Berthelot,
+    sigma_ij = (sigma_i + sigma_j)/2, epsilon_ij = sqrt(epsilon_i epsilon_j), with physff atoms
+    and any other force field's atoms alike. A heavy atom whose energy never reaches the wall
+    level (or whose C6/C12 term has no Lennard-Jones form) falls back to sigma_i^6 = C_1(ii)/C_0(ii)
+    (epsilon 0 without a form). Accuracy against CCSD(T)/CBS with TIP3P water: docs/solvation.md.
 
     Parameters
     ----------
@@ -102,6 +148,16 @@ def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
     cls = params.atom_classes
     diag = params.class_parameters[cls, cls]
     sigma, eps, _ = _lj_exception(np.abs(diag[:, 0]) * _C0_TO_OPENMM, np.abs(diag[:, 1]) * _C1_TO_OPENMM)
+    walls: dict[int, float | None] = {}
+    for k, symbol in enumerate(params.symbols):
+        if symbol == "H":
+            sigma[k], eps[k] = _HYDROGEN_SIGMA_NM, 0.0
+            continue
+        c = int(cls[k])
+        if c not in walls:
+            walls[c] = _wall_distance(params, c)
+        if walls[c] is not None:
+            sigma[k] = walls[c] * ANGSTROM_TO_NM
     return sigma, eps
 
 

@@ -1,9 +1,10 @@
 """PhysFFTemplateGenerator: physff molecules in openmm.app.ForceField, beside TIP3P, under every nonbonded method.
 
 References: :func:`physff_openmm.create_system` for the molecule alone (the terms inside a
-molecule), and an independent NumPy evaluation of the stated cross-term rule (physff
-charges, per-atom Lennard-Jones from the class-table diagonal, Lorentz-Berthelot) with
-TIP3P's published parameters typed here.
+molecule), an independent NumPy evaluation of the stated cross-term rule (physff charges,
+per-atom Lennard-Jones, Lorentz-Berthelot) with TIP3P's published parameters typed here,
+and an independent implementation of the per-atom rule itself (scipy root finding on the
+pair energy written out in ``reference_energy``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from physff_openmm.forcefield import atom_lennard_jones
 from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
 from physff_openmm.workflows.simulation import topology_from_mol
 
-from reference_energy import KE, reference_energy
+from reference_energy import KE, gaussians, reference_energy, switch
 
 # tolerances, with units
 REL_ENERGY_TOL = 1e-6  # relative: ForceField System vs create_system (the contract), Reference platform
@@ -162,19 +163,47 @@ def cross_terms(q, sigma_a, eps_kcal, groups, pos_a) -> float:
 
 
 def physff_atom_lj(params):
-    """The rule from the docs, written out: sigma^6 = C_1(ii)/C_0(ii), epsilon = C_0(ii)^2 / (4 C_1(ii)) (A, kcal/mol)."""
-    c = params.class_parameters[params.atom_classes, params.atom_classes]
-    c0, c1 = np.abs(c[:, 0]), np.abs(c[:, 1])
-    return (c1 / c0) ** (1.0 / 6.0), c0 * c0 / (4.0 * c1)
-
-
-def test_atom_lennard_jones_is_the_class_diagonal_rule(generator, ligand):
-    params = generator.parameter_set(ligand)
+    """The per-atom (sigma, epsilon) of the package's rule, in Angstrom and kcal/mol (checked on its own below)."""
     sigma_nm, eps_kj = atom_lennard_jones(params)
-    sigma_a, eps_kcal = physff_atom_lj(params)
-    np.testing.assert_allclose(sigma_nm * 10.0, sigma_a, rtol=1e-12)
-    np.testing.assert_allclose(eps_kj * KCAL_PER_KJ, eps_kcal, rtol=1e-12)
-    assert np.all(eps_kcal > 0) and np.all(np.isfinite(sigma_a))
+    return sigma_nm * 10.0, eps_kj * KCAL_PER_KJ
+
+
+def rule_reference(params, wall_kcal):
+    """The docs' per-atom rule, implemented independently: (sigma in Angstrom, epsilon in kcal/mol) per atom."""
+    from scipy.optimize import brentq
+
+    r_on, r_off = params.switch
+    sigma, eps = [], []
+    for k, symbol in enumerate(params.symbols):
+        c = params.class_parameters[params.atom_classes[k], params.atom_classes[k]]
+        c0, c1 = abs(c[0]), abs(c[1])
+        if symbol == "H":
+            sigma.append(1.0)
+            eps.append(0.0)
+            continue
+
+        def excess(r):
+            return switch(r, r_on, r_off) * gaussians(r, c) - c0 / r**6 + c1 / r**12 - wall_kcal
+
+        grid = np.arange(0.8, r_off, 0.01)
+        values = np.array([excess(r) for r in grid])
+        down = np.flatnonzero((values[:-1] > 0) & (values[1:] <= 0))
+        sigma.append(brentq(excess, grid[down[-1]], grid[down[-1] + 1]) if len(down) else (c1 / c0) ** (1 / 6))
+        eps.append(c0 * c0 / (4.0 * c1))
+    return np.array(sigma), np.array(eps)
+
+
+def test_atom_lennard_jones_follows_the_stated_rule(generator, ligand, test_model_path):
+    from physff_openmm.forcefield import WALL_ENERGY_KCAL
+
+    for mol in (ligand, load_molecule("CC(=O)[O-]"), load_molecule("C[NH3+]")):
+        params = generator.parameter_set(mol)
+        sigma_a, eps_kcal = physff_atom_lj(params)
+        ref_sigma, ref_eps = rule_reference(params, WALL_ENERGY_KCAL)
+        np.testing.assert_allclose(sigma_a, ref_sigma, atol=1e-3)  # the package interpolates on a 0.001 A grid
+        np.testing.assert_allclose(eps_kcal, ref_eps, rtol=1e-12)
+        heavy = np.array([s != "H" for s in params.symbols])
+        assert np.all(eps_kcal[~heavy] == 0) and np.all(eps_kcal[heavy] > 0) and np.all(sigma_a[heavy] > 1.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
