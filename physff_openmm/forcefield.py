@@ -89,6 +89,10 @@ WALL_ENERGY_KCAL = 0.25
 _WALL_START_A, _WALL_STEP_A = 0.8, 0.001
 #: sigma given to hydrogens (nm); their epsilon is 0, so it never acts.
 _HYDROGEN_SIGMA_NM = 0.1
+#: A hydrogen with a charge <= 0 would meet TIP3P's bare, positive hydrogens with nothing but Coulomb
+#: attraction between them: it gets a small core, sigma 1 Angstrom (nm) and epsilon 0.0157 kcal/mol
+#: (Amber's hydrogen well depth, kJ/mol).
+_NEGATIVE_HYDROGEN_LJ = (0.1, 0.0157 * KCAL_TO_KJ)
 
 
 def _same_class_energy(params: ParameterSet, cls: int, r_a: np.ndarray) -> np.ndarray:
@@ -127,7 +131,9 @@ def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
       crossing: the size of the atom's repulsive wall in the model); epsilon_i is the depth
       of the C6/C12 term of C(ii), C_0(ii)^2 / (4 C_1(ii));
     * hydrogens: no Lennard-Jones term (epsilon 0), as TIP3P's hydrogens and Amber's polar
-      hydrogens: their size is inside the heavy atom's wall.
+      hydrogens: their size is inside the heavy atom's wall; a hydrogen whose charge is zero
+      or negative, which Coulomb would pull onto water's bare hydrogens, gets a small core,
+      sigma 1 Angstrom and epsilon 0.0157 kcal/mol (Amber's hydrogen well depth).
 
     Between atoms i and j of different molecules OpenMM combines them by Lorentz-Berthelot,
     sigma_ij = (sigma_i + sigma_j)/2, epsilon_ij = sqrt(epsilon_i epsilon_j), with physff atoms
@@ -151,7 +157,7 @@ def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
     walls: dict[int, float | None] = {}
     for k, symbol in enumerate(params.symbols):
         if symbol == "H":
-            sigma[k], eps[k] = _HYDROGEN_SIGMA_NM, 0.0
+            sigma[k], eps[k] = (_HYDROGEN_SIGMA_NM, 0.0) if params.charges[k] > 0 else _NEGATIVE_HYDROGEN_LJ
             continue
         c = int(cls[k])
         if c not in walls:

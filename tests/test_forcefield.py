@@ -177,9 +177,9 @@ def rule_reference(params, wall_kcal):
     for k, symbol in enumerate(params.symbols):
         c = params.class_parameters[params.atom_classes[k], params.atom_classes[k]]
         c0, c1 = abs(c[0]), abs(c[1])
-        if symbol == "H":
+        if symbol == "H":  # no LJ; a small core (Amber's H well depth) when its charge is not positive
             sigma.append(1.0)
-            eps.append(0.0)
+            eps.append(0.0 if params.charges[k] > 0 else 0.0157)
             continue
 
         def excess(r):
@@ -203,7 +203,8 @@ def test_atom_lennard_jones_follows_the_stated_rule(generator, ligand, test_mode
         np.testing.assert_allclose(sigma_a, ref_sigma, atol=1e-3)  # the package interpolates on a 0.001 A grid
         np.testing.assert_allclose(eps_kcal, ref_eps, rtol=1e-12)
         heavy = np.array([s != "H" for s in params.symbols])
-        assert np.all(eps_kcal[~heavy] == 0) and np.all(eps_kcal[heavy] > 0) and np.all(sigma_a[heavy] > 1.0)
+        assert np.all(eps_kcal[heavy] > 0) and np.all(sigma_a[heavy] > 1.0)
+        assert np.all((eps_kcal[~heavy] == 0) == (params.charges[~heavy] > 0))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
