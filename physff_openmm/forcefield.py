@@ -59,6 +59,7 @@ from openmm import app
 from rdkit import Chem
 
 from .errors import ConfigError, MoleculeError, PhysFFError
+from .molecule import element_graph
 from .parameters import ParameterSet
 from .system import (
     _C0_TO_OPENMM,
@@ -171,16 +172,7 @@ def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
 
 def _graph_key(atomic_numbers, bonds) -> str:
     """Canonical SMILES of the bare graph (elements and bonds, all single, no charges): equal iff isomorphic."""
-    rw = Chem.RWMol()
-    for z in atomic_numbers:
-        atom = Chem.Atom(int(z))
-        atom.SetNoImplicit(True)
-        rw.AddAtom(atom)
-    for i, j in bonds:
-        rw.AddBond(int(i), int(j), Chem.BondType.SINGLE)
-    mol = rw.GetMol()
-    mol.UpdatePropertyCache(strict=False)
-    Chem.FastFindRings(mol)
+    mol = element_graph(atomic_numbers, bonds)
     return Chem.MolToSmiles(mol, canonical=True)
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "positions_angstrom",
     "ensure_conformer",
     "combine_molecules",
+    "element_graph",
     "random_rotation",
 ]
 
@@ -377,6 +378,25 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
             [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
         ]
     )
+
+
+def element_graph(numbers: Iterable[int], bonds: Iterable[tuple[int, int]]) -> Chem.Mol:
+    """An RDKit Mol with the atoms' elements and every bond single (no charges, no aromaticity).
+
+    Two such graphs are isomorphic exactly when their canonical SMILES agree; used to match
+    molecules to residues and templates to coordinates by connectivity alone.
+    """
+    rw = Chem.RWMol()
+    for z in numbers:
+        atom = Chem.Atom(int(z))
+        atom.SetNoImplicit(True)
+        rw.AddAtom(atom)
+    for i, j in bonds:
+        rw.AddBond(int(i), int(j), Chem.BondType.SINGLE)
+    mol = rw.GetMol()
+    mol.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(mol)
+    return mol
 
 
 def combine_molecules(mols: Iterable[Chem.Mol]) -> Chem.Mol:

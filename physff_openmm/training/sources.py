@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from physff_openmm.errors import ConfigError, DependencyError, MoleculeFileError, PhysFFError
+from physff_openmm.molecule import element_graph
 from physff_openmm.units import HARTREE_TO_KCAL
 
 from .dataset import MoleculeRecord
@@ -104,23 +105,6 @@ def _check_limit(limit) -> int | None:
 
 
 # ============================================================================ graphs
-def _element_graph(numbers: Iterable[int], bonds: Iterable[tuple[int, int]]):
-    """An RDKit Mol with the atoms' elements and every bond single (no charges, no aromaticity)."""
-    from rdkit import Chem
-
-    rw = Chem.RWMol()
-    for z in numbers:
-        atom = Chem.Atom(int(z))
-        atom.SetNoImplicit(True)
-        rw.AddAtom(atom)
-    for i, j in bonds:
-        rw.AddBond(int(i), int(j), Chem.BondType.SINGLE)
-    mol = rw.GetMol()
-    mol.UpdatePropertyCache(strict=False)
-    Chem.FastFindRings(mol)
-    return mol
-
-
 def _bond_set(mol) -> set[tuple[int, int]]:
     return {tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in mol.GetBonds()}
 
@@ -177,8 +161,8 @@ def _match_template(template, numbers, bonds) -> tuple[int, ...] | None:
     bonds = list(bonds)
     if template.GetNumAtoms() != len(numbers) or template.GetNumBonds() != len(bonds):
         return None
-    query = _element_graph([a.GetAtomicNum() for a in template.GetAtoms()], _bond_set(template))
-    target = _element_graph(numbers, bonds)
+    query = element_graph([a.GetAtomicNum() for a in template.GetAtoms()], _bond_set(template))
+    target = element_graph(numbers, bonds)
     match = target.GetSubstructMatch(query)
     return tuple(match) if len(match) == template.GetNumAtoms() else None
 
