@@ -125,7 +125,9 @@ def test_charged_ligand_box_is_neutral_and_large_enough(model_path):
         ctx.setPeriodicBoxVectors(*box)
         ctx.setPositions(built.positions_nm)
         energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-    assert energies[0] == pytest.approx(energies[1], rel=1e-9)
+    # the CPU platform sums PME forces in single precision, in an order that varies between
+    # Contexts (seen: 1.4e-8 relative); a System that lost or changed a term differs far more
+    assert energies[0] == pytest.approx(energies[1], rel=1e-6)
 
 
 def test_unknown_water_model(model_path):
