@@ -105,6 +105,28 @@ class ParameterSet:
         keys = self.intra_pairs[:, 0] * n + self.intra_pairs[:, 1]
         return np.searchsorted(keys, pairs[:, 0] * n + pairs[:, 1])
 
+    def intra_covalent(self) -> np.ndarray:
+        """(p,) bool, True where a row of ``intra_pairs`` is a covalent pair."""
+        out = np.zeros(len(self.intra_pairs), dtype=bool)
+        out[self._rows_of(self.covalent_pairs)] = True
+        return out
+
+    def fragment_index(self) -> np.ndarray:
+        """(n,) fragment of each atom (its position in ``fragments``)."""
+        out = np.empty(self.n_atoms, dtype=np.int64)
+        for k, atoms in enumerate(self.fragments):
+            out[list(atoms)] = k
+        return out
+
+    def inter_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every pair i < j of atoms in different fragments, (p, 2), and its C_0..C_13 (p, 14) from the class table."""
+        fragment = self.fragment_index()
+        iu, ju = np.triu_indices(self.n_atoms, 1)
+        keep = fragment[iu] != fragment[ju]
+        pairs = np.stack([iu[keep], ju[keep]], axis=1).reshape(-1, 2)
+        cls = self.atom_classes
+        return pairs, self.class_parameters[cls[pairs[:, 0]], cls[pairs[:, 1]]]
+
     def equilibrium_lengths(self) -> np.ndarray:
         """(m,) minimum r_e = (2 C_1 / C_0)^(1/6) of each covalent pair's C6/C12 well, Angstrom."""
         c = self.covalent_parameters

@@ -145,28 +145,11 @@ def _lj_exception(c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return sigma, eps, ok
 
 
-def _fragment_of_atoms(params: ParameterSet) -> np.ndarray:
-    fragment = np.empty(params.n_atoms, dtype=np.int64)
-    for k, atoms in enumerate(params.fragments):
-        fragment[list(atoms)] = k
-    return fragment
-
-
-def _inter_pairs(params: ParameterSet) -> np.ndarray:
-    """(p, 2) every pair i < j of atoms in different fragments."""
-    fragment = _fragment_of_atoms(params)
-    iu, ju = np.triu_indices(params.n_atoms, 1)
-    inter = fragment[iu] != fragment[ju]
-    return np.stack([iu[inter], ju[inter]], axis=1).reshape(-1, 2)
-
-
 def _intra_charge_products(params: ParameterSet) -> np.ndarray:
     """(p,) q_i q_j of each pair of ``params.intra_pairs`` (e^2), zero for covalent pairs (no Coulomb)."""
     intra = params.intra_pairs
-    cov = np.zeros(len(intra), dtype=bool)
-    cov[params._rows_of(params.covalent_pairs)] = True
     q = params.charges
-    return np.where(cov, 0.0, q[intra[:, 0]] * q[intra[:, 1]])
+    return np.where(params.intra_covalent(), 0.0, q[intra[:, 0]] * q[intra[:, 1]])
 
 
 def _c6_c12_fallback_force() -> openmm.CustomBondForce:
@@ -222,10 +205,9 @@ def _long_range_forces(system: openmm.System, params: ParameterSet, listed_inter
         nb.addParticle(float(q[k]), 1.0, 0.0)
     pairs, values, qq = [params.intra_pairs], [params.intra_parameters], [_intra_charge_products(params)]
     if listed_inter:
-        inter = _inter_pairs(params)
-        cls = params.atom_classes
+        inter, inter_values = params.inter_pairs()
         pairs.append(inter)
-        values.append(params.class_parameters[cls[inter[:, 0]], cls[inter[:, 1]]])
+        values.append(inter_values)
         qq.append(q[inter[:, 0]] * q[inter[:, 1]])
     fallback = _c6_c12_fallback_force()
     _add_exact_pairs(nb, fallback, np.concatenate(pairs), np.concatenate(qq), np.concatenate(values))
@@ -240,11 +222,10 @@ def _native_short_range(system: openmm.System, params: ParameterSet, listed_inte
     """Switched Gaussians: pairs within fragments listed; between fragments listed, or class tables
     through a neighbour list when there are many of them (or ``listed_inter`` is False)."""
     intra = params.intra_pairs
-    inter = _inter_pairs(params)
+    inter, inter_values = params.inter_pairs()
     if listed_inter and len(inter) <= NATIVE_NEIGHBOR_LIST_MIN_PAIRS:
-        cls = params.atom_classes
         pairs = np.concatenate([intra, inter])
-        values = np.concatenate([params.intra_parameters, params.class_parameters[cls[inter[:, 0]], cls[inter[:, 1]]]])
+        values = np.concatenate([params.intra_parameters, inter_values])
         system.addForce(_short_range_bond_force(pairs, values, *params.switch))
         return
     system.addForce(_short_range_bond_force(intra, params.intra_parameters, *params.switch))

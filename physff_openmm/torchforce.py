@@ -57,12 +57,8 @@ class ShortRangeModule(torch.nn.Module):
         else:
             iu, ju = params.intra_pairs[:, 0], params.intra_pairs[:, 1]
             sr = params.intra_parameters[:, 2:]
-            frag = np.empty(n, dtype=np.int64)
-            for k, atoms in enumerate(params.fragments):
-                frag[list(atoms)] = k
-            ai, aj = np.triu_indices(n, 1)
-            inter = frag[ai] != frag[aj]
-            inter_i, inter_j = ai[inter], aj[inter]
+            inter, _ = params.inter_pairs()
+            inter_i, inter_j = inter[:, 0], inter[:, 1]
         self.register_buffer("pair_i", torch.from_numpy(np.ascontiguousarray(iu, dtype=np.int64)))
         self.register_buffer("pair_j", torch.from_numpy(np.ascontiguousarray(ju, dtype=np.int64)))
         self.register_buffer("pair_params", torch.tensor(sr, dtype=dtype).reshape(-1, 12))
