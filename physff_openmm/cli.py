@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import traceback
@@ -248,8 +249,19 @@ def _status(args, text: str) -> None:
         print(text, file=sys.stderr)
 
 
+def _finite_json(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def _print_json(data) -> None:
-    print(json.dumps(data, indent=2))
+    print(json.dumps(_finite_json(data), indent=2, allow_nan=False))
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -419,10 +431,12 @@ def _cmd_md(args) -> int:
             print(f"{res['n_atoms']} atoms, {res['n_waters']} {res['solvent']} waters; box {res['box_volume_nm3']:.2f} nm^3, "
                   f"density {res['density_g_ml']:.3f} g/mL")
         if res["worst_bond"] is not None:
-            print(f"largest bond change {res['max_bond_change']:+.1%} ({res['worst_bond']})"
-                  + (f", broken at {res['bond_broken_at_ps']:.3f} ps" if res["bond_broken_at_ps"] is not None else ""))
-        written = [res[k] for k in ("trajectory", "report_csv", "checkpoint", "structure", "plot") if k in res]
-        _status(args, "wrote " + ", ".join(written))
+            print(f"largest bond change from the input geometry {res['max_bond_change']:+.1%} ({res['worst_bond']})")
+        written = [res[k] for k in ("trajectory", "report_csv", "checkpoint", "structure", "plot")
+                   if k in res and k not in res["appended"]]
+        extended = [res[k] for k in res["appended"]]
+        _status(args, "; ".join(x for x in ("wrote " + ", ".join(written) if written else "",
+                                           "appended to " + ", ".join(extended) if extended else "") if x))
     return EXIT_OK
 
 
@@ -495,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         if not quiet:
             print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
 
-    from .errors import DependencyError, PhysFFError, QMError, SimulationError
+    from .errors import DependencyError, PhysFFError, QMError, RunInterrupted, SimulationError
 
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
@@ -510,8 +524,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         except SystemExit as exc:  # --help, --version
             return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
-        except KeyboardInterrupt:
-            print(f"{PROG}: interrupted; no partial output was kept", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, RunInterrupted):  # MD stopped at a clean point and says what it kept
+                print(f"{PROG}: {_one_line(exc)}".replace("continue with restart", "continue with --restart"), file=sys.stderr)
+            else:
+                print(f"{PROG}: interrupted; no partial output was kept", file=sys.stderr)
             return EXIT_INTERRUPTED
         except PhysFFError as exc:
             if debug:

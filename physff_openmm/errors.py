@@ -23,6 +23,8 @@ __all__ = [
     "DependencyError",
     "FileAccessError",
     "SimulationError",
+    "ModelFailureError",
+    "RunInterrupted",
 ]
 
 
@@ -84,3 +86,12 @@ class FileAccessError(PhysFFError, OSError):
 
 class SimulationError(PhysFFError, RuntimeError):
     """A simulation became unstable (NaN energies or coordinates) or could not run."""
+
+
+class ModelFailureError(SimulationError):
+    """The model failed on this molecule: a covalent bond moved too far from the input geometry
+    (in a minimization or in MD)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C at a clean point; the message says what was kept."""

@@ -26,6 +26,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -68,6 +69,13 @@ _SUFFIXES: tuple[str, ...] = (".sdf", ".mol", ".pdb", ".xyz")
 _FRAGMENT_GAP_ANGSTROM: float = 4.0
 
 #: ``charge=N`` (or ``charge: N``, ``charge=-1.0``) in an XYZ comment line.
+#: Two atoms closer than this (Angstrom) are not a physical geometry (the shortest bond, H-H, is 0.74 A).
+MIN_ATOM_DISTANCE_ANGSTROM = 0.5
+#: Records of one SDF file that are the same molecule and put atoms closer than this (Angstrom) to
+#: each other's are conformers written one after another, not a complex (contacts between
+#: molecules are longer than 1.5 A).
+CONFORMER_OVERLAP_ANGSTROM = 1.0
+
 _CHARGE_TOKEN = re.compile(r"(?<![A-Za-z0-9_])charge\s*[=:]\s*([+-]?\d+)(?:\.0*)?(?![\d.])", re.IGNORECASE)
 _TIMESTAMP = re.compile(r"^\[\d{2}:\d{2}:\d{2}\]\s?")
 
@@ -287,7 +295,47 @@ def validate_molecule(mol: Chem.Mol, *, charge: int | None = None) -> Chem.Mol:
             raise ChargeError(
                 f"the formal charges add up to {total:+d} but a total charge of {charge:+d} was given"
             )
+    for conf in out.GetConformers():
+        check_atom_distances(out, np.asarray(conf.GetPositions(), dtype=np.float64))
     return out
+
+
+def _closest_pair(x: np.ndarray, y: np.ndarray | None = None) -> tuple[float, int, int]:
+    """The shortest distance between two points of ``x`` (or from ``x`` to ``y``) and their indices (blocks of 256 rows)."""
+    same = y is None
+    y = x if same else y
+    best = (math.inf, -1, -1)
+    for start in range(0, len(x), 256):
+        block = x[start:start + 256]
+        d = np.linalg.norm(block[:, None, :] - y[None, :, :], axis=-1)
+        if same:  # each pair once, no atom with itself
+            d[np.arange(start, start + len(block))[:, None] >= np.arange(len(y))[None, :]] = np.inf
+        k = np.unravel_index(int(np.argmin(d)), d.shape)
+        if d[k] < best[0]:
+            best = (float(d[k]), int(start + k[0]), int(k[1]))
+    return best
+
+
+def check_atom_distances(mol: Chem.Mol, positions: np.ndarray, *, limit: float = MIN_ATOM_DISTANCE_ANGSTROM) -> None:
+    """Refuse coordinates that put two atoms closer than ``limit`` Angstrom (or that are not finite).
+
+    Raises
+    ------
+    MoleculeError
+        Naming the pair (0-based indices) and its distance.
+    """
+    x = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    if not np.isfinite(x).all():
+        a = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise MoleculeError(f"{_atom_label(mol.GetAtomWithIdx(a))} has non-finite coordinates")
+    if len(x) < 2:
+        return
+    d, i, j = _closest_pair(x)
+    if d < limit:
+        raise MoleculeError(
+            f"{_atom_label(mol.GetAtomWithIdx(i))} and {_atom_label(mol.GetAtomWithIdx(j))} are {d:.2f} A apart, "
+            f"closer than {limit:g} A: not a physical geometry (two atoms, molecules or conformers on top of each other?)"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -740,7 +788,7 @@ def _read_pdb(path: Path, text: str, charge: int | None) -> Chem.Mol:
         raise _reraise_with_context(exc, str(path)) from None
 
 
-def _xyz_frames(path: Path, text: str, first_only: bool) -> list[tuple[int, str, list[int], np.ndarray]]:
+def _xyz_frames(path: Path, text: str) -> list[tuple[int, str, list[int], np.ndarray]]:
     """Parse XYZ frames: ``(comment line number, comment, atomic numbers, coordinates)``."""
     lines = text.splitlines()
     frames: list[tuple[int, str, list[int], np.ndarray]] = []
@@ -806,17 +854,6 @@ def _xyz_frames(path: Path, text: str, first_only: bool) -> list[tuple[int, str,
             numbers_list.append(z)
         frames.append((comment_no, comment, numbers_list, coords))
         i += 2 + n
-        if first_only:
-            # the next non-blank line must start a new frame; otherwise the count was too small
-            m = i
-            while m < len(lines) and not lines[m].strip():
-                m += 1
-            if m < len(lines) and not re.fullmatch(r"\s*\d+\s*", lines[m]):
-                raise MoleculeParseError(
-                    f"{path}, line {m + 1}: unexpected line {lines[m].rstrip()!r} after the {n} atoms "
-                    f"announced on line {comment_no - 1}; the atom count may be wrong"
-                )
-            break
     if not frames:
         raise MoleculeFileError(f"{path}: file is empty")
     return frames
@@ -853,8 +890,8 @@ def _xyz_frame_to_mol(
         raise _reraise_with_context(exc, label) from None
 
 
-def _read_xyz(path: Path, text: str, charge: int | None, first_only: bool) -> list[Chem.Mol]:
-    frames = _xyz_frames(path, text, first_only)
+def _read_xyz(path: Path, text: str, charge: int | None) -> list[Chem.Mol]:
+    frames = _xyz_frames(path, text)
     out = []
     for k, frame in enumerate(frames):
         label = str(path) if len(frames) == 1 else f"{path}: frame {k + 1} (starting at line {frame[0] - 1})"
@@ -902,17 +939,49 @@ def read_records(path: str | os.PathLike, *, charge: int | None = None) -> list[
         return _read_sdf(path, text, charge)
     if suffix == ".pdb":
         return [_read_pdb(path, text, charge)]
-    return _read_xyz(path, text, charge, first_only=False)
+    return _read_xyz(path, text, charge)
+
+
+def _refuse_conformer_records(path: Path, records: list[Chem.Mol]) -> None:
+    """Several SDF records of one molecule whose atoms overlap are conformers, not a complex: refuse them."""
+    if len(records) < 2:
+        return
+    smiles = {Chem.MolToSmiles(Chem.RemoveHs(r, sanitize=False)) for r in records}
+    if len(smiles) != 1:
+        return
+    x = [np.asarray(r.GetConformer().GetPositions(), dtype=np.float64) for r in records if r.GetNumConformers()]
+    if len(x) < 2 or _closest_pair(x[0], x[1])[0] >= CONFORMER_OVERLAP_ANGSTROM:
+        return
+    raise MoleculeError(
+        f"{path} holds {len(records)} records of the same molecule ({smiles.pop()}) on top of each other: "
+        "conformers of one molecule, not a complex. Give one conformer per file (physff-openmm scan "
+        "--conformers writes them this way; each record is one conformer)"
+    )
 
 
 def _load_path(path: Path, charge: int | None) -> Chem.Mol:
     text = _read_text(path)
     suffix = path.suffix.lower()
     if suffix == ".pdb":
+        if re.search(r"^CRYST1", text, re.MULTILINE):
+            warnings.warn(
+                f"{path} has a CRYST1 record (a periodic box): it is read as a molecule or complex in vacuum, "
+                "without periodic boundaries (for a molecule in water give a solvent: --solvent tip3p)",
+                UserWarning,
+                stacklevel=3,
+            )
         return _read_pdb(path, text, charge)
     if suffix == ".xyz":
-        return _read_xyz(path, text, charge, first_only=True)[0]
+        frames = _xyz_frames(path, text)
+        if len(frames) > 1:
+            warnings.warn(
+                f"{path} holds {len(frames)} frames; the first one is used",
+                UserWarning,
+                stacklevel=3,
+            )
+        return _xyz_frame_to_mol(path, frames[0], charge, str(path))
     records = _read_sdf(path, text, None)
+    _refuse_conformer_records(path, records)
     try:
         mol = records[0] if len(records) == 1 else combine_molecules(records)
         return validate_molecule(mol, charge=charge)

@@ -10,6 +10,8 @@ import json
 import math
 import os
 import re
+import signal
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -213,9 +215,9 @@ def test_md_no_constraints_flag(run, tmp_path):
     assert summary["constraints"] is None and summary["n_constraints"] == 0 and summary["timestep_fs"] == 1.0
     assert "warning" not in err
     # without --timestep the step stays 2 fs, with a one-line warning
-    rc, out, err = run("md", "CCO", "--steps", 20, "--no-constraints", "-o", tmp_path / "t.dcd", "--seed", 1)
+    rc, out, err = run("md", "CCO", "--steps", 4, "--no-constraints", "-o", tmp_path / "t.dcd", "--seed", 1)
     assert rc == 0, err
-    assert "20 steps of 2 fs (NVT, no constraints, Reference)" in out
+    assert "4 steps of 2 fs (NVT, no constraints, Reference)" in out
     warning = [ln for ln in err.splitlines() if "warning" in ln]
     assert len(warning) == 1 and "2 fs time step without constraints is too long" in warning[0]
     assert "--timestep 1" in warning[0]
@@ -327,23 +329,51 @@ def test_unexpected_error_is_one_line_with_debug_hint(run, monkeypatch):
     assert rc == 1 and "Traceback" in err
 
 
-def test_interrupt_leaves_no_partial_output(run, tmp_path, monkeypatch):
+def _dcd_frames(path) -> int:
+    """Frame count in a DCD file's header (NSET, the int after the first record marker and 'CORD')."""
+    return struct.unpack("<i", Path(path).read_bytes()[8:12])[0]
+
+
+def test_ctrl_c_keeps_frames_and_rows_and_restart_appends(run, tmp_path, monkeypatch):
     from openmm import app
 
     original = app.Simulation.step
     calls = []
 
-    def interrupted(self, steps):
+    def ctrl_c_during_third_chunk(self, steps):
         calls.append(steps)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as the terminal sends it
         return original(self, steps)
 
-    monkeypatch.setattr(app.Simulation, "step", interrupted)
-    rc, _, err = run("md", "CCO", "--steps", "100", "--report-interval", "10", "-o", tmp_path / "t.dcd",
-                     "--report-csv", tmp_path / "s.csv")
-    assert rc == 130 and "interrupted" in err and err.count("\n") == 1
-    assert _files(tmp_path) == []
+    monkeypatch.setattr(app.Simulation, "step", ctrl_c_during_third_chunk)
+    traj, csv, ck = tmp_path / "t.dcd", tmp_path / "s.csv", tmp_path / "ck.xml"
+    common = ("--report-interval", "10", "-o", traj, "--report-csv", csv, "--checkpoint", ck, "--seed", 2)
+    rc, _, err = run("md", "CCO", "--steps", "1000", *common)
+    assert rc == 130 and err.count("\n") == 1, err
+    assert "interrupted at step 30" in err and "frames and rows up to step 30 are kept" in err
+    assert f"continue with --restart" in err and str(ck) in err
+    assert _files(tmp_path) == ["ck.xml", "s.csv", "t.dcd"]
+    assert list(wf.read_report_csv(csv)["Step"]) == [0, 10, 20, 30] and _dcd_frames(traj) == 4
+    # the checkpoint holds the step the files end at: a restart appends, with no repeated or missing step
+    monkeypatch.setattr(app.Simulation, "step", original)
+    rc, out, err = run("md", "CCO", "--steps", "50", "--restart", ck, *common)
+    assert rc == 0, err
+    assert "appended to" in err and str(traj) in err
+    assert list(wf.read_report_csv(csv)["Step"]) == list(range(0, 90, 10)) and _dcd_frames(traj) == 9
+
+
+def test_md_that_blows_up_stops_with_an_error_and_keeps_its_files(run, tmp_path):
+    traj, csv = tmp_path / "t.dcd", tmp_path / "s.csv"
+    rc, out, err = run("md", "CCO", "--steps", "500", "--timestep", "10", "--no-constraints", "--report-interval", "1",
+                       "-o", traj, "--report-csv", csv, "--seed", 1)
+    assert rc == 1 and out == "", out
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1 and ("moved bond" in lines[0] or "unstable" in lines[0])
+    step = int(re.search(r"up to step (\d+) are kept", lines[0]).group(1))
+    assert 0 < step < 500
+    rows = wf.read_report_csv(csv)
+    assert list(rows["Step"]) == list(range(0, step + 1)) and _dcd_frames(traj) == step + 1
 
 
 # --- the real process -------------------------------------------------------------------
@@ -364,3 +394,46 @@ def test_subprocess_success_and_failure(tmp_path, model_path):
     assert bad.returncode == 2
     assert bad.stderr == "physff-openmm: error: missing.sdf: no such file\n"
     assert bad.stdout == "" and _files(tmp_path) == []
+
+
+# --- a model that fails: nothing unphysical passes silently ------------------------------
+
+@pytest.fixture()
+def dissociating_minimizer(monkeypatch):
+    """Every minimization ends with atom 1 moved 9 A away, as version 1's model did to water's H."""
+    from physff_openmm.workflows import md, simulation
+
+    def pull_apart(context, *args, **kwargs):
+        x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        x[1] += 0.9
+        context.setPositions(x)
+
+    monkeypatch.setattr(simulation, "minimize_context", pull_apart)
+    monkeypatch.setattr(md, "minimize_context", pull_apart)
+
+
+def test_minimization_that_breaks_a_bond_is_an_error_and_writes_nothing(run, tmp_path, dissociating_minimizer):
+    rc, out, err = run("minimize", "O", "-o", tmp_path / "w.sdf")
+    assert rc == 1 and out == ""
+    assert re.search(r"error: the minimization moved bond O0-H1 by \+\d+% from the input geometry \(more than 30%\): "
+                     r"the model failed on this molecule", err), err
+    rc, out, err = run("md", "C(=O)N", "--steps", "10", "-o", tmp_path / "t.dcd", "--report-csv", tmp_path / "s.csv")
+    assert rc == 1 and "the minimization before MD moved bond C0-O1" in err
+    rc, out, err = run("interaction", "O.O", "--minimize")
+    assert rc == 1 and "the minimization moved bond O1-H4" in err  # atom 1 is the second water's O
+    assert _files(tmp_path) == []
+
+
+def test_a_torsion_scan_about_a_ring_bond_is_refused(run, tmp_path):
+    rc, out, err = run("scan", "C1CCCCC1", "--dihedral", 0, 1, 2, 3, "-o", tmp_path / "s.csv")
+    assert rc == 2 and "the central bond 1-2 (C-C) is in a ring" in err and "tear the ring open" in err
+    assert _files(tmp_path) == []
+
+
+def test_json_output_never_holds_nan_or_infinity(capsys):
+    from physff_openmm.cli import _print_json
+
+    _print_json({"energy_kcal_mol": float("nan"), "terms": [float("inf"), -float("inf"), 1.5], "n": 3})
+    text = capsys.readouterr().out
+    assert json.loads(text) == {"energy_kcal_mol": None, "terms": [None, None, 1.5], "n": 3}
+    assert "NaN" not in text and "Infinity" not in text

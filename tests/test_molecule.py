@@ -53,6 +53,16 @@ def embedded(smiles: str, seed: int = 7) -> Chem.Mol:
     return ensure_conformer(load_molecule(smiles), seed=seed)
 
 
+def apart(parts: list[Chem.Mol], spacing: float = 6.0) -> list[Chem.Mol]:
+    """The molecules moved ``spacing`` Angstrom apart along x, in place (a complex, not atoms on top of each other)."""
+    for k, p in enumerate(parts):
+        conf = p.GetConformer()
+        for a in range(p.GetNumAtoms()):
+            x = conf.GetAtomPosition(a)
+            conf.SetAtomPosition(a, (x.x + spacing * k, x.y, x.z))
+    return parts
+
+
 def shuffled(mol: Chem.Mol, seed: int = 3) -> Chem.Mol:
     """Same molecule, atoms in a random (non-canonical) order, H mixed with heavy atoms."""
     order = list(range(mol.GetNumAtoms()))
@@ -183,7 +193,7 @@ def test_sdf_keeps_stereo(tmp_path):
 
 
 def test_multi_record_sdf_is_one_complex_in_file_order(tmp_path):
-    parts = [embedded("CC(=O)[O-]"), embedded("C[NH3+]"), embedded("O")]
+    parts = apart([embedded("CC(=O)[O-]"), embedded("C[NH3+]"), embedded("O")])
     text = "".join(Chem.MolToMolBlock(p) + "$$$$\n" for p in parts) + "\n\n"
     path = write(tmp_path / "complex.sdf", text)
     mol = load_molecule(path, charge=0)
@@ -242,7 +252,8 @@ def test_xyz_uses_first_frame_and_read_records_all(tmp_path):
     a = embedded("CO")
     b = ensure_conformer(load_molecule("CO"), seed=99)
     path = write(tmp_path / "traj.xyz", xyz_block(a, "frame 1") + xyz_block(b, "frame 2"))
-    mol = load_molecule(path)
+    with pytest.warns(UserWarning, match=r"traj.xyz holds 2 frames; the first one is used"):
+        mol = load_molecule(path)
     np.testing.assert_allclose(positions_angstrom(mol), a.GetConformer().GetPositions(), atol=1e-6)
     frames = read_records(path)
     assert len(frames) == 2
@@ -484,7 +495,7 @@ def test_ensure_conformer_replaces_2d_coordinates():
 
 
 def test_combine_molecules():
-    parts = [embedded("CC(=O)[O-]"), embedded("C[NH3+]")]
+    parts = apart([embedded("CC(=O)[O-]"), embedded("C[NH3+]")])
     mol = combine_molecules(parts)
     assert fragment_charges(mol) == [-1, 1]
     assert symbols(mol) == symbols(parts[0]) + symbols(parts[1])
@@ -508,3 +519,41 @@ def test_random_rotation_is_a_proper_rotation_and_seeded():
     # uniform over rotations: the rotated x axis averages to about zero
     axes = np.array([random_rotation(np.random.default_rng(s))[:, 0] for s in range(2000)])
     assert np.abs(axes.mean(axis=0)).max() < 0.06
+
+
+# --- unphysical geometries ----------------------------------------------------------------
+
+def test_atoms_on_top_of_each_other_are_refused_naming_the_pair(tmp_path):
+    water = embedded("O")
+    stacked = [water, embedded("N")]  # water and ammonia, both embedded at the origin
+    path = write(tmp_path / "stacked.sdf", "".join(Chem.MolToMolBlock(m) + "$$$$\n" for m in stacked))
+    with pytest.raises(MoleculeError, match=r"stacked.sdf: atom \d+ \([OHN]\) and atom \d+ \([OHN]\) are 0.\d\d A apart, "
+                                            r"closer than 0.5 A: not a physical geometry"):
+        load_molecule(path)
+    one = Chem.Mol(water)
+    one.GetConformer().SetAtomPosition(1, one.GetConformer().GetAtomPosition(0))  # an H on the O
+    with pytest.raises(MoleculeError, match=r"atom 0 \(O\) and atom 1 \(H\) are 0.00 A apart"):
+        load_molecule(one)
+    one.GetConformer().SetAtomPosition(1, (float("nan"), 0.0, 0.0))
+    with pytest.raises(MoleculeError, match=r"atom 1 \(H\) has non-finite coordinates"):
+        load_molecule(one)
+    # a water dimer at a hydrogen-bond distance is a complex
+    dimer = load_molecule(write(tmp_path / "dimer.sdf", "".join(
+        Chem.MolToMolBlock(m) + "$$$$\n" for m in apart([embedded("O"), embedded("O")], spacing=2.9))))
+    assert fragment_atom_indices(dimer) == [(0, 1, 2), (3, 4, 5)]
+
+
+def test_an_sdf_of_conformers_is_refused_not_read_as_a_complex(tmp_path):
+    confs = [embedded("CCCO", seed=s) for s in (1, 2, 3)]  # conformers as scan --conformers writes them
+    path = write(tmp_path / "conformers.sdf", "".join(Chem.MolToMolBlock(m) + "$$$$\n" for m in confs))
+    with pytest.raises(MoleculeError, match=r"3 records of the same molecule \(CCCO\) on top of each other: conformers"):
+        load_molecule(path)
+    assert len(read_records(path)) == 3  # read one by one, they are fine
+
+
+def test_a_periodic_pdb_says_it_runs_in_vacuum(tmp_path):
+    block = Chem.MolToPDBBlock(embedded("CCO"))
+    path = write(tmp_path / "box.pdb", "CRYST1   30.000   30.000   30.000  90.00  90.00  90.00 P 1           1\n" + block)
+    with pytest.warns(UserWarning, match=r"CRYST1 record \(a periodic box\): it is read as a molecule or complex in vacuum"):
+        mol = load_molecule(path)
+    assert mol.GetNumAtoms() == 9

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import re
 import warnings
 
 import numpy as np
@@ -20,7 +21,7 @@ from rdkit import Chem
 
 import physff_openmm as pf
 from physff_openmm import workflows as wf
-from physff_openmm.errors import ConfigError, FileAccessError, MoleculeError, SimulationError
+from physff_openmm.errors import ConfigError, FileAccessError, MoleculeError
 from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
 from physff_openmm.units import KCAL_TO_KJ
 
@@ -359,19 +360,25 @@ def test_nve_conserves_energy_and_keeps_bonds(model_path, tmp_path):
         xyz = pdb.getPositions(asNumpy=True, frame=frame).value_in_unit(unit.angstrom)
         lengths = [np.linalg.norm(xyz[i] - xyz[j]) for i, j in bonds]
         assert max(lengths) < BONDED_MAX_ANGSTROM, f"a bond broke in frame {frame}: {max(lengths):.2f} A"
-    # the run's bond check saw the same frames: its largest change is the trajectory's, recomputed here
+    # the run's bond watch saw the same frames and measured from the input geometry (before the
+    # minimization): its largest change is the trajectory's against that geometry, recomputed here
+    from physff_openmm.workflows.simulation import prepare
+
+    x_input = prepare("CCO", model=model_path).positions_angstrom
+    d_input = np.array([np.linalg.norm(x_input[i] - x_input[j]) for i, j in bonds])
     xyz = [pdb.getPositions(asNumpy=True, frame=f).value_in_unit(unit.angstrom) for f in range(pdb.getNumFrames())]
     d = np.array([[np.linalg.norm(x[i] - x[j]) for i, j in bonds] for x in xyz])
-    assert abs(res["max_bond_change"]) == pytest.approx(np.abs(d / d[0] - 1.0).max(), abs=2e-3)
-    assert res["bond_broken_at_ps"] is None and res["worst_bond"][0] in "CHO"
+    assert abs(res["max_bond_change"]) == pytest.approx(np.abs(d / d_input - 1.0).max(), abs=2e-3)
+    assert res["worst_bond"][0] in "CHO"
 
 
-def test_bond_watch_warns_once_when_a_bond_breaks():
+def test_bond_watch_measures_from_the_input_geometry_and_keeps_the_first_failure():
+    from physff_openmm.errors import ModelFailureError
     from physff_openmm.workflows.md import BROKEN_BOND_FRACTION, _BondWatch
 
     class State:
-        def __init__(self, x, t):
-            self.x, self.t = x, t
+        def __init__(self, x, t, step):
+            self.x, self.t, self.step = x, t, step
 
         def getPositions(self, asNumpy=True):  # noqa: N802 - OpenMM State API
             return unit.Quantity(np.asarray(self.x), unit.nanometer)
@@ -379,17 +386,24 @@ def test_bond_watch_warns_once_when_a_bond_breaks():
         def getTime(self):  # noqa: N802
             return self.t * unit.picosecond
 
+        def getStepCount(self):  # noqa: N802
+            return self.step
+
     start = [[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.15, 0.0]]
     watch = _BondWatch([(0, 1), (0, 2)], ["O", "H", "C"], start, 10)
-    watch.report(None, State([[0, 0, 0], [0.11, 0, 0], [0, 0.15, 0]], 0.1))
-    assert watch.max_change == pytest.approx(0.1) and watch.worst_bond == "O0-H1" and watch.broken_at_ps is None
-    with pytest.warns(RuntimeWarning, match=r"bond O0-H1 compressed by 40% at t = 0.200 ps"):
-        watch.report(None, State([[0, 0, 0], [0.06, 0, 0], [0, 0.15, 0]], 0.2))
-    assert watch.max_change == pytest.approx(-0.4) and watch.broken_at_ps == pytest.approx(0.2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # once only
-        watch.report(None, State([[0, 0, 0], [0.1, 0, 0], [0, 0.15 * (2 + BROKEN_BOND_FRACTION), 0]], 0.3))
-    assert watch.worst_bond == "O0-C2" and watch.max_change > 1.0 and watch.broken_at_ps == pytest.approx(0.2)
+    watch.report(None, State([[0, 0, 0], [0.11, 0, 0], [0, 0.15, 0]], 0.1, 100))
+    assert watch.max_change == pytest.approx(0.1) and watch.worst_bond == "O0-H1" and watch.failure is None
+    watch.report(None, State([[0, 0, 0], [0.06, 0, 0], [0, 0.15, 0]], 0.2, 200))
+    assert isinstance(watch.failure, ModelFailureError)
+    assert re.search(r"MD \(t = 0.200 ps, step 200\) moved bond O0-H1 by -40% from the input geometry", str(watch.failure))
+    assert "model failed on this molecule" in str(watch.failure)
+    first = watch.failure
+    watch.report(None, State([[0, 0, 0], [0.1, 0, 0], [0, 0.15 * (2 + BROKEN_BOND_FRACTION), 0]], 0.3, 300))
+    assert watch.failure is first  # the first failure is the one reported
+    # NaN coordinates are a failure too, not a silent comparison
+    watch = _BondWatch([(0, 1)], ["O", "H", "C"], start, 10)
+    watch.report(None, State([[0, 0, 0], [np.nan, 0, 0], [0, 0.15, 0]], 0.1, 100))
+    assert "non-finite" in str(watch.failure)
 
 
 def test_run_md_default_constrains_bonds_to_hydrogen(model_path, tmp_path):
@@ -422,7 +436,7 @@ def test_run_md_without_constraints(model_path):
     assert res["constraints"] is None and res["n_constraints"] == 0 and res["timestep_fs"] == 1.0
     assert res["time_ps"] == pytest.approx(0.02)
     with pytest.warns(RuntimeWarning, match="without constraints"):  # 2 fs unless given, with a warning
-        res = wf.run_md("CCO", 20, model=model_path, platform=PLATFORM, constraints=None, seed=3)
+        res = wf.run_md("CCO", 4, model=model_path, platform=PLATFORM, constraints=None, seed=3)
     assert res["timestep_fs"] == 2.0 and res["n_constraints"] == 0
 
 
@@ -471,30 +485,34 @@ def test_run_md_rejects_bad_input_without_output(model_path, tmp_path, monkeypat
     assert _files(tmp_path) == []
 
 
-def test_interrupted_md_leaves_no_partial_files(model_path, tmp_path, monkeypatch):
+def test_md_stopped_at_once_by_ctrl_c_keeps_what_it_wrote(model_path, tmp_path, monkeypatch):
+    """A KeyboardInterrupt inside a step (a second Ctrl-C) stops the run there; the files keep their frames."""
+    from physff_openmm.errors import RunInterrupted
+
     calls = []
 
     def interrupted_step(self, steps):
         calls.append(steps)
-        if len(calls) > 2:
+        if len(calls) > 3:
             raise KeyboardInterrupt
         return original(self, steps)
 
     original = app.Simulation.step
     monkeypatch.setattr(app.Simulation, "step", interrupted_step)
-    with pytest.raises(KeyboardInterrupt):
-        wf.run_md("CCO", 100, model=model_path, platform=PLATFORM, report_interval=10,
+    with pytest.raises(RunInterrupted, match=r"interrupted at step 30; frames and rows up to step 30 are kept in .*t.dcd"):
+        wf.run_md("CCO", 1000, model=model_path, platform=PLATFORM, report_interval=10,
                   trajectory=tmp_path / "t.dcd", report_csv=tmp_path / "s.csv")
-    assert _files(tmp_path) == []
+    assert _files(tmp_path) == ["s.csv", "t.dcd"]
+    assert list(wf.read_report_csv(tmp_path / "s.csv")["Step"]) == [0, 10, 20, 30]
 
 
-def test_unstable_md_raises_simulation_error(model_path, tmp_path):
+def test_atoms_on_top_of_each_other_never_reach_md(model_path, tmp_path):
     from physff_openmm.workflows.simulation import with_positions
 
     dimer = ensure_conformer(load_molecule("O.O"))
     pos = positions_angstrom(dimer)
-    pos[4] = pos[2]  # a hydrogen of the second water on top of one of the first: r = 0, NaN energy
-    with pytest.raises(SimulationError, match="unstable at step 0"):
+    pos[4] = pos[2]  # a hydrogen of the second water on top of one of the first: r = 0
+    with pytest.raises(MoleculeError, match=r"atom 2 \(H\) and atom 4 \(H\) are 0.00 A apart"):
         wf.run_md(with_positions(dimer, pos), 20, model=model_path, platform=PLATFORM, minimize_first=False,
                   report_interval=1, report_csv=tmp_path / "s.csv", trajectory=tmp_path / "t.dcd")
     assert _files(tmp_path) == []

@@ -9,13 +9,14 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 - ``label``: GFN2-xTB displacements, bond scans and compressions of the training
   conformers, frames of a trained model's MD (where ``md_samples.model`` names
   one), charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0),
+  torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
   and the stage-1 kinetic-energy labels (QM9 and small training molecules);
 - ``embed``: stage 1 on those labels;
 - ``energy``: stage 2 on the public sets (fixed split of
   :func:`physff_openmm.training.recipe.public_splits`), the xTB frames, the
   charged molecules and the displacements;
-- ``finetune``: a second stage-2 phase from those weights with the bond scans
-  (and compressions, where the config labels them) added;
+- ``finetune``: a second stage-2 phase from those weights with the torsion
+  drives, bond scans and compressions added (those the config labels);
 - ``dissociation``: a third phase from those weights (with the rigid-fragment
   scans, where the config labels them), then the MD check and the model file.
 
@@ -45,10 +46,12 @@ from physff_openmm.training.recipe import (
     kd_inputs,
     public_splits,
     read_public_sets,
+    torsion_sampling,
     xtb_bond_scans,
     xtb_charged,
     xtb_displacements,
     xtb_md_samples,
+    xtb_torsions,
 )
 
 logger = logging.getLogger("train_default_model")
@@ -64,7 +67,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     return {
         "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "compressions": w / "compressions.h5",
         "fragment_scans": w / "fragment_scans.h5", "md_samples": w / "md_samples.h5", "kd": w / "kd.h5",
-        "charged": w / "charged.h5",
+        "charged": w / "charged.h5", "torsion_scans": w / "torsion_scans.h5",
         "dissociation": w / "dissociation",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
     }
@@ -118,6 +121,15 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         run("charged", xtb_charged,
             paths["charged"], c.source or cfg.xtb_frames.path or None, c.n_molecules, max_atoms=c.max_atoms,
             sampling=sampling, workers=c.workers, seed=c.seed,
+        )
+    t = cfg.torsion_scans
+    if _labelled(cfg, "torsion_scans"):
+        run("torsion_scans", xtb_torsions,
+            paths["torsion_scans"], t.source or cfg.xtb_frames.path, t.n_molecules, charged_fraction=t.charged_fraction,
+            max_atoms=t.max_atoms, sampling=torsion_sampling(
+                n_scans=t.n_scans, step_deg=t.step_deg, opt_steps=t.opt_steps, max_energy_kcal_mol=t.max_energy_kcal_mol,
+                seed=t.seed,
+            ), workers=t.workers, seed=t.seed,
         )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -221,7 +233,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
 #: The later stage-2 phases: the model file each starts from (in ``work_dir``) and the shards it adds up to.
 LATER_PHASES = {
-    "finetune": ("energy/stage2.pt", ("displaced", "bond_scans", "compressions", "md_samples")),
+    "finetune": ("energy/stage2.pt", ("displaced", "bond_scans", "compressions", "md_samples", "torsion_scans")),
     "dissociation": ("finetune/finetune.pt", ("displaced", "bond_scans", "compressions", "fragment_scans", "md_samples")),
 }
 
@@ -234,6 +246,8 @@ def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
         return bool(cfg.md_samples.model)
     if key == "charged":
         return bool(cfg.charged.n_molecules)
+    if key == "torsion_scans":
+        return bool(cfg.torsion_scans.n_molecules)
     return bool(getattr(cfg, key).fractions)
 
 

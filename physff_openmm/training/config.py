@@ -488,6 +488,48 @@ class ChargedConfig:
 
 
 @dataclass
+class TorsionScanConfig:
+    """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_torsions`).
+
+    Labelled into ``work_dir/torsion_scans.h5`` by the ``label`` stage and
+    read by the fine-tuning phase (level ``gfn2-xtb``: forces and relative energies).
+
+    Attributes
+    ----------
+    n_molecules : int
+        Molecules to label (0: none); ``charged_fraction`` of them charged variants.
+    source : str
+        xtb-frames folder of the molecules ("": ``xtb_frames.path``).
+    charged_fraction : float
+    max_atoms : int
+        Largest charged variant, hydrogens included.
+    n_scans, step_deg, opt_steps, max_energy_kcal_mol
+        Frames per molecule (:func:`~physff_openmm.training.recipe.torsion_sampling`).
+    workers : int
+        Labelling processes.
+    seed : int
+    """
+
+    n_molecules: int = 0
+    source: str = ""
+    charged_fraction: float = 0.25
+    max_atoms: int = 60
+    n_scans: int = 2
+    step_deg: float = 30.0
+    opt_steps: int = 10
+    max_energy_kcal_mol: float = 60.0
+    workers: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_molecules < 0 or self.n_scans < 0 or self.workers < 1 or not 0.0 <= self.charged_fraction <= 1.0:
+            raise ConfigError(
+                "torsion_scans: need n_molecules >= 0, n_scans >= 0, workers >= 1 and charged_fraction in [0, 1], "
+                f"got {self.n_molecules}, {self.n_scans}, {self.workers}, {self.charged_fraction}"
+            )
+
+
+@dataclass
 class KDDataConfig:
     """Stage-1 labels: kinetic-energy partitions at a small-basis level.
 
@@ -542,6 +584,9 @@ class DefaultModelConfig:
     charged : ChargedConfig
         Charged molecules with GFN2-xTB forces (shard ``charged.h5``), read by
         every stage-2 phase; none unless ``charged.n_molecules`` > 0.
+    torsion_scans : TorsionScanConfig
+        Torsion drives with GFN2-xTB forces (shard ``torsion_scans.h5``), read
+        by the fine-tuning phase; none unless ``torsion_scans.n_molecules`` > 0.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
@@ -567,6 +612,7 @@ class DefaultModelConfig:
     xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)
     md_samples: MDSampleConfig = field(default_factory=MDSampleConfig)
     charged: ChargedConfig = field(default_factory=ChargedConfig)
+    torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)

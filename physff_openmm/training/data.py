@@ -429,6 +429,13 @@ class XTBSampling:
         Make the geometries (minimization, MD, normal modes) on the GFN2-xTB +
         ALPB implicit-solvent surface of this tblite solvent (e.g. ``"water"``),
         where zwitterions keep their protons; the labels stay gas-phase GFN2-xTB.
+    n_torsion_scans : int
+        Rotatable bonds (:func:`rotatable_torsions`) of the lowest minimized
+        conformer, each driven through 360 degrees in steps of
+        ``torsion_step_deg`` (:func:`torsion_drive_geometries`: MMFF94 relaxes
+        everything but the dihedral); the frames are checked like MD snapshots.
+    torsion_step_deg : float
+        Degrees between the points of a drive (a divisor of 360).
     """
 
     n_conformers: int = 3
@@ -447,9 +454,11 @@ class XTBSampling:
     max_energy_kcal_mol: float | None = None
     check_bonds: bool = False
     solvent: str | None = None
+    n_torsion_scans: int = 0
+    torsion_step_deg: float = 30.0
 
     def __post_init__(self) -> None:
-        counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans)
+        counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans)
         if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
             raise ConfigError(
                 "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
@@ -461,6 +470,73 @@ class XTBSampling:
         lo_s, hi_s = self.stretch
         if not (0 < lo_c <= hi_c <= 1 <= lo_s <= hi_s):
             raise ConfigError(f"XTBSampling: need 0 < compress <= 1 <= stretch ranges, got {self.compress}, {self.stretch}")
+        n_points = 360.0 / self.torsion_step_deg if self.torsion_step_deg > 0 else 0.0
+        if n_points < 2 or abs(n_points - round(n_points)) > 1e-9:
+            raise ConfigError(f"XTBSampling: torsion_step_deg must divide 360 in 2 or more steps, got {self.torsion_step_deg}")
+
+
+def rotatable_torsions(mol, n_torsions: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """Up to ``n_torsions`` dihedrals (i, j, k, l) about distinct rotatable bonds j-k of ``mol``.
+
+    A rotatable bond is single, in no ring, and joins two atoms that each have
+    another heavy neighbour and no triple bond (so no methyl, hydroxyl or
+    amino rotor: those barriers come from the other frames). ``i`` and ``l``
+    are the heaviest other neighbours of ``j`` and ``k``. Bonds are taken in
+    a random order (``rng``).
+    """
+    from rdkit import Chem
+
+    def heavy_others(atom, other: int) -> list:
+        return [nb for nb in atom.GetNeighbors() if nb.GetAtomicNum() > 1 and nb.GetIdx() != other]
+
+    out = []
+    for bond in mol.GetBonds():
+        a, b = bond.GetBeginAtom(), bond.GetEndAtom()
+        if bond.GetBondType() != Chem.BondType.SINGLE or bond.IsInRing():
+            continue
+        if any(x.GetAtomicNum() == 1 or not heavy_others(x, y.GetIdx()) for x, y in ((a, b), (b, a))):
+            continue
+        if any(nb.GetBondType() == Chem.BondType.TRIPLE for x in (a, b) for nb in x.GetBonds()):
+            continue
+        i = max(heavy_others(a, b.GetIdx()), key=lambda x: (x.GetAtomicNum(), -x.GetIdx())).GetIdx()
+        l = max(heavy_others(b, a.GetIdx()), key=lambda x: (x.GetAtomicNum(), -x.GetIdx())).GetIdx()
+        out.append((i, a.GetIdx(), b.GetIdx(), l))
+    return [out[k] for k in rng.permutation(len(out))[:n_torsions]]
+
+
+def torsion_drive_geometries(mol, x0: np.ndarray, torsion: tuple[int, int, int, int], step_deg: float, *, max_iters: int = 500) -> list[tuple[float, np.ndarray]]:
+    """A relaxed drive of ``torsion`` from geometry ``x0`` (Angstrom): (angle, positions) per point.
+
+    Every ``step_deg`` degrees from the dihedral's value in ``x0`` around the
+    circle, the dihedral is set (the atoms on the l side rotate) and MMFF94
+    minimizes everything else with the dihedral held by a stiff restraint;
+    each point starts from the previous one. A point whose minimization
+    cannot be set up (an atom MMFF94 does not type) ends the drive.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdForceFieldHelpers, rdMolTransforms
+    from rdkit.Geometry import Point3D
+
+    m = Chem.Mol(mol)
+    m.RemoveAllConformers()
+    conf = Chem.Conformer(m.GetNumAtoms())
+    for a, (x, y, z) in enumerate(np.asarray(x0, dtype=float).tolist()):
+        conf.SetAtomPosition(a, Point3D(x, y, z))
+    m.AddConformer(conf, assignId=True)
+    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m)
+    if props is None:
+        return []
+    conf = m.GetConformer()
+    start = rdMolTransforms.GetDihedralDeg(conf, *torsion)
+    out = []
+    for k in range(int(round(360.0 / step_deg))):
+        angle = (start + k * step_deg + 180.0) % 360.0 - 180.0
+        rdMolTransforms.SetDihedralDeg(conf, *torsion, angle)
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(m, props)
+        ff.MMFFAddTorsionConstraint(*torsion, False, angle, angle, 1.0e4)
+        ff.Minimize(maxIts=max_iters)
+        out.append((angle, np.array(conf.GetPositions())))
+    return out
 
 
 def _xh_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -559,6 +635,13 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for tag, x in zip(("c", "s"), bond_scan_geometries(x0, np.array([[i, j]]), [r - 1.0 for r in ratios])):
                 positions.append(x)
                 ids.append(f"c{lowest}-bond{i}_{j}-{tag}")
+    if lowest is not None and sampling.n_torsion_scans:
+        rng = np.random.default_rng(rng_seed + 4000)
+        for t in rotatable_torsions(mol, sampling.n_torsion_scans, rng):
+            for angle, x in torsion_drive_geometries(mol, minima[lowest], t, sampling.torsion_step_deg):
+                if bonded(x):
+                    positions.append(x)
+                    ids.append(f"c{lowest}-tor{'_'.join(map(str, t))}-{angle:.0f}")
     energies, forces, keep = [], [], []
     for k, x in enumerate(positions):
         try:
@@ -588,6 +671,11 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         what.append(
             f"X-H bonds compressed to {sampling.compress[0]:g}-{sampling.compress[1]:g} and stretched to "
             f"{sampling.stretch[0]:g}-{sampling.stretch[1]:g} of their length"
+        )
+    if sampling.n_torsion_scans:
+        what.append(
+            f"drives of up to {sampling.n_torsion_scans} rotatable bonds in {sampling.torsion_step_deg:g} degree steps "
+            "(MMFF94 relaxation at each fixed dihedral)"
         )
     if sampling.max_energy_kcal_mol is not None:
         what.append(f"frames within {sampling.max_energy_kcal_mol:g} kcal/mol of the lowest")

@@ -528,3 +528,87 @@ def xtb_charged(
     molecules = charged_molecules(xtb_frames, n_molecules, max_atoms=max_atoms, seed=seed)
     info = label_xtb(molecules, out_path, sampling or charged_sampling(seed=seed), workers=workers)
     return {"molecules": len(molecules), **info}
+
+
+# ============================================================================ torsion drives
+def torsion_molecules(
+    xtb_frames: str | Path,
+    n_molecules: int,
+    *,
+    charged_fraction: float = 0.25,
+    max_atoms: int = 60,
+    seed: int = 0,
+) -> list[tuple[str, str]]:
+    """(name, SMILES) of molecules whose rotatable bonds :func:`xtb_torsions` drives.
+
+    The xtb-frames molecules in the order of a seeded shuffle, named like
+    their frames (``xtb_<group>``, so that a validation molecule of the
+    frames stays in validation), with ``charged_fraction`` of the list taken
+    from :func:`charged_molecules` (same names as there, small ions left
+    out). The list for a larger ``n_molecules`` extends the smaller one
+    where ``charged_fraction`` is unchanged.
+    """
+    from .sources import xtb_frames_smiles
+
+    if n_molecules < 0 or not 0.0 <= charged_fraction <= 1.0:
+        raise ConfigError(f"torsion drives: need n_molecules >= 0 and charged_fraction in [0, 1], got {n_molecules}, {charged_fraction}")
+    # position k is charged where floor((k + 1) f) > floor(k f): the same mix in every prefix
+    is_charged = [int((k + 1) * charged_fraction) > int(k * charged_fraction) for k in range(n_molecules)]
+    n_charged = sum(is_charged)
+    charged = charged_molecules(xtb_frames, n_charged, max_atoms=max_atoms, seed=seed + 1, small=False) if n_charged else []
+    groups = xtb_frames_smiles(xtb_frames)
+    order = np.random.default_rng(seed).permutation(len(groups)).tolist()
+    neutral = iter((f"xtb_{groups[g][0]}", groups[g][1]) for g in order)
+    charged_iter = iter(charged)
+    out = [next(charged_iter, None) if c else next(neutral, None) for c in is_charged]
+    return [m for m in out if m is not None]
+
+
+def torsion_sampling(
+    *,
+    n_scans: int = 2,
+    step_deg: float = 30.0,
+    opt_steps: int = 10,
+    max_energy_kcal_mol: float = 60.0,
+    seed: int = 0,
+) -> XTBSampling:
+    """The per-molecule sampling of :func:`xtb_torsions`: about 25 frames, 1-2 s of one core.
+
+    One RDKit conformer, relaxed by ``opt_steps`` L-BFGS steps of GFN2-xTB;
+    ``n_scans`` of its rotatable bonds driven in ``step_deg`` steps with
+    MMFF94 relaxing the rest at each fixed dihedral; frames whose bonds
+    changed are dropped, and frames more than ``max_energy_kcal_mol`` above
+    the molecule's lowest. Labels: gas-phase GFN2-xTB energies and forces.
+    """
+    return XTBSampling(
+        n_conformers=1, n_md=0, n_normal_modes=0, opt_steps=int(opt_steps), n_torsion_scans=int(n_scans),
+        torsion_step_deg=float(step_deg), max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, seed=int(seed),
+    )
+
+
+def xtb_torsions(
+    out_path: str | Path,
+    xtb_frames: str | Path,
+    n_molecules: int,
+    *,
+    charged_fraction: float = 0.25,
+    max_atoms: int = 60,
+    sampling: XTBSampling | None = None,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Label torsion drives of drug-like molecules with GFN2-xTB energies and forces (resumable shard).
+
+    The molecules of :func:`torsion_molecules`, sampled as ``sampling`` says
+    (default :func:`torsion_sampling`) by :func:`.data.label_xtb`. Level
+    ``gfn2-xtb``: training uses the forces and the energies relative within a
+    molecule, which carry the shapes of its torsion profiles.
+
+    Returns
+    -------
+    dict
+        ``molecules`` listed, ``molecules_labelled`` now, ``geometries_written``, ``skipped`` names.
+    """
+    molecules = torsion_molecules(xtb_frames, n_molecules, charged_fraction=charged_fraction, max_atoms=max_atoms, seed=seed)
+    info = label_xtb(molecules, out_path, sampling or torsion_sampling(seed=seed), workers=workers)
+    return {"molecules": len(molecules), **info}

@@ -3,7 +3,10 @@
 Every file a workflow writes goes to a temporary file in the destination folder
 (``.NAME.PID.partial.SUFFIX``) and is renamed over the destination only when
 the writer finished; on an error or Ctrl-C the temporary file is removed, so no
-partial output is ever left behind.
+partial output is ever left behind (:func:`atomic_output`). The exception are the
+files an MD run writes as it goes, its trajectory and state report
+(:func:`kept_output`): what they hold when a run stops early is kept, and a
+restarted run appends to them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..errors import ConfigError, FileAccessError
 __all__ = [
     "check_output_path",
     "atomic_output",
+    "kept_output",
     "write_text",
     "write_rows_csv",
     "write_structures",
@@ -92,6 +96,30 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def kept_output(path: str | os.PathLike, *, append: bool = False) -> Iterator[tuple[Path, bool]]:
+    """Yield ``(file to write, appending)`` for a file a run writes as it goes (a trajectory, a state report).
+
+    With ``append`` and an existing ``path``: ``path`` itself, to extend in place,
+    and True. Otherwise a temporary file next to ``path`` and False; when the block
+    ends, on success and on an error or Ctrl-C alike, the temporary file is renamed
+    over ``path`` (what was written so far is kept), unless nothing was written.
+    """
+    path = Path(path)
+    if append and path.is_file():
+        yield path, True
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
+    try:
+        yield tmp, False
+    finally:
+        if tmp.is_file() and tmp.stat().st_size > 0:
+            os.replace(tmp, path)
+        else:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -11,21 +11,24 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..errors import ConfigError, FileAccessError, SimulationError
+from ..errors import ConfigError, FileAccessError, ModelFailureError, RunInterrupted, SimulationError
 from ..units import ANGSTROM_TO_NM, KJ_TO_KCAL
-from ._files import atomic_output, check_output_path
+from ._files import atomic_output, check_output_path, kept_output
 from .simulation import (
+    BROKEN_BOND_FRACTION,
     DEFAULT_TOLERANCE_KCAL_MOL_A,
     build_simulation,
+    check_bonds_kept,
     check_constraints,
     check_positive,
     degrees_of_freedom,
@@ -43,20 +46,17 @@ SOLVATED_TOLERANCE_KCAL_MOL_A = 10.0 * KJ_TO_KCAL * ANGSTROM_TO_NM
 #: on one CPU thread).
 SOLVATED_MAX_ITERATIONS = 500
 
-#: A covalent bond whose length moves further than this fraction from its length at the start of
-#: the run counts as broken, as in the accuracy report's MD test (docs/accuracy.md).
-BROKEN_BOND_FRACTION = 0.3
-
 
 class _TrajectoryWriter:
     """An OpenMM reporter writing positions to an open DCD or PDB file (frames every ``interval`` steps)."""
 
-    def __init__(self, handle, fmt: str, interval: int):
+    def __init__(self, handle, fmt: str, interval: int, *, append: bool = False, frames_before: int = 0):
         self._fh = handle
         self._fmt = fmt
         self._interval = interval
+        self._append = append  # DCD: extend the file's header and frames; PDB: number models on
         self._dcd = None
-        self._frames = 0
+        self._frames = frames_before
 
     def describeNextReport(self, simulation):  # noqa: N802 - OpenMM reporter API
         steps = self._interval - simulation.currentStep % self._interval
@@ -72,11 +72,12 @@ class _TrajectoryWriter:
                     simulation.integrator.getStepSize(),
                     simulation.currentStep,
                     self._interval,
+                    append=self._append,
                 )
             box = state.getPeriodicBoxVectors() if simulation.topology.getPeriodicBoxVectors() is not None else None
             self._dcd.writeModel(positions, periodicBoxVectors=box)
         else:
-            if self._frames == 0:
+            if self._frames == 0 and not self._append:
                 app.PDBFile.writeHeader(simulation.topology, self._fh)
             app.PDBFile.writeModel(simulation.topology, positions, self._fh, self._frames + 1)
         self._frames += 1
@@ -87,47 +88,74 @@ class _TrajectoryWriter:
 
 
 class _BondWatch:
-    """An OpenMM reporter following every covalent bond's length against its length at the start.
+    """An OpenMM reporter following every covalent bond's length against its length in the input geometry.
 
-    Keeps the largest relative change and the bond it belongs to; the first time a bond
-    moves further than :data:`BROKEN_BOND_FRACTION` it warns, once: the model's covalent
-    terms did not hold it, and the rest of the trajectory is not chemistry.
+    Keeps the largest relative change and the bond it belongs to. Once a bond
+    moved further than :data:`BROKEN_BOND_FRACTION` it keeps the error in
+    ``failure`` (a :class:`~physff_openmm.errors.ModelFailureError`), which the
+    run raises: the model's covalent terms did not hold the bond, and what
+    follows would not be chemistry.
     """
 
-    def __init__(self, pairs, symbols, start_positions_nm, interval: int):
+    def __init__(self, pairs, symbols, reference_nm, interval: int):
         self._pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
-        self._labels = [f"{symbols[i]}{i}-{symbols[j]}{j}" for i, j in self._pairs]
-        self._d0 = self._lengths(start_positions_nm)
+        self._symbols = list(symbols)
+        self._reference = np.asarray(reference_nm, dtype=np.float64)
         self._interval = interval
         self.max_change = 0.0  # signed: > 0 stretched, < 0 compressed
         self.worst_bond = None
-        self.broken_at_ps = None
-
-    def _lengths(self, positions_nm) -> np.ndarray:
-        x = np.asarray(positions_nm)
-        return np.linalg.norm(x[self._pairs[:, 0]] - x[self._pairs[:, 1]], axis=1)
+        self.failure: ModelFailureError | None = None
 
     def describeNextReport(self, simulation):  # noqa: N802 - OpenMM reporter API
         steps = self._interval - simulation.currentStep % self._interval
         return (steps, True, False, False, False, None)
 
     def report(self, simulation, state):
-        if not len(self._pairs):
+        if not len(self._pairs) or self.failure is not None:
             return
-        rel = self._lengths(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)) / self._d0 - 1.0
-        k = int(np.argmax(np.abs(rel)))
-        if abs(rel[k]) > abs(self.max_change):
-            self.max_change, self.worst_bond = float(rel[k]), self._labels[k]
-        if abs(rel[k]) > BROKEN_BOND_FRACTION and self.broken_at_ps is None:
-            self.broken_at_ps = state.getTime().value_in_unit(unit.picosecond)
-            how = "stretched" if rel[k] > 0 else "compressed"
-            warnings.warn(
-                f"bond {self._labels[k]} {how} by {abs(rel[k]):.0%} at t = {self.broken_at_ps:.3f} ps: the model's "
-                "covalent terms did not hold it, and what follows is not chemistry (a smaller time step can help; "
-                "the models' MD limits are in docs/accuracy.md)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        t = state.getTime().value_in_unit(unit.picosecond)
+        try:
+            change, bond = check_bonds_kept(self._pairs, self._symbols, self._reference, x,
+                                            where=f"MD (t = {t:.3f} ps, step {state.getStepCount()})")
+        except ModelFailureError as exc:
+            self.failure = exc
+            return
+        if abs(change) > abs(self.max_change):
+            self.max_change, self.worst_bond = change, bond
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Yield a function that tells whether Ctrl-C was pressed; the run stops at its next clean point.
+
+    A second Ctrl-C interrupts at once. Outside the main thread (no signal
+    handlers there) Ctrl-C is not deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed: list[bool] = []
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _strip_pdb_footer(path: Path) -> int:
+    """Remove the CONECT/END footer of a multi-model PDB file (to append models); returns its model count."""
+    lines = path.read_text().splitlines(keepends=True)
+    while lines and (lines[-1].strip() == "END" or lines[-1].startswith("CONECT")):
+        lines.pop()
+    path.write_text("".join(lines))
+    return sum(line.startswith("MODEL") for line in lines)
 
 
 class _CheckpointWriter:
@@ -281,7 +309,9 @@ def run_md(
     checkpoint_interval : int, optional
         Default: 10 x ``report_interval``.
     restart : path, optional
-        Checkpoint written by an earlier run of the same molecule to continue from.
+        Checkpoint written by an earlier run of the same molecule to continue from; the
+        trajectory and state report, where they exist, are appended to (no second
+        starting frame).
     minimize_first : bool
         Minimize before drawing velocities (ignored on restart).
     seed : int, optional
@@ -297,20 +327,28 @@ def run_md(
         physff energy), ``kinetic_energy_kcal_mol``, ``temperature_k``
         (instantaneous; degrees of freedom 3N less one per constraint, as in the state
         report), ``timestep_fs``, ``constraints`` (``"hbonds"`` or None), ``n_constraints``,
-        ``wall_seconds``, ``ns_per_day``, ``platform``, the output paths, and the bond check
-        every ``report_interval`` steps:
-        ``max_bond_change`` (the largest relative change of a covalent bond from its length
-        at the start of the run; > 0 stretched), ``worst_bond`` (e.g. ``"O8-H17"``) and
-        ``bond_broken_at_ps`` (when a bond first moved more than :data:`BROKEN_BOND_FRACTION`,
-        with a ``RuntimeWarning``; None if none did). Constrained bonds keep their length.
+        ``wall_seconds``, ``ns_per_day``, ``platform``, the output paths, ``appended`` (the
+        outputs a restart extended: ``"trajectory"``, ``"report_csv"``), and the bond watch
+        (every ``report_interval`` steps or more often): ``max_bond_change`` (the largest
+        relative change of a covalent bond from its length in the input geometry; > 0
+        stretched) and ``worst_bond`` (e.g. ``"O8-H17"``). Constrained bonds keep their length.
         In water also ``n_atoms``, ``n_waters``, ``box_volume_nm3`` and ``density_g_ml`` (at the
         end of the run), ``solvent`` and ``pressure_bar`` (None unless NPT); the bond watch
         follows the physff molecules' bonds.
 
     Raises
     ------
+    ModelFailureError
+        A covalent bond moved more than :data:`BROKEN_BOND_FRACTION` from its length in
+        the input geometry: in the minimization (nothing is written) or in MD (the run
+        stops; the trajectory and state report keep what was written, and the message
+        says so).
     SimulationError
-        Energies or coordinates became NaN (the outputs are not written).
+        Energies or coordinates became NaN (the run stops; outputs as above).
+    RunInterrupted
+        Ctrl-C: the run stops after the current chunk of steps, the trajectory and state
+        report keep what was written, the checkpoint (if any) is saved at that step, and
+        a run with ``restart`` continues from it and appends to them.
     """
     check_positive("steps", steps, integer=True)
     check_positive("report_interval", report_interval, integer=True)
@@ -356,13 +394,17 @@ def run_md(
         sim = build_simulation(molecule, backend=backend, **common)
     timestep_fs = sim.integrator.getStepSize().value_in_unit(unit.femtosecond)
     periodic = sim.system.usesPeriodicBoundaryConditions()
+    reference_nm = _positions_nm(sim)  # the input geometry: every bond is measured from it
     if restart is not None:
         load_checkpoint(sim, restart)
     else:
-        if minimize_first and periodic:  # a start for MD, not a converged minimum
-            minimize_context(sim.context, SOLVATED_TOLERANCE_KCAL_MOL_A, SOLVATED_MAX_ITERATIONS)
-        elif minimize_first:
-            minimize_context(sim.context, DEFAULT_TOLERANCE_KCAL_MOL_A)
+        if minimize_first:
+            if periodic:  # a start for MD, not a converged minimum
+                minimize_context(sim.context, SOLVATED_TOLERANCE_KCAL_MOL_A, SOLVATED_MAX_ITERATIONS)
+            else:
+                minimize_context(sim.context, DEFAULT_TOLERANCE_KCAL_MOL_A)
+            check_bonds_kept(sim.physff_bonds, sim.physff_symbols, reference_nm, _positions_nm(sim),
+                             where="the minimization before MD")
         if seed is None:
             sim.context.setVelocitiesToTemperature(temperature_k * unit.kelvin)
         else:
@@ -370,19 +412,29 @@ def run_md(
     first_step = sim.currentStep
     offset = sim.physff_energy_offset
     platform_name = sim.context.getPlatform().getName()
+    appended = []
+
+    def kept(step: int) -> str:
+        """What a run that stopped at ``step`` leaves behind, for the error message."""
+        files = [str(outputs[k]) for k in ("trajectory", "report_csv") if k in outputs]
+        return f"frames and rows up to step {step} are kept in {', '.join(files)}" if files else "no trajectory was written"
 
     with contextlib.ExitStack() as stack:
-        writers = []
+        writers, traj = [], None
         if trajectory is not None:
-            tmp = stack.enter_context(atomic_output(outputs["trajectory"]))
+            path, append = stack.enter_context(kept_output(outputs["trajectory"], append=restart is not None))
             fmt = outputs["trajectory"].suffix.lower()
-            fh = stack.enter_context(open(tmp, "wb" if fmt == ".dcd" else "w"))
-            traj = _TrajectoryWriter(fh, fmt, report_interval)
-            writers.append(traj)
+            frames_before = _strip_pdb_footer(path) if append and fmt == ".pdb" else 0
+            mode = ("r+b" if append else "wb") if fmt == ".dcd" else ("a" if append else "w")
+            fh = stack.enter_context(open(path, mode))
+            traj = _TrajectoryWriter(fh, fmt, report_interval, append=append, frames_before=frames_before)
+            stack.callback(traj.close, sim.topology)  # the PDB footer, also when the run stops early
+            writers.append((traj, append))
+            appended += ["trajectory"] if append else []
         if report_csv is not None:
-            tmp = stack.enter_context(atomic_output(outputs["report_csv"]))
-            fh = stack.enter_context(open(tmp, "w"))
-            writers.append(
+            path, append = stack.enter_context(kept_output(outputs["report_csv"], append=restart is not None))
+            fh = stack.enter_context(open(path, "a" if append else "w"))
+            writers.append((
                 app.StateDataReporter(
                     fh,
                     report_interval,
@@ -395,8 +447,12 @@ def run_md(
                     volume=periodic,
                     density=periodic,
                     separator=",",
-                )
-            )
+                    append=append,
+                ),
+                append,
+            ))
+            appended += ["report_csv"] if append else []
+        interrupted = stack.enter_context(_deferred_interrupt())
         from tqdm.auto import tqdm
 
         chunk = max(1, min(report_interval, steps // 100 or 1))
@@ -407,25 +463,43 @@ def run_md(
             if structure is not None:
                 with atomic_output(outputs["structure"]) as tmp, open(tmp, "w") as fh:
                     app.PDBFile.writeFile(sim.topology, start_state.getPositions(), fh, keepIds=True)
-            for w in writers:  # the starting frame
-                w.report(sim, start_state)
-            watch = _BondWatch(sim.physff_bonds, sim.physff_symbols,
-                               start_state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), report_interval)
-            sim.reporters.extend([*writers, watch])
+            for w, append in writers:  # the starting frame (an appended file has it already)
+                if not append:
+                    w.report(sim, start_state)
+            watch = _BondWatch(sim.physff_bonds, sim.physff_symbols, reference_nm, chunk)
+            watch.report(sim, start_state)
+            sim.reporters.extend([w for w, _ in writers] + [watch])
             if checkpoint is not None:
                 sim.reporters.append(_CheckpointWriter(outputs["checkpoint"], checkpoint_interval))
             with tqdm(total=steps, unit="step", disable=not _progress_enabled(progress), file=sys.stderr) as bar:
                 done = 0
-                while done < steps:
+                while done < steps and watch.failure is None:
                     n = min(chunk, steps - done)
                     sim.step(n)
                     done += n
                     bar.update(n)
+                    if interrupted() and done < steps:
+                        saved = ""
+                        if checkpoint is not None:
+                            save_checkpoint(sim, outputs["checkpoint"])
+                            saved = f"; the checkpoint {str(outputs['checkpoint'])!r} holds step {sim.currentStep}: continue with restart"
+                        raise RunInterrupted(f"interrupted at step {sim.currentStep}; {kept(sim.currentStep)}{saved}")
+            if watch.failure is not None:
+                raise ModelFailureError(f"{watch.failure}; the run stopped, {kept(sim.currentStep)}")
+        except RunInterrupted:
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: at once, mid-step
+            raise RunInterrupted(
+                f"interrupted at step {sim.currentStep}; {kept(sim.currentStep)}"
+                + (f"; the checkpoint {str(outputs['checkpoint'])!r} holds the last periodic save" if checkpoint else "")
+            ) from None
         except (ValueError, openmm.OpenMMException) as exc:  # StateDataReporter: "Energy is NaN"; NaN coordinates
             raise SimulationError(
                 f"the simulation became unstable at step {sim.currentStep} ({str(exc).splitlines()[0]}); "
-                "try a smaller time step, or minimize the structure first"
+                f"{kept(sim.currentStep)}; try a smaller time step, or minimize the structure first"
             ) from None
+        finally:
+            sim.reporters.clear()
         wall = time.perf_counter() - t0
         state = sim.context.getState(getEnergy=True)
         e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -433,13 +507,10 @@ def run_md(
         if not (math.isfinite(e_pot) and math.isfinite(e_kin)):
             raise SimulationError(
                 f"the simulation became unstable (energy is {e_pot} kJ/mol at step {sim.currentStep}); "
-                "try a smaller time step, or minimize the structure first"
+                f"{kept(sim.currentStep)}; try a smaller time step, or minimize the structure first"
             )
-        if trajectory is not None:
-            traj.close(sim.topology)
         if checkpoint is not None:
             save_checkpoint(sim, outputs["checkpoint"])
-        sim.reporters.clear()
 
     gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
     dof = degrees_of_freedom(sim.system)
@@ -462,10 +533,15 @@ def run_md(
         "n_constraints": int(sim.system.getNumConstraints()),
         "max_bond_change": watch.max_change,
         "worst_bond": watch.worst_bond,
-        "bond_broken_at_ps": watch.broken_at_ps,
+        "appended": appended,
         **_box_summary(sim, ensemble, pressure_bar),
         **{k: str(v) for k, v in outputs.items()},
     }
+
+
+def _positions_nm(sim: app.Simulation) -> np.ndarray:
+    """The context's positions, (n, 3) nm."""
+    return sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
 
 
 def _box_summary(sim: app.Simulation, ensemble: str, pressure_bar: float) -> dict:

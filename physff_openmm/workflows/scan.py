@@ -22,6 +22,7 @@ from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ
 from ._files import check_output_path, write_structures
 from .simulation import (
     DEFAULT_TOLERANCE_KCAL_MOL_A,
+    check_bonds_kept,
     check_positive,
     make_conformer,
     context_positions_angstrom,
@@ -91,7 +92,7 @@ def validate_dihedral(mol: Chem.Mol, dihedral) -> tuple[int, int, int, int]:
 
 
 def _moving_side(mol: Chem.Mol, j: int, k: int) -> list[int] | None:
-    """Atoms on k's side of the j-k bond, or None when j-k is in a ring (no rigid rotation possible)."""
+    """Atoms on k's side of the j-k bond, or None when j-k is in a ring (no rotation possible)."""
     seen = {k}
     queue = deque([k])
     while queue:
@@ -138,15 +139,14 @@ def _drive(
     context: openmm.Context,
     pos: np.ndarray,
     dihedral: tuple[int, int, int, int],
-    moving: list[int] | None,
+    moving: list[int],
     target: float,
     tolerance_kcal_mol_a: float,
 ) -> np.ndarray:
     """Move the dihedral from ``pos`` to ``target`` degrees and minimize with it restrained; new positions.
 
-    The moving side is rotated rigidly to the target when the central bond is not in
-    a ring and the rotation costs less than :data:`CLASH_KCAL_MOL`; otherwise (a clash,
-    or a ring torsion that only the restraint can turn) the dihedral is driven in
+    The moving side is rotated rigidly to the target when the rotation costs less
+    than :data:`CLASH_KCAL_MOL`; otherwise (a clash) the dihedral is driven in
     substeps of at most :data:`MAX_SUBSTEP_DEG`, minimizing after each, so that no
     single move is violent enough to break a bond.
     """
@@ -154,17 +154,15 @@ def _drive(
     current = dihedral_deg(pos, dihedral)
     delta = _wrap(target - current)
     n_sub = max(1, math.ceil(abs(delta) / MAX_SUBSTEP_DEG))
-    if moving is not None:
-        context.setPositions(pos * ANGSTROM_TO_NM * unit.nanometer)
-        e_before = potential_kcal_mol(context, _ENERGY_GROUPS)
-        trial = _rotate(pos, moving, j, k, delta)
-        _set_restrained(context, trial, target)
-        if potential_kcal_mol(context, _ENERGY_GROUPS) - e_before < CLASH_KCAL_MOL:
-            n_sub = 1
+    context.setPositions(pos * ANGSTROM_TO_NM * unit.nanometer)
+    e_before = potential_kcal_mol(context, _ENERGY_GROUPS)
+    trial = _rotate(pos, moving, j, k, delta)
+    _set_restrained(context, trial, target)
+    if potential_kcal_mol(context, _ENERGY_GROUPS) - e_before < CLASH_KCAL_MOL:
+        n_sub = 1
     for step in range(1, n_sub + 1):
         angle = current + delta * step / n_sub
-        if moving is not None:
-            pos = _rotate(pos, moving, j, k, _wrap(angle - dihedral_deg(pos, dihedral)))
+        pos = _rotate(pos, moving, j, k, _wrap(angle - dihedral_deg(pos, dihedral)))
         _set_restrained(context, pos, angle)
         minimize_context(context, tolerance_kcal_mol_a)
         pos = context_positions_angstrom(context)
@@ -192,8 +190,7 @@ def torsion_scan(
     is ``-180, -180 + step, ..., 180 - step`` degrees, walked from the grid point
     nearest the input's angle. Each point starts from the previous optimized
     geometry, with the moving side rotated rigidly to the new angle; where that
-    would clash, or the central bond is in a ring, the dihedral is driven there in
-    substeps of at most 5 degrees. With ``bidirectional`` the grid is also walked
+    would clash, the dihedral is driven there in substeps of at most 5 degrees. With ``bidirectional`` the grid is also walked
     backward from the input geometry, keeping the lower energy at each angle, which
     removes most hysteresis.
 
@@ -223,6 +220,14 @@ def torsion_scan(
     list of (float, float)
         ``360 / step_deg`` rows ``(angle_deg, energy_kcal_mol)`` in increasing angle,
         energies relative to the scan minimum (which is exactly 0).
+
+    Raises
+    ------
+    ConfigError
+        A bad dihedral (:func:`validate_dihedral`), or a central bond j-k in a ring
+        (turning it through 360 degrees would tear the ring open).
+    ModelFailureError
+        A minimization moved a covalent bond more than 30 % from the input geometry.
     """
     check_positive("step_deg", step_deg)
     n_points = 360.0 / float(step_deg)
@@ -235,6 +240,13 @@ def torsion_scan(
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
     i, j, k, l = validate_dihedral(prep.mol, dihedral)
     moving = _moving_side(prep.mol, j, k)
+    if moving is None:
+        sj, sk = prep.mol.GetAtomWithIdx(j).GetSymbol(), prep.mol.GetAtomWithIdx(k).GetSymbol()
+        raise ConfigError(
+            f"dihedral {i} {j} {k} {l}: the central bond {j}-{k} ({sj}-{sk}) is in a ring, and turning it through "
+            "360 degrees would tear the ring open; scan a bond outside rings (ring conformers: 'physff-openmm scan "
+            "--conformers')"
+        )
 
     system = prep.system  # built for this scan alone: the restraint goes straight in
     restraint = openmm.CustomTorsionForce("physff_k*(1 - cos(theta - physff_theta0))")
@@ -248,6 +260,7 @@ def torsion_scan(
 
     grid = [-180.0 + m * float(step_deg) for m in range(n_points)]
     start = prep.positions_angstrom
+    bonds = prep.params.covalent_pairs
     m0 = int(np.argmin([abs(_wrap(g - dihedral_deg(start, (i, j, k, l)))) for g in grid]))
     passes = [[(m0 + s) % n_points for s in range(n_points)]]
     if bidirectional:  # the backward pass also starts from the input geometry
@@ -257,6 +270,7 @@ def torsion_scan(
         pos = start
         for m in order:
             pos = _drive(context, pos, (i, j, k, l), moving, grid[m], tolerance_kcal_mol_a)
+            check_bonds_kept(bonds, prep.params.symbols, start, pos, where=f"the scan's minimization at {grid[m]:g} degrees")
             e = potential_kcal_mol(context, _ENERGY_GROUPS)
             if m not in best or e < best[m][0]:
                 best[m] = (e, pos)
@@ -331,7 +345,10 @@ def conformer_scan(
         xyz = np.asarray(emb.GetConformer(cid).GetPositions(), dtype=np.float64)
         context.setPositions(xyz * ANGSTROM_TO_NM * unit.nanometer)
         minimize_context(context, tolerance_kcal_mol_a)
-        results.append((potential_kcal_mol(context) + offset, int(cid), context_positions_angstrom(context)))
+        final = context_positions_angstrom(context)
+        check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, xyz, final,
+                         where=f"the minimization of conformer {cid}")
+        results.append((potential_kcal_mol(context) + offset, int(cid), final))
     results.sort(key=lambda r: r[0])
     out = Chem.Mol(prep.mol)
     out.RemoveAllConformers()

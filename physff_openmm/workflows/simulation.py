@@ -19,7 +19,7 @@ from openmm import app, unit
 from rdkit import Chem
 
 from ..energy import pair_energy_terms
-from ..errors import ConfigError, MoleculeError
+from ..errors import ConfigError, ModelFailureError, MoleculeError
 from ..molecule import ensure_conformer, fragment_atom_indices, load_molecule, positions_angstrom
 from ..parameters import ParameterSet, parameterize
 from ..system import create_system, get_platform
@@ -41,6 +41,9 @@ __all__ = [
     "energy_components",
     "minimize",
     "interaction_energy",
+    "BROKEN_BOND_FRACTION",
+    "bond_changes",
+    "check_bonds_kept",
     "topology_from_mol",
     "with_positions",
 ]
@@ -60,6 +63,11 @@ DEFAULT_TIMESTEP_FS: float = 2.0
 #: Longest time step, fs, recommended without constraints: X-H stretches vibrate with periods of
 #: 9-11 fs, too fast for a 2 fs step (a longer step warns).
 MAX_UNCONSTRAINED_TIMESTEP_FS: float = 1.0
+
+#: A covalent bond whose length moves further than this fraction from its length in the input
+#: geometry counts as broken: after a minimization or during MD it is an error that names the
+#: bond (:func:`check_bonds_kept`), as in the accuracy report's MD test (docs/accuracy.md).
+BROKEN_BOND_FRACTION = 0.3
 
 _BOND_TYPES = {
     Chem.BondType.SINGLE: (app.Single, 1),
@@ -489,6 +497,56 @@ def energy(molecule, *, model="default", backend: str = "native", platform=None,
     return _energy_report(prep, context)
 
 
+def bond_changes(pairs, reference_angstrom, positions_angstrom) -> np.ndarray:
+    """Relative change of each bond's length (> 0 stretched) from ``reference_angstrom`` to ``positions_angstrom``."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    x0, x1 = np.asarray(reference_angstrom, dtype=np.float64), np.asarray(positions_angstrom, dtype=np.float64)
+    d0 = np.linalg.norm(x0[pairs[:, 0]] - x0[pairs[:, 1]], axis=1)
+    d1 = np.linalg.norm(x1[pairs[:, 0]] - x1[pairs[:, 1]], axis=1)
+    return d1 / d0 - 1.0
+
+
+def check_bonds_kept(pairs, symbols, reference_angstrom, positions_angstrom, *, where: str) -> tuple[float, str | None]:
+    """The largest bond change from the input geometry; an error when a bond moved past :data:`BROKEN_BOND_FRACTION`.
+
+    Parameters
+    ----------
+    pairs : (k, 2) array of int
+        Covalent bonds (atom indices).
+    symbols : sequence of str
+        Element of each atom, for the bond's name (``"O0-H1"``: element and 0-based index).
+    reference_angstrom, positions_angstrom : (n, 3) arrays
+        The input geometry and the one to check (the same units; Angstrom or nm alike).
+    where : str
+        What moved the atoms, for the message (``"the minimization"``, ...).
+
+    Returns
+    -------
+    (float, str or None)
+        The largest relative change (signed, > 0 stretched) and its bond; (0.0, None) without bonds.
+
+    Raises
+    ------
+    ModelFailureError
+        A bond moved more than :data:`BROKEN_BOND_FRACTION` (or a length is not finite).
+    """
+    rel = bond_changes(pairs, reference_angstrom, positions_angstrom)
+    if not len(rel):
+        return 0.0, None
+    bad = ~np.isfinite(rel)
+    k = int(np.argmax(bad)) if bad.any() else int(np.argmax(np.abs(rel)))
+    i, j = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[k]
+    label = f"{symbols[i]}{i}-{symbols[j]}{j}"
+    if bad.any() or abs(rel[k]) > BROKEN_BOND_FRACTION:
+        how = "to a non-finite length" if bad.any() else f"by {rel[k]:+.0%}"
+        raise ModelFailureError(
+            f"{where} moved bond {label} {how} from the input geometry (more than {BROKEN_BOND_FRACTION:.0%}): "
+            "the model failed on this molecule, unless the input geometry was far from any minimum "
+            "(the models' limits are in docs/accuracy.md)"
+        )
+    return float(rel[k]), label
+
+
 def minimize(
     molecule,
     *,
@@ -519,6 +577,12 @@ def minimize(
         (Angstrom), and ``initial_energy_kcal_mol``, ``final_energy_kcal_mol``
         (absolute, E_lin included), ``energy_change_kcal_mol``, ``rmsd_angstrom``
         (coordinate RMS displacement), ``n_atoms``, ``platform``.
+
+    Raises
+    ------
+    ModelFailureError
+        The minimization moved a covalent bond more than :data:`BROKEN_BOND_FRACTION`
+        from its input length (nothing is returned).
     """
     check_positive("tolerance_kcal_mol_a", tolerance_kcal_mol_a)
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
@@ -530,6 +594,7 @@ def minimize(
     minimize_context(context, tolerance_kcal_mol_a, max_iterations)
     e1 = potential_kcal_mol(context) + offset
     final = context_positions_angstrom(context)
+    check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, start, final, where="the minimization")
     result = {
         "initial_energy_kcal_mol": e0,
         "final_energy_kcal_mol": e1,
@@ -593,6 +658,8 @@ def interaction_energy(
     ------
     MoleculeError
         The molecule has fewer than two fragments.
+    ModelFailureError
+        ``minimize`` moved a covalent bond more than :data:`BROKEN_BOND_FRACTION`.
     """
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
     frags = fragment_atom_indices(prep.mol)
@@ -603,10 +670,12 @@ def interaction_energy(
         )
     context = make_context(prep.system, platform)
     context.setPositions(prep.positions_nm * unit.nanometer)
+    pos = context_positions_angstrom(context)
     if minimize:
         check_positive("tolerance_kcal_mol_a", tolerance_kcal_mol_a)
         minimize_context(context, tolerance_kcal_mol_a)
-    pos = context_positions_angstrom(context)
+        start, pos = pos, context_positions_angstrom(context)
+        check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, start, pos, where="the minimization")
     e_complex = potential_kcal_mol(context) + prep.params.energy_offset
     e_frags = []
     for atoms in frags:

@@ -1,0 +1,100 @@
+"""Torsion drives for training: rotatable bonds, MMFF94-relaxed drives, GFN2-xTB labels, the molecule list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rdkit")
+
+from physff_openmm.errors import ConfigError  # noqa: E402
+
+
+def _dihedral(x, t):
+    """Dihedral angle (degrees) of atoms t in positions x, computed here independently of RDKit."""
+    b0, b1, b2 = x[t[0]] - x[t[1]], x[t[2]] - x[t[1]], x[t[3]] - x[t[2]]
+    b1 = b1 / np.linalg.norm(b1)
+    v, w = b0 - (b0 @ b1) * b1, b2 - (b2 @ b1) * b1
+    return np.degrees(np.arctan2(np.cross(b1, v) @ w, v @ w))
+
+
+def test_rotatable_torsions_skip_rings_terminal_rotors_and_triple_bonds():
+    from physff_openmm.molecule import load_molecule
+    from physff_openmm.training.data import rotatable_torsions
+
+    # N-phenylacetamide: ring-N and N-C(=O) rotate; C-CH3, the ring bonds and N-H do not
+    mol = load_molecule("CC(=O)Nc1ccccc1")
+    found = rotatable_torsions(mol, 10, np.random.default_rng(0))
+    centres = sorted(tuple(sorted(t[1:3])) for t in found)
+    assert centres == [(1, 3), (3, 4)]
+    for i, j, k, l in found:
+        assert all(mol.GetBondBetweenAtoms(a, b) is not None for a, b in ((i, j), (j, k), (k, l)))
+        assert mol.GetAtomWithIdx(i).GetAtomicNum() > 1 and mol.GetAtomWithIdx(l).GetAtomicNum() > 1
+    assert len(rotatable_torsions(mol, 1, np.random.default_rng(0))) == 1
+    assert rotatable_torsions(load_molecule("CC#CC(C)O"), 10, np.random.default_rng(0)) == []
+    assert rotatable_torsions(load_molecule("C1CCCCC1"), 10, np.random.default_rng(0)) == []
+
+
+def test_torsion_drive_turns_the_dihedral_in_steps_and_keeps_the_bonds():
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+    from physff_openmm.training.data import torsion_drive_geometries
+    from physff_openmm.training.sources import connectivity_matches
+
+    mol = ensure_conformer(load_molecule("CCCC"))
+    x0 = positions_angstrom(mol)
+    t = (0, 1, 2, 3)
+    drive = torsion_drive_geometries(mol, x0, t, 30.0)
+    assert len(drive) == 12
+    start = _dihedral(x0, t)
+    for k, (angle, x) in enumerate(drive):
+        expected = (start + 30.0 * k + 180.0) % 360.0 - 180.0
+        assert angle == pytest.approx(expected)
+        got = _dihedral(x, t)
+        assert abs((got - angle + 180.0) % 360.0 - 180.0) < 1.0  # held by the restraint
+        assert connectivity_matches(mol, x)
+    assert np.ptp([_dihedral(x, t) for _, x in drive]) > 300.0
+
+
+def test_label_torsion_drives_with_xtb_forces(tmp_path):
+    pytest.importorskip("tblite")
+    from physff_openmm.training.data import XTBSampling, _xtb_molecule
+    from physff_openmm.training.keys import XTB_LEVEL
+    from physff_openmm.training.recipe import torsion_sampling
+    from physff_openmm.training.xtb import xtb_energy_forces
+
+    sampling = torsion_sampling(n_scans=1, step_deg=60.0, opt_steps=5, seed=0)
+    rec = _xtb_molecule(("butanol", "CCCCO", sampling))
+    assert rec.level == XTB_LEVEL and rec.conformer_ids[0] == "c0"
+    drive = [c for c in rec.conformer_ids if "-tor" in c]
+    assert len(drive) == 6 and "drives of up to 1 rotatable bonds in 60 degree steps" in rec.source
+    e = (rec.energy - rec.energy.min()) * 627.5094740631
+    assert e.max() > 0.5 and e.max() <= 60.0  # a barrier is seen, the cap holds
+    k = rec.conformer_ids.index(drive[2])
+    e_ref, f_ref = xtb_energy_forces(rec.species.astype(int), rec.positions[k], 0)
+    assert rec.energy[k] == pytest.approx(e_ref, abs=1e-8)
+    np.testing.assert_allclose(rec.forces[k], f_ref, atol=1e-8)
+    with pytest.raises(ConfigError, match="torsion_step_deg must divide 360"):
+        XTBSampling(torsion_step_deg=35.0)
+
+
+def test_torsion_molecules_mix_charged_variants_and_extend(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from rdkit import Chem
+
+    from physff_openmm.training.recipe import torsion_molecules
+
+    frames = tmp_path / "xtb_frames_0.h5"
+    with h5py.File(frames, "w") as f:
+        for g in range(12):
+            smi = "N" + "C" * (g + 2) + "C(=O)O"
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            for a in mol.GetAtoms():
+                a.SetAtomMapNum(a.GetIdx() + 1)
+            f.create_group(f"m{g:03d}").attrs["mapped_smiles"] = Chem.MolToSmiles(mol)
+    full = torsion_molecules(frames, 8, charged_fraction=0.25, seed=0)
+    assert len(full) == 8 and sum(n.startswith("charged_") for n, _ in full) == 2
+    assert all(n.startswith("xtb_m0") for n, _ in full if not n.startswith("charged_"))
+    assert torsion_molecules(frames, 5, charged_fraction=0.25, seed=0) == full[:5]  # a prefix: resumable
+    assert len({n for n, _ in full}) == 8
+    with pytest.raises(ConfigError):
+        torsion_molecules(frames, 4, charged_fraction=1.5)
