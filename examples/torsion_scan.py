@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from physff_openmm import workflows as wf
+from physff_openmm.errors import DependencyError
 
 BUTANE = "CCCC"
 
@@ -29,13 +30,18 @@ def main(argv=None) -> int:
 
     rows = wf.torsion_scan(args.smiles, tuple(args.dihedral), args.step, model=args.model, platform=args.platform)
     wf.write_rows_csv(out / "scan.csv", ("angle_deg", "energy_kcal_mol"), rows)
-    wf.plot_scan(rows, out / "scan.png", title=f"{args.smiles}: dihedral {' '.join(map(str, args.dihedral))}")
+    try:
+        wf.plot_scan(rows, out / "scan.png", title=f"{args.smiles}: dihedral {' '.join(map(str, args.dihedral))}")
+        written = f"{out / 'scan.csv'} and {out / 'scan.png'}"
+    except DependencyError as exc:  # matplotlib is an extra: the scan stands without its plot
+        print(f"no plot: {exc}")
+        written = f"{out / 'scan.csv'}"
     print(f"relaxed scan of dihedral {tuple(args.dihedral)} of {args.smiles}, {len(rows)} points:")
     for angle, e in rows:
         print(f"  {angle:7.1f} deg  {e:8.3f} kcal/mol")
     top = max(rows, key=lambda r: r[1])
     print(f"barrier (highest point) {top[1]:.2f} kcal/mol at {top[0]:.0f} deg")
-    print(f"wrote {out / 'scan.csv'} and {out / 'scan.png'}")
+    print(f"wrote {written}")
     return 0
 
 

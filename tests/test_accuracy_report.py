@@ -5,21 +5,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "accuracy_report.py"
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("PHYSFF_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +129,7 @@ def _finite(x) -> bool:
 
 
 def test_quick_report(report, tmp_path, test_model_path):
-    data = _shared_data()
+    data = shared_data()
     if not (data / "conformer-benchmark").is_dir():
         pytest.skip(f"public reference data not found at {data} (set PHYSFF_SHARED_DATA)")
     pytest.importorskip("tblite")
@@ -346,7 +343,7 @@ def test_nve_drift_matches_run_md_state_report(report, bound_model_path, tmp_pat
 
 def test_md_minimize_nve_sections_from_the_command_line(report, bound_model_path, tmp_path):
     """--sections md,minimize,nve on a tiny setting: the JSON holds every number, the markdown a table per section."""
-    data = _shared_data()
+    data = shared_data()
     if not (data / "conformer-benchmark").is_dir():
         pytest.skip(f"public reference data not found at {data} (set PHYSFF_SHARED_DATA)")
     pytest.importorskip("matplotlib")

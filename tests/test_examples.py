@@ -29,10 +29,11 @@ def model_path(tmp_path_factory):
     return path
 
 
-def _run_example(name: str, model_path, out: Path, *extra) -> str:
+def _run_example(name: str, model_path, out: Path, *extra, first_on_path: Path | None = None) -> str:
+    path = [str(first_on_path)] if first_on_path is not None else []
     env = dict(
         os.environ,
-        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        PYTHONPATH=os.pathsep.join([*path, str(REPO), os.environ.get("PYTHONPATH", "")]),
         PHYSFF_CACHE_DIR=str(out.parent / "physff-cache"),
         MPLBACKEND="Agg",
     )
@@ -104,3 +105,14 @@ def test_protein_ligand(model_path, tmp_path):
     start = app.PDBFile(str(out / "start.pdb")).topology
     assert sum(1 for r in start.residues() if r.name == "MOL") == 1
     assert start.getNumAtoms() > 582 + 20
+
+
+def test_examples_without_matplotlib_skip_only_the_plot(model_path, tmp_path):
+    hidden = tmp_path / "no-matplotlib"
+    (hidden / "matplotlib").mkdir(parents=True)
+    (hidden / "matplotlib" / "__init__.py").write_text("raise ImportError('matplotlib is hidden in this test')\n")
+    out = tmp_path / "scan"
+    stdout = _run_example("torsion_scan.py", model_path, out, "--step", "90", first_on_path=hidden)
+    assert "no plot: plots need matplotlib: pip install physff-openmm[plot]" in stdout
+    assert (out / "scan.csv").is_file() and not (out / "scan.png").exists()
+    assert f"wrote {out / 'scan.csv'}" in stdout

@@ -1,7 +1,7 @@
 """Dataset shards, splits, public-data readers and resumable QM labelling.
 
 QM is kept to water-sized molecules at hf/sto-3g. Tests that read the shared
-reference data skip when /work/shared/data is missing.
+reference data skip when ../shared/data (or $PHYSFF_SHARED_DATA) is missing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import shared_data
 
 h5py = pytest.importorskip("h5py")
 Chem = pytest.importorskip("rdkit.Chem")
@@ -35,7 +36,7 @@ from physff_openmm.training.dataset import (  # noqa: E402
 )
 from physff_openmm.units import HARTREE_TO_KCAL  # noqa: E402
 
-SHARED = Path("/work/shared/data")
+SHARED = shared_data()
 REPO = Path(__file__).resolve().parents[2]
 
 # Tolerances, with units.
