@@ -536,6 +536,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
             runtime = isinstance(exc, (SimulationError, QMError, DependencyError))
             return EXIT_FAILURE if runtime else EXIT_USAGE
+        except ImportError as exc:  # an optional dependency a command reached for is not installed
+            if debug:
+                traceback.print_exc()
+            missing = getattr(exc, "name", None)
+            what = f"module {missing!r}" if missing else "a module"
+            training = _command_word(argv) in _TRAINING_COMMANDS
+            hint = _TRAIN_HINT if training else "pip install physff-openmm[plot]" if missing == "matplotlib" else (
+                "reinstall physff-openmm (pip install physff-openmm)")
+            print(f"{PROG}: error: {what} is not installed: {hint}", file=sys.stderr)
+            return EXIT_FAILURE
         except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
             try:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -366,10 +366,17 @@ def load_model_file(path: str | Path) -> PhysFFModel:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {str(path)!r} is empty (an interrupted download or copy?)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for corrupt files
-        raise ModelError(f"cannot read model file {str(path)!r}: {exc}") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "weights only load failed" in reason.lower():  # torch's advice to unpickle: not for a model file
+            reason = "torch cannot read it as a file of weights"
+        raise ModelError(
+            f"model file {str(path)!r} is corrupt or not a physff-openmm model file ({reason[:200]})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelError(f"{str(path)!r} is not a physff-openmm model file")
     if payload.get("format_version", 0) < MODEL_FORMAT_VERSION:

@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,14 +157,7 @@ class ParameterSet:
 
     # --- persistence ------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "charges": self.charges,
-            "covalent_pairs": self.covalent_pairs,
-            "intra_pairs": self.intra_pairs,
-            "intra_parameters": self.intra_parameters,
-            "atom_classes": self.atom_classes,
-            "class_parameters": self.class_parameters,
-        }
+        return {k: getattr(self, k) for k in self._ARRAYS}
 
     def _header(self) -> dict[str, Any]:
         return {
@@ -177,24 +172,29 @@ class ParameterSet:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write to an ``.npz`` file (written whole or not at all)."""
+        """Write to an ``.npz`` file, or a ``.json`` file (:meth:`to_dict`), whole or not at all."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".partial.npz")
-        np.savez(tmp, header=np.asarray(json.dumps(self._header())), **self._arrays())
+        if path.suffix.lower() == ".json":
+            tmp = path.with_name(path.name + ".partial.json")
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        else:
+            tmp = path.with_name(path.name + ".partial.npz")
+            np.savez(tmp, header=np.asarray(json.dumps(self._header())), **self._arrays())
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "ParameterSet":
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`: ``.npz``, or the ``.json`` of :meth:`to_dict`
+        (what ``physff-openmm parameterize`` writes beside the System XML)."""
+        path = Path(path)
         try:
+            if path.suffix.lower() == ".json":
+                return cls.from_dict(json.loads(path.read_text()))
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
-                arrays = {
-                    k: z[k]
-                    for k in ("charges", "covalent_pairs", "intra_pairs", "intra_parameters", "atom_classes", "class_parameters")
-                }
-        except (OSError, KeyError, ValueError) as exc:
-            raise PhysFFError(f"cannot read parameter file {str(path)!r}: {exc}") from None
+                arrays = {k: z[k] for k in cls._ARRAYS}
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise PhysFFError(f"cannot read parameter file {str(path)!r}: {type(exc).__name__}: {exc}") from None
         return cls(
             symbols=header["symbols"],
             energy_offset=header["energy_offset"],
@@ -205,6 +205,31 @@ class ParameterSet:
             model_hash=header["model_hash"],
             metadata=header["metadata"],
             **arrays,
+        )
+
+    #: The arrays of a parameter file.
+    _ARRAYS = ("charges", "covalent_pairs", "intra_pairs", "intra_parameters", "atom_classes", "class_parameters")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ParameterSet":
+        """The inverse of :meth:`to_dict`."""
+        n_par = len(d["parameter_units"])
+        return cls(
+            symbols=list(d["symbols"]),
+            charges=np.asarray(d["charges_e"], dtype=np.float64),
+            covalent_pairs=np.asarray(d["covalent_pairs"], dtype=np.int64).reshape(-1, 2),
+            intra_pairs=np.asarray(d["intra_pairs"], dtype=np.int64).reshape(-1, 2),
+            intra_parameters=np.asarray(d["intra_parameters"], dtype=np.float64).reshape(-1, n_par),
+            atom_classes=np.asarray(d["atom_classes"], dtype=np.int64),
+            class_parameters=np.asarray(d["class_parameters"], dtype=np.float64).reshape(
+                len(d["class_parameters"]), len(d["class_parameters"]), n_par),
+            energy_offset=float(d["energy_offset_kcal_mol"]),
+            switch=tuple(float(x) for x in d["switch_angstrom"]),
+            fragments=[tuple(int(a) for a in f) for f in d["fragments"]],
+            smiles=d["smiles"],
+            model_name=d["model"]["name"],
+            model_hash=d["model"]["sha256"],
+            metadata=dict(d.get("metadata", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +248,7 @@ class ParameterSet:
             "atom_classes": self.atom_classes.tolist(),
             "class_parameters": self.class_parameters.tolist(),
             "parameter_units": ["kcal/mol A^6", "kcal/mol A^12"] + ["kcal/mol", "A"] * 6,
+            "metadata": self.metadata,
         }
 
 
@@ -314,6 +340,10 @@ def _canonical(mol: Chem.Mol) -> tuple[str, np.ndarray]:
     return Chem.MolToSmiles(mol), ranks
 
 
+#: Arrays of a cache entry (:func:`_cache_store`).
+_CACHE_KEYS = ("charges", "classes", "table", "pairs", "intra", "e_lin")
+
+
 def _cache_store(path: Path, result: dict[str, Any], ranks: np.ndarray) -> None:
     """Store a model result in canonical-rank order."""
     inv = np.empty_like(ranks)
@@ -340,7 +370,14 @@ def _cache_load(path: Path, mol: Chem.Mol, ranks: np.ndarray) -> dict[str, Any] 
     try:
         with np.load(path, allow_pickle=False) as z:
             c = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError):
+        c = {k: c[k] for k in _CACHE_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(
+            f"parameter cache entry {str(path)!r} is unreadable ({type(exc).__name__}); the parameters are "
+            "computed again and the entry replaced",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     if len(c["charges"]) != len(ranks):
         return None

@@ -15,7 +15,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from .errors import ModelError
-from .model import PhysFFModel, load_model_file
+from .model import PhysFFModel, file_sha256, load_model_file
 
 __all__ = ["available_models", "register_model", "resolve_model", "load_model", "MODELS_DIR", "ENTRY_POINT_GROUP"]
 
@@ -107,13 +107,15 @@ def load_model(model: str | Path | PhysFFModel = "default") -> PhysFFModel:
     key = (str(path), path.stat().st_mtime)
     with _lock:
         if key not in _cache:
-            m = load_model_file(path)
             expected = _shipped().get(name, {}).get("sha256") if path.parent == MODELS_DIR else None
-            if expected and m.file_hash != expected:
-                raise ModelError(
-                    f"shipped model {name!r} ({str(path)!r}) has sha256 {m.file_hash}, but models/index.json "
-                    f"records {expected}: the file is damaged or was replaced; reinstall physff-openmm"
-                )
+            if expected:  # checked before reading: a damaged shipped file is named with its expected hash
+                actual = file_sha256(path)
+                if actual != expected:
+                    raise ModelError(
+                        f"shipped model {name!r} ({str(path)!r}) has sha256 {actual}, but models/index.json "
+                        f"records {expected}: the file is damaged or was replaced; reinstall physff-openmm"
+                    )
+            m = load_model_file(path)
             m.name = m.metadata.get("name", name)
             _cache[key] = m
         return _cache[key]

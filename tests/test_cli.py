@@ -437,3 +437,28 @@ def test_json_output_never_holds_nan_or_infinity(capsys):
     text = capsys.readouterr().out
     assert json.loads(text) == {"energy_kcal_mol": None, "terms": [None, None, 1.5], "n": 3}
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_a_missing_training_extra_prints_the_install_hint(run, monkeypatch, tmp_path):
+    import physff_openmm.training.cli as training_cli
+
+    def needs_pyscf(args):
+        raise ModuleNotFoundError("No module named 'pyscf'", name="pyscf")
+
+    monkeypatch.setattr(training_cli, "cmd_label", needs_pyscf)
+    rc, out, err = run("label", "CCO", "--out", tmp_path / "x.h5", model=False)
+    assert rc == 1 and err.strip() == "physff-openmm: error: module 'pyscf' is not installed: pip install physff-openmm[train]"
+
+
+def test_a_write_error_names_the_users_file_not_a_temporary_one(tmp_path):
+    import errno
+
+    from physff_openmm.errors import FileAccessError
+    from physff_openmm.workflows import atomic_output
+
+    target = tmp_path / "out.csv"
+    with pytest.raises(FileAccessError, match=r"cannot write '.*out.csv': No space left on device") as err:
+        with atomic_output(target) as tmp:
+            tmp.write_text("partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert ".partial" not in str(err.value) and _files(tmp_path) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import openmm
 import pytest
+import torch
 from openmm import unit
 from rdkit import Chem
 from scipy.spatial.transform import Rotation
@@ -93,7 +94,7 @@ def test_far_apart_fragments_are_additive(test_model_path):
     b = ensure_conformer(load_molecule("c1ccc(Cl)cc1O"))
     pos_a, pos_b = positions_angstrom(a), positions_angstrom(b)
     pos_b = pos_b - pos_b.mean(0) + pos_a.mean(0) + np.array([80.0, 0.0, 0.0])
-    ab = combine_molecules([a, b])
+    ab = combine_molecules([load_molecule("CC(=O)NC"), load_molecule("c1ccc(Cl)cc1O")])  # topology only
     p_ab = pf.parameterize(ab, model=test_model_path)
     p_a = pf.parameterize(a, model=test_model_path)
     p_b = pf.parameterize(b, model=test_model_path)
@@ -201,13 +202,6 @@ def test_unknown_model_lists_valid_names():
         pf.parameterize("CCO", model="no-such-model")
 
 
-def test_corrupt_model_file(tmp_path):
-    bad = tmp_path / "broken.pt"
-    bad.write_bytes(b"not a model")
-    with pytest.raises(pf.ModelError, match="cannot read model file"):
-        pf.parameterize("CCO", model=bad)
-
-
 def test_unknown_backend(test_model_path):
     p = pf.parameterize("CCO", model=test_model_path)
     with pytest.raises(pf.BackendError, match="unknown backend 'gromacs'"):
@@ -268,3 +262,78 @@ def test_message_passing_sums_messages_and_leaves_no_temporary_files(tmp_path, t
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --- files that are damaged -------------------------------------------------------------
+
+def test_a_corrupt_cache_entry_is_computed_again_with_a_warning(test_model_path, tmp_path):
+    first = pf.parameterize("CCO", model=test_model_path, cache=tmp_path)
+    (entry,) = tmp_path.rglob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated, as by a full disk or a killed process
+    with pytest.warns(RuntimeWarning, match=rf"parameter cache entry '{entry}' is unreadable \(BadZipFile\)"):
+        again = pf.parameterize("CCO", model=test_model_path, cache=tmp_path)
+    assert again.metadata["cache_hit"] is False
+    np.testing.assert_array_equal(again.pair_parameters(), first.pair_parameters())
+    third = pf.parameterize("CCO", model=test_model_path, cache=tmp_path)  # the entry was replaced
+    assert third.metadata["cache_hit"] is True
+
+
+def test_the_cache_key_holds_the_model_hash_and_a_read_only_cache_is_skipped(test_model_path, tmp_path):
+    from physff_openmm.model import ModelConfig, PhysFFModel, save_model_file
+
+    torch.manual_seed(7)
+    other = tmp_path / "other.pt"
+    save_model_file(PhysFFModel(ModelConfig(hidden=32, pair_hidden=32, n_steps=3)), other, {"name": "other"})
+    cache = tmp_path / "cache"
+    a = pf.parameterize("CCO", model=test_model_path, cache=cache)
+    b = pf.parameterize("CCO", model=other, cache=cache)  # same molecule, another model: not a hit
+    assert b.metadata["cache_hit"] is False and not np.allclose(a.charges, b.charges)
+    assert len(list(cache.rglob("*.npz"))) == 2
+    unwritable = tmp_path / "a-file"  # no cache entry can be made below a file (as in a read-only folder)
+    unwritable.write_text("")
+    c = pf.parameterize("CCO", model=test_model_path, cache=unwritable)
+    np.testing.assert_array_equal(c.charges, a.charges)
+    assert c.metadata["cache_hit"] is False
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"not a model, some text\n", "is corrupt or not a physff-openmm model file"),
+    ("truncated", "is corrupt or not a physff-openmm model file"),
+])
+def test_damaged_model_files_are_named_as_such(test_model_path, tmp_path, content, message):
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(test_model_path.read_bytes()[:2000] if content == "truncated" else content)
+    with pytest.raises(pf.ModelError, match=message) as err:
+        pf.parameterize("O", model=path)
+    assert str(path) in str(err.value) and "weights_only" not in str(err.value) and "Errno" not in str(err.value)
+
+
+def test_a_damaged_shipped_model_names_its_expected_hash(tmp_path, monkeypatch):
+    from physff_openmm import registry
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "damaged.pt").write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(registry, "MODELS_DIR", models)
+    monkeypatch.setattr(registry, "_shipped", lambda: {"damaged": {"file": "damaged.pt", "sha256": "ab" * 32}})
+    monkeypatch.setattr(registry, "resolve_model", lambda name: (name, models / "damaged.pt"))
+    with pytest.raises(pf.ModelError, match=r"shipped model 'damaged' .* records abab.*: the file is damaged"):
+        registry.load_model("damaged")
+
+
+def test_parameters_json_written_by_the_command_reads_back(test_model_path, tmp_path):
+    from physff_openmm.cli import main
+
+    assert main(["parameterize", "CC(=O)[O-]", "-o", str(tmp_path / "s.xml"), "--model", str(test_model_path)]) == 0
+    p = pf.parameterize("CC(=O)[O-]", model=test_model_path)
+    q = pf.ParameterSet.load(tmp_path / "s.json")
+    for name in ("charges", "covalent_pairs", "intra_pairs", "intra_parameters", "atom_classes", "class_parameters"):
+        np.testing.assert_array_equal(getattr(q, name), getattr(p, name))
+    assert (q.symbols, q.switch, q.energy_offset, q.fragments, q.model_hash) == (
+        p.symbols, p.switch, p.energy_offset, p.fragments, p.model_hash)
+    q.save(tmp_path / "again.json")
+    np.testing.assert_array_equal(pf.ParameterSet.load(tmp_path / "again.json").pair_parameters(), p.pair_parameters())
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(pf.PhysFFError, match="cannot read parameter file .*bad.json"):
+        pf.ParameterSet.load(tmp_path / "bad.json")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -92,10 +93,28 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         if not tmp.exists():
             raise FileAccessError(f"nothing was written for {str(path)!r}")
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _write_error(exc, path, tmp) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+#: Errors of a write that carry no file name (a full disk, a quota): they are about the file being written.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
+def _write_error(exc: OSError, path: Path, tmp: Path) -> OSError:
+    """``exc`` as a FileAccessError naming the user's ``path`` where it is about the temporary file ``tmp``."""
+    if isinstance(exc, FileAccessError):
+        return exc
+    name = getattr(exc, "filename", None)
+    if (name is not None and Path(name) == tmp) or (name is None and exc.errno in _WRITE_ERRNOS):
+        return FileAccessError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
+    return exc
 
 
 @contextlib.contextmanager
@@ -114,6 +133,8 @@ def kept_output(path: str | os.PathLike, *, append: bool = False) -> Iterator[tu
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
     try:
         yield tmp, False
+    except OSError as exc:
+        raise _write_error(exc, path, tmp) from None
     finally:
         if tmp.is_file() and tmp.stat().st_size > 0:
             os.replace(tmp, path)
