@@ -60,6 +60,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -110,8 +111,10 @@ PEERS = {
 }
 #: Our own methods -> labels.
 METHODS = {"model": "physff", "gfn2_xtb": "GFN2-xTB", "mmff94": "MMFF94"}
-#: Targets of the issue, kcal/mol.
-TARGET_RMSE = {"conformers": 1.0, "torsions": 1.0, "hydrogen_bonded": 1.5, "dispersion": 1.5}
+#: Targets of issue 13 (model version 2), kcal/mol: RMSE over the test set.
+TARGET_RMSE = {"conformers": 2.5, "torsions": 2.5, "hydrogen_bonded": 1.2, "dispersion": 1.2}
+#: ... and no test molecule's conformer RMSE above this, kcal/mol.
+TARGET_MAX_MOLECULE_RMSE = 10.0
 #: MD protocol (issue 13): Langevin at 300 K, friction 1/ps, checked every 0.1 ps.
 MD_TEMPERATURE_K = 300.0
 MD_TIMESTEP_FS = 1.0
@@ -1006,6 +1009,7 @@ def minimization_molecules(pool, n_test: int) -> list[tuple[str, str, Any, np.nd
 def minimize_run(name: str, smiles: str, mol, x0: np.ndarray, model, threads: int, timer: Timer,
                  platform: str = "CPU") -> dict[str, Any]:
     """Minimize one molecule from ``x0`` with ``physff_openmm.workflows.minimize``; the largest bond change."""
+    from physff_openmm.errors import ModelFailureError
     from physff_openmm.molecule import positions_angstrom
     from physff_openmm.workflows import minimize
     from physff_openmm.workflows.simulation import with_positions
@@ -1015,7 +1019,20 @@ def minimize_run(name: str, smiles: str, mol, x0: np.ndarray, model, threads: in
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        out, res = minimize(with_positions(mol, x0), model=model, backend="native", platform=_platform(platform, threads))
+        try:
+            out, res = minimize(with_positions(mol, x0), model=model, backend="native",
+                                platform=_platform(platform, threads))
+        except ModelFailureError as exc:  # a bond moved past 30 %: minimize refuses the result, the line fails
+            timer.add("minimize", time.perf_counter() - t0)
+            change = re.search(r"moved bond (\S+) by ([+-]\d+)%", str(exc))
+            return {
+                "name": name, "smiles": smiles, "n_atoms": int(mol.GetNumAtoms()), "n_bonds": int(len(bonds)),
+                "max_relative_bond_change": float(change.group(2)) / 100.0 if change else math.inf,
+                "worst_bond": change.group(1) if change else None, "worst_bond_start_angstrom": None,
+                "worst_bond_end_angstrom": None, "passed": False, "energy_change_kcal_mol": None,
+                "rmsd_angstrom": None, "minimizer_warnings": [], "failure": str(exc),
+                "wall_seconds": time.perf_counter() - t0,
+            }
     timer.add("minimize", time.perf_counter() - t0)
     x1 = positions_angstrom(out)
     d0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
@@ -1342,7 +1359,8 @@ def fig_ncia(ncia: dict, path: Path) -> Path:
         vals = [data[s][m]["rmse"] for s in names]
         vals = [v if v is not None and math.isfinite(v) else 0.0 for v in vals]
         ax.bar(x + (j - 1) * w, vals, w, color=COLORS[m], label=METHODS[m])
-    ax.axhline(TARGET_RMSE["hydrogen_bonded"], color="grey", ls="--", lw=0.8, label="target 1.5 (HB, dispersion)")
+    ax.axhline(TARGET_RMSE["hydrogen_bonded"], color="grey", ls="--", lw=0.8,
+               label=f"target {TARGET_RMSE['hydrogen_bonded']:g} (HB, dispersion)")
     ax.set_xticks(x, [f"{s}\n(n={data[s]['n_dimers']})" for s in names], fontsize=7)
     ax.set_ylabel("RMSE vs CCSD(T)/CBS (kcal/mol)")
     ax.set_yscale("symlog", linthresh=1.0)
@@ -1462,7 +1480,8 @@ def f2(x, digits: int = 2) -> str:
 def targets(conf: dict, tors: dict | None, ncia: dict | None, use_xtb: bool) -> list[dict[str, Any]]:
     rows = []
     items = [
-        ("conformers", "Conformer relative energies, RMSE vs B3LYP-D3BJ/def2-SVP",
+        ("conformers", f"Conformer relative energies, RMSE vs B3LYP-D3BJ/def2-SVP (and no molecule above "
+                       f"{TARGET_MAX_MOLECULE_RMSE:g})",
          (conf or {}).get("stats", {}).get("model_vs_dft"), (conf or {}).get("stats", {}).get("gfn2_xtb_vs_dft")),
         ("torsions", "Torsion profiles, RMSE vs B3LYP-D3BJ/def2-SVP",
          (tors or {}).get("stats", {}).get("model"), (tors or {}).get("stats", {}).get("gfn2_xtb")),
@@ -1473,15 +1492,22 @@ def targets(conf: dict, tors: dict | None, ncia: dict | None, use_xtb: bool) -> 
          ((ncia or {}).get("groups", {}).get("dispersion") or {}).get("model"),
          ((ncia or {}).get("groups", {}).get("dispersion") or {}).get("gfn2_xtb")),
     ]
+    per_molecule = [m["metrics"]["model_vs_dft"]["rmse"] for m in (conf or {}).get("per_molecule", [])
+                    if m.get("metrics", {}).get("model_vs_dft", {}).get("rmse") is not None]
+    worst_molecule = max(per_molecule) if per_molecule else math.nan
     for key, label, ms, xs in items:
         thr = TARGET_RMSE[key]
         v = (ms or {}).get("rmse", math.nan)
         x = (xs or {}).get("rmse", math.nan) if use_xtb else math.nan
         v_ok = v is not None and math.isfinite(v)
         x_ok = x is not None and math.isfinite(x)
+        met = bool(v_ok and v <= thr) if v_ok else None
+        if key == "conformers" and met is not None:
+            met = met and bool(worst_molecule <= TARGET_MAX_MOLECULE_RMSE)
         rows.append({
             "key": key, "target": label, "threshold_kcal_mol": thr, "model_rmse": v,
-            "met": bool(v_ok and v <= thr) if v_ok else None,
+            "max_molecule_rmse": worst_molecule if key == "conformers" else None,
+            "met": met,
             "margin_kcal_mol": (thr - v) if v_ok else math.nan,
             "gfn2_xtb_rmse": x,
             "better_than_xtb": bool(v < x) if (v_ok and x_ok) else None,

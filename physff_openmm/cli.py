@@ -317,6 +317,7 @@ def _cmd_minimize(args) -> int:
         charge=args.charge,
         tolerance_kcal_mol_a=args.tolerance,
         max_iterations=args.max_iterations,
+        progress=False if args.quiet else None,
     )
     write_structures(mol, out, properties=[{"physff_energy_kcal_mol": repr(res["final_energy_kcal_mol"])}])
     if args.json:
@@ -348,7 +349,8 @@ def _cmd_scan(args) -> int:
     sdf = None
     if args.output_structures:
         sdf = check_output_path(args.output_structures, what="structures", suffixes=(".sdf",))
-    common = dict(model=args.model, backend=args.backend, platform=args.platform, charge=args.charge)
+    common = dict(model=args.model, backend=args.backend, platform=args.platform, charge=args.charge,
+                  progress=False if args.quiet else None)
     if args.dihedral is not None:
         step = 15.0 if args.step is None else args.step
         rows = torsion_scan(args.file, tuple(args.dihedral), step, output_structures=sdf, **common)

@@ -20,6 +20,7 @@ __all__ = [
     "BOHR_TO_ANGSTROM",
     "COULOMB_KCAL_ANGSTROM",
     "COULOMB_KJ_NM",
+    "in_units",
 ]
 
 #: Angstrom -> nm
@@ -50,3 +51,23 @@ def _coulomb_constant() -> float:
 COULOMB_KJ_NM: float = _coulomb_constant()
 #: Coulomb constant k_e in kcal Angstrom / (mol e^2) (about 332.0637)
 COULOMB_KCAL_ANGSTROM: float = COULOMB_KJ_NM * KJ_TO_KCAL * NM_TO_ANGSTROM
+
+
+def in_units(value, unit: _u.Unit, name: str):
+    """``value`` as a number in ``unit``: an ``openmm.unit`` Quantity is converted, a number is taken as is.
+
+    The Python API takes plain numbers in the units its argument names say
+    (``temperature_k``, ``timestep_fs``, ...) and OpenMM Quantities alike.
+
+    Raises
+    ------
+    ConfigError
+        A Quantity whose unit is not compatible with ``unit`` (e.g. a time for a temperature).
+    """
+    if isinstance(value, _u.Quantity):
+        if not value.unit.is_compatible(unit):
+            from .errors import ConfigError
+
+            raise ConfigError(f"{name}: {value} is not a quantity in {unit.get_name()} or a compatible unit")
+        return value.value_in_unit(unit)
+    return value

@@ -640,3 +640,37 @@ def test_structures_round_trip(model_path, tmp_path):
     wf.write_structures(two, tmp_path / "two.sdf")
     assert len(Chem.SDMolSupplier(str(tmp_path / "two.sdf"))) == 2
     assert _files(tmp_path) == ["m.pdb", "m.sdf", "two.sdf"]
+
+
+def test_the_api_takes_openmm_quantities_as_well_as_numbers(model_path):
+    plain = wf.run_md("CCO", 10, model=model_path, platform=PLATFORM, temperature_k=310.0, timestep_fs=1.0,
+                      friction_per_ps=2.0, seed=4, minimize_first=False)
+    quantities = wf.run_md("CCO", 10, model=model_path, platform=PLATFORM, temperature_k=310.0 * unit.kelvin,
+                           timestep_fs=0.001 * unit.picoseconds, friction_per_ps=2.0 / unit.picosecond, seed=4,
+                           minimize_first=False)
+    assert quantities["timestep_fs"] == pytest.approx(1.0)
+    assert quantities["potential_energy_kcal_mol"] == pytest.approx(plain["potential_energy_kcal_mol"], rel=1e-9)
+    sim = wf.build_simulation("CCO", model=model_path, platform=PLATFORM, temperature_k=300 * unit.kelvin,
+                              friction_per_ps=0.5 / unit.femtosecond)
+    assert sim.integrator.getFriction().value_in_unit(unit.picosecond**-1) == pytest.approx(500.0)
+    _, res = wf.minimize("CCO", model=model_path, platform=PLATFORM,
+                         tolerance_kcal_mol_a=1.0 * unit.kilojoule_per_mole / unit.nanometer)
+    assert res["final_energy_kcal_mol"] <= res["initial_energy_kcal_mol"]
+    with pytest.raises(ConfigError, match=r"temperature_k: 2 ps is not a quantity in kelvin"):
+        wf.run_md("CCO", 10, model=model_path, platform=PLATFORM, temperature_k=2 * unit.picosecond)
+
+
+def test_long_operations_show_progress_only_when_asked_or_on_a_terminal(model_path, capsys):
+    from physff_openmm.workflows.simulation import progress_enabled
+
+    assert progress_enabled(True) and not progress_enabled(False)
+    assert progress_enabled(None) is False  # pytest's stderr is not a terminal
+    wf.torsion_scan("CCCC", (0, 1, 2, 3), 90.0, model=model_path, platform=PLATFORM, progress=True)
+    assert "torsion scan" in capsys.readouterr().err
+    wf.conformer_scan("CCCO", 3, model=model_path, platform=PLATFORM, progress=True)
+    assert "conformers" in capsys.readouterr().err
+    wf.minimize("CCO", model=model_path, platform=PLATFORM, progress=True)
+    assert "minimizing" in capsys.readouterr().err
+    wf.minimize("CCO", model=model_path, platform=PLATFORM)  # default: not on a terminal, quiet
+    wf.torsion_scan("CCCC", (0, 1, 2, 3), 90.0, model=model_path, platform=PLATFORM)
+    assert capsys.readouterr().err == ""

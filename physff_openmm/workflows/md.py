@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import openmm
 from openmm import app, unit
 
 from ..errors import ConfigError, FileAccessError, ModelFailureError, RunInterrupted, SimulationError
-from ..units import ANGSTROM_TO_NM, KJ_TO_KCAL
+from ..units import ANGSTROM_TO_NM, KJ_TO_KCAL, in_units
 from ._files import atomic_output, check_output_path, kept_output
 from .simulation import (
     BROKEN_BOND_FRACTION,
@@ -33,6 +32,7 @@ from .simulation import (
     check_positive,
     degrees_of_freedom,
     minimize_context,
+    progress_bar,
 )
 
 __all__ = ["run_md", "TRAJECTORY_SUFFIXES", "BROKEN_BOND_FRACTION"]
@@ -204,15 +204,6 @@ def load_checkpoint(simulation: app.Simulation, path: str | os.PathLike) -> None
     simulation.context.setState(state)
 
 
-def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def run_md(
     molecule,
     steps: int,
@@ -252,6 +243,9 @@ def run_md(
     after an optional minimization; with ``restart`` the positions, velocities, box, time
     and step count come from a checkpoint instead. The first frame (and state row) is the
     starting state; then one every ``report_interval`` steps.
+
+    Numbers take the units their names say; ``openmm.unit`` Quantities are converted
+    (``temperature_k=310 * unit.kelvin``, ``timestep_fs=0.002 * unit.picoseconds``).
 
     With ``solvent`` or ``receptor`` the molecule is put in a periodic box of water
     (:func:`physff_openmm.workflows.solvation.build_solvated_system`: Amber14 for the
@@ -350,6 +344,11 @@ def run_md(
         report keep what was written, the checkpoint (if any) is saved at that step, and
         a run with ``restart`` continues from it and appends to them.
     """
+    temperature_k = in_units(temperature_k, unit.kelvin, "temperature_k")
+    timestep_fs = in_units(timestep_fs, unit.femtosecond, "timestep_fs")
+    friction_per_ps = in_units(friction_per_ps, unit.picosecond**-1, "friction_per_ps")
+    padding_nm = in_units(padding_nm, unit.nanometer, "padding_nm")
+    pressure_bar = in_units(pressure_bar, unit.bar, "pressure_bar")
     check_positive("steps", steps, integer=True)
     check_positive("report_interval", report_interval, integer=True)
     steps, report_interval = int(steps), int(report_interval)
@@ -453,8 +452,6 @@ def run_md(
             ))
             appended += ["report_csv"] if append else []
         interrupted = stack.enter_context(_deferred_interrupt())
-        from tqdm.auto import tqdm
-
         chunk = max(1, min(report_interval, steps // 100 or 1))
         t0 = time.perf_counter()
         try:
@@ -471,7 +468,7 @@ def run_md(
             sim.reporters.extend([w for w, _ in writers] + [watch])
             if checkpoint is not None:
                 sim.reporters.append(_CheckpointWriter(outputs["checkpoint"], checkpoint_interval))
-            with tqdm(total=steps, unit="step", disable=not _progress_enabled(progress), file=sys.stderr) as bar:
+            with progress_bar(steps, "step", progress) as bar:
                 done = 0
                 while done < steps and watch.failure is None:
                     n = min(chunk, steps - done)

@@ -18,9 +18,10 @@ from rdkit.Chem import rdDistGeom
 
 from ..errors import ConfigError, MoleculeError
 from ..molecule import fragment_atom_indices
-from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ
+from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ, in_units
 from ._files import check_output_path, write_structures
 from .simulation import (
+    _FORCE_UNIT,
     DEFAULT_TOLERANCE_KCAL_MOL_A,
     check_bonds_kept,
     check_positive,
@@ -30,6 +31,7 @@ from .simulation import (
     minimize_context,
     potential_kcal_mol,
     prepare,
+    progress_bar,
 )
 
 __all__ = ["torsion_scan", "conformer_scan", "dihedral_deg", "validate_dihedral"]
@@ -182,6 +184,7 @@ def torsion_scan(
     tolerance_kcal_mol_a: float = DEFAULT_TOLERANCE_KCAL_MOL_A,
     bidirectional: bool = True,
     output_structures: str | os.PathLike | None = None,
+    progress: bool | None = None,
 ) -> list[tuple[float, float]]:
     """Relaxed torsion scan: the dihedral is held at each grid angle, everything else minimized.
 
@@ -214,6 +217,8 @@ def torsion_scan(
         ``.sdf`` file for the optimized geometry of each grid point, in
         angle order (SDF fields ``angle_deg``, ``dihedral_deg`` (as reached) and
         ``energy_kcal_mol`` (relative)).
+    progress : bool, optional
+        Show a progress bar over the grid points (default: when stderr is a terminal).
 
     Returns
     -------
@@ -229,6 +234,9 @@ def torsion_scan(
     ModelFailureError
         A minimization moved a covalent bond more than 30 % from the input geometry.
     """
+    step_deg = in_units(step_deg, unit.degree, "step_deg")
+    restraint_kcal_mol = in_units(restraint_kcal_mol, unit.kilocalorie_per_mole, "restraint_kcal_mol")
+    tolerance_kcal_mol_a = in_units(tolerance_kcal_mol_a, _FORCE_UNIT, "tolerance_kcal_mol_a")
     check_positive("step_deg", step_deg)
     n_points = 360.0 / float(step_deg)
     if abs(n_points - round(n_points)) > 1e-9 or round(n_points) < 2:
@@ -266,14 +274,17 @@ def torsion_scan(
     if bidirectional:  # the backward pass also starts from the input geometry
         passes.append([(m0 - s) % n_points for s in range(n_points)])
     best: dict[int, tuple[float, np.ndarray]] = {}
-    for order in passes:
-        pos = start
-        for m in order:
-            pos = _drive(context, pos, (i, j, k, l), moving, grid[m], tolerance_kcal_mol_a)
-            check_bonds_kept(bonds, prep.params.symbols, start, pos, where=f"the scan's minimization at {grid[m]:g} degrees")
-            e = potential_kcal_mol(context, _ENERGY_GROUPS)
-            if m not in best or e < best[m][0]:
-                best[m] = (e, pos)
+    with progress_bar(n_points * len(passes), "point", progress, desc="torsion scan") as bar:
+        for order in passes:
+            pos = start
+            for m in order:
+                pos = _drive(context, pos, (i, j, k, l), moving, grid[m], tolerance_kcal_mol_a)
+                check_bonds_kept(bonds, prep.params.symbols, start, pos,
+                                 where=f"the scan's minimization at {grid[m]:g} degrees")
+                e = potential_kcal_mol(context, _ENERGY_GROUPS)
+                if m not in best or e < best[m][0]:
+                    best[m] = (e, pos)
+                bar.update(1)
     e_min = min(e for e, _ in best.values())
     rows = [(grid[m], best[m][0] - e_min) for m in range(n_points)]
     if output_structures is not None:
@@ -300,6 +311,7 @@ def conformer_scan(
     seed: int = 0xF00D,
     prune_rms_angstrom: float = 0.3,
     tolerance_kcal_mol_a: float = DEFAULT_TOLERANCE_KCAL_MOL_A,
+    progress: bool | None = None,
 ) -> tuple[Chem.Mol, list[tuple[int, float]]]:
     """Embed conformers with RDKit ETKDG, minimize each with physff and rank them by energy.
 
@@ -317,6 +329,8 @@ def conformer_scan(
         ETKDG drops conformers closer than this heavy-atom RMSD, Angstrom (0: keep all).
     tolerance_kcal_mol_a : float
         Minimizer tolerance, kcal/mol/Angstrom.
+    progress : bool, optional
+        Show a progress bar over the conformers (default: when stderr is a terminal).
 
     Returns
     -------
@@ -325,6 +339,8 @@ def conformer_scan(
         the ETKDG embedding indices), and rows ``(conformer, energy_kcal_mol)``
         sorted by energy, relative to the lowest (exactly 0).
     """
+    prune_rms_angstrom = in_units(prune_rms_angstrom, unit.angstrom, "prune_rms_angstrom")
+    tolerance_kcal_mol_a = in_units(tolerance_kcal_mol_a, _FORCE_UNIT, "tolerance_kcal_mol_a")
     check_positive("n_conformers", n_conformers, integer=True)
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
     if len(fragment_atom_indices(prep.mol)) != 1:
@@ -341,14 +357,16 @@ def conformer_scan(
     context = make_context(prep.system, platform)
     offset = prep.params.energy_offset
     results = []
-    for cid in ids:
-        xyz = np.asarray(emb.GetConformer(cid).GetPositions(), dtype=np.float64)
-        context.setPositions(xyz * ANGSTROM_TO_NM * unit.nanometer)
-        minimize_context(context, tolerance_kcal_mol_a)
-        final = context_positions_angstrom(context)
-        check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, xyz, final,
-                         where=f"the minimization of conformer {cid}")
-        results.append((potential_kcal_mol(context) + offset, int(cid), final))
+    with progress_bar(len(ids), "conformer", progress, desc="conformers") as bar:
+        for cid in ids:
+            xyz = np.asarray(emb.GetConformer(cid).GetPositions(), dtype=np.float64)
+            context.setPositions(xyz * ANGSTROM_TO_NM * unit.nanometer)
+            minimize_context(context, tolerance_kcal_mol_a)
+            final = context_positions_angstrom(context)
+            check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, xyz, final,
+                             where=f"the minimization of conformer {cid}")
+            results.append((potential_kcal_mol(context) + offset, int(cid), final))
+            bar.update(1)
     results.sort(key=lambda r: r[0])
     out = Chem.Mol(prep.mol)
     out.RemoveAllConformers()

@@ -9,6 +9,7 @@ chemistry; OpenMM's own potential energy does not include it.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from ..errors import ConfigError, ModelFailureError, MoleculeError
 from ..molecule import ensure_conformer, fragment_atom_indices, load_molecule, positions_angstrom
 from ..parameters import ParameterSet, parameterize
 from ..system import create_system, get_platform
-from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM
+from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM, in_units
 
 __all__ = [
     "ENSEMBLES",
@@ -42,6 +43,8 @@ __all__ = [
     "minimize",
     "interaction_energy",
     "BROKEN_BOND_FRACTION",
+    "progress_bar",
+    "progress_enabled",
     "bond_changes",
     "check_bonds_kept",
     "topology_from_mol",
@@ -53,6 +56,8 @@ __all__ = [
 ENSEMBLES: tuple[str, ...] = ("nvt", "nve", "npt")
 #: Monte Carlo barostat: steps between volume moves.
 BAROSTAT_INTERVAL = 25
+#: The unit of forces and minimizer tolerances in the API (numbers are taken in it; Quantities are converted).
+_FORCE_UNIT = unit.kilocalorie_per_mole / unit.angstrom
 #: Default minimizer tolerance: RMS force, kcal/mol/Angstrom.
 DEFAULT_TOLERANCE_KCAL_MOL_A: float = 0.1
 #: Constraints of :func:`build_simulation` and ``run_md``: ``"hbonds"`` (every covalent bond with a
@@ -283,18 +288,56 @@ def context_positions_angstrom(context: openmm.Context) -> np.ndarray:
     return np.asarray(pos.value_in_unit(unit.nanometer), dtype=np.float64) * NM_TO_ANGSTROM
 
 
+def progress_enabled(progress: bool | None) -> bool:
+    """Whether to show a progress bar: as asked, or (None) when stderr is a terminal."""
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_bar(total: int | None, unit_name: str, progress: bool | None, desc: str | None = None):
+    """A tqdm progress bar on stderr, shown as :func:`progress_enabled` says (a no-op bar otherwise)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit_name, desc=desc, disable=not progress_enabled(progress), file=sys.stderr,
+                leave=False)
+
+
+class _MinimizationProgress(openmm.MinimizationReporter):
+    """Counts the minimizer's iterations on a progress bar."""
+
+    def __init__(self, bar):
+        super().__init__()
+        self._bar = bar
+
+    def report(self, iteration, x, grad, args):  # noqa: D102 - OpenMM MinimizationReporter API
+        self._bar.update(1)
+        return False
+
+
 def minimize_context(
-    context: openmm.Context, tolerance_kcal_mol_a: float = DEFAULT_TOLERANCE_KCAL_MOL_A, max_iterations: int = 0
+    context: openmm.Context,
+    tolerance_kcal_mol_a: float = DEFAULT_TOLERANCE_KCAL_MOL_A,
+    max_iterations: int = 0,
+    progress: bool | None = False,
 ) -> None:
     """L-BFGS minimization of a context in place (OpenMM LocalEnergyMinimizer).
 
     OpenMM's minimizer can end above its starting energy when forces become
     extreme (overlapping atoms); the starting coordinates are then restored and a
-    ``RuntimeWarning`` says so.
+    ``RuntimeWarning`` says so. ``progress`` counts iterations on a bar (None: when
+    stderr is a terminal).
     """
     start = context.getState(getPositions=True, getEnergy=True)
     tol = tolerance_kcal_mol_a * KCAL_TO_KJ / ANGSTROM_TO_NM  # kJ/mol/nm
-    openmm.LocalEnergyMinimizer.minimize(context, tol, int(max_iterations))
+    if progress_enabled(progress):
+        with progress_bar(None, "iteration", True, desc="minimizing") as bar:
+            openmm.LocalEnergyMinimizer.minimize(context, tol, int(max_iterations), _MinimizationProgress(bar))
+    else:
+        openmm.LocalEnergyMinimizer.minimize(context, tol, int(max_iterations))
     e0 = start.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
     e1 = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
     if not math.isfinite(e1) or e1 > e0 + 1e-6 * max(1.0, abs(e0)):
@@ -369,6 +412,9 @@ def build_simulation(
         physff molecules, (k, 2) System indices), ``physff_symbols`` (element of each atom)
         and ``physff_energy_offset`` (E_lin, kcal/mol).
     """
+    temperature_k = in_units(temperature_k, unit.kelvin, "temperature_k")
+    timestep_fs = in_units(timestep_fs, unit.femtosecond, "timestep_fs")
+    friction_per_ps = in_units(friction_per_ps, unit.picosecond**-1, "friction_per_ps")
     if ensemble == "npt":
         raise ConfigError("NPT needs a periodic box: give a solvent (or a receptor) to simulate in water")
     ensemble, constraints, timestep_fs = check_md_settings(ensemble, constraints, timestep_fs, temperature_k, friction_per_ps)
@@ -556,6 +602,7 @@ def minimize(
     charge: int | None = None,
     tolerance_kcal_mol_a: float = DEFAULT_TOLERANCE_KCAL_MOL_A,
     max_iterations: int = 0,
+    progress: bool | None = None,
 ) -> tuple[Chem.Mol, dict]:
     """Minimize the energy of a molecule or complex (L-BFGS, all atoms free).
 
@@ -569,6 +616,8 @@ def minimize(
         Convergence: root-mean-square force, kcal/mol/Angstrom.
     max_iterations : int
         Iteration limit (0: until converged).
+    progress : bool, optional
+        Count the iterations on a progress bar (default: when stderr is a terminal).
 
     Returns
     -------
@@ -584,6 +633,7 @@ def minimize(
         The minimization moved a covalent bond more than :data:`BROKEN_BOND_FRACTION`
         from its input length (nothing is returned).
     """
+    tolerance_kcal_mol_a = in_units(tolerance_kcal_mol_a, _FORCE_UNIT, "tolerance_kcal_mol_a")
     check_positive("tolerance_kcal_mol_a", tolerance_kcal_mol_a)
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
     context = make_context(prep.system, platform)
@@ -591,7 +641,7 @@ def minimize(
     context.setPositions(start * ANGSTROM_TO_NM * unit.nanometer)
     offset = prep.params.energy_offset
     e0 = potential_kcal_mol(context) + offset
-    minimize_context(context, tolerance_kcal_mol_a, max_iterations)
+    minimize_context(context, tolerance_kcal_mol_a, max_iterations, progress=progress)
     e1 = potential_kcal_mol(context) + offset
     final = context_positions_angstrom(context)
     check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, start, final, where="the minimization")
@@ -661,6 +711,7 @@ def interaction_energy(
     ModelFailureError
         ``minimize`` moved a covalent bond more than :data:`BROKEN_BOND_FRACTION`.
     """
+    tolerance_kcal_mol_a = in_units(tolerance_kcal_mol_a, _FORCE_UNIT, "tolerance_kcal_mol_a")
     prep = prepare(molecule, model=model, backend=backend, charge=charge)
     frags = fragment_atom_indices(prep.mol)
     if len(frags) < 2:

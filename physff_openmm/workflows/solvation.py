@@ -36,7 +36,7 @@ from ..errors import ConfigError, MoleculeError, MoleculeFileError
 from ..forcefield import PhysFFTemplateGenerator
 from ..graph import ELEMENTS
 from ..molecule import combine_molecules, ensure_conformer, load_molecule, positions_angstrom
-from ..units import ANGSTROM_TO_NM
+from ..units import ANGSTROM_TO_NM, in_units
 from .simulation import check_constraints, check_positive, topology_from_mol
 
 __all__ = [
@@ -295,6 +295,9 @@ def build_solvated_system(
         A receptor residue that no force-field template and no physff molecule describes
         (the message names it, and any element the model does not support).
     """
+    padding_nm = in_units(padding_nm, unit.nanometer, "padding_nm")
+    nonbonded_cutoff_nm = in_units(nonbonded_cutoff_nm, unit.nanometer, "nonbonded_cutoff_nm")
+    box_nm = in_units(box_nm, unit.nanometer, "box_nm")
     water_file, box_model = _check_water_model(solvent)
     cation, anion, molar = parse_ions(ions)
     check_positive("padding_nm", padding_nm)
@@ -408,6 +411,12 @@ def build_solvated_simulation(
         (the :class:`SolvatedSystem`), ``physff_bonds``, ``physff_symbols`` and
         ``physff_energy_offset`` (as :func:`~physff_openmm.workflows.build_simulation` sets them).
     """
+    temperature_k = in_units(temperature_k, unit.kelvin, "temperature_k")
+    timestep_fs = in_units(timestep_fs, unit.femtosecond, "timestep_fs")
+    friction_per_ps = in_units(friction_per_ps, unit.picosecond**-1, "friction_per_ps")
+    pressure_bar = in_units(pressure_bar, unit.bar, "pressure_bar")
+    padding_nm = in_units(padding_nm, unit.nanometer, "padding_nm")
+    nonbonded_cutoff_nm = in_units(nonbonded_cutoff_nm, unit.nanometer, "nonbonded_cutoff_nm")
     from .simulation import _platform, check_md_settings, make_integrator, BAROSTAT_INTERVAL
 
     ensemble, constraints, timestep_fs = check_md_settings(ensemble, constraints, timestep_fs, temperature_k,
