@@ -244,3 +244,40 @@ def test_native_neighbour_list_between_fragments(test_model_path, monkeypatch, p
     if platform == "Reference":
         fd = _fd_forces(params, pos)
         np.testing.assert_allclose(f, fd, rtol=FD_FORCE_TOL, atol=FD_FORCE_TOL * max(1.0, np.abs(fd).max()))
+
+
+def test_single_precision_torch_backend_agrees_with_double(cases):
+    """precision="single" runs the TorchForce in float32: energies within float32 accuracy of float64."""
+    params, pos = cases[list(MOLECULES)[-1]]
+    e64, f64 = openmm_state(pf.create_system(params, backend="torch", precision="double"), pos)
+    e32, f32 = openmm_state(pf.create_system(params, backend="torch", precision="single"), pos)
+    assert e32 != e64  # really another precision
+    assert e32 == pytest.approx(e64, rel=1e-5, abs=1e-3)
+    np.testing.assert_allclose(f32, f64, rtol=1e-3, atol=1e-3 * np.abs(f64).max())
+    with pytest.raises(pf.BackendError, match="unknown precision 'half'"):
+        pf.create_system(params, backend="torch", precision="half")
+
+
+def test_each_fragment_of_a_charged_complex_carries_its_formal_charge(test_model_path):
+    """Charges sum per fragment, not only in total: an ion pair and a zwitterion beside water."""
+    p = pf.parameterize("C[NH3+].CC(=O)[O-].[NH3+]CC(=O)[O-].O", model=test_model_path)
+    sums = [p.charges[list(f)].sum() for f in p.fragments]
+    np.testing.assert_allclose(sums, [1.0, -1.0, 0.0, 0.0], atol=1e-12)
+    assert p.charges.sum() == pytest.approx(0.0, abs=1e-12)
+    # the parameters of a fragment are those of the molecule alone
+    alone = pf.parameterize("CC(=O)[O-]", model=test_model_path)
+    np.testing.assert_allclose(p.charges[list(p.fragments[1])], alone.charges, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend,layout", BACKENDS)
+def test_cuda_platform_matches_the_numpy_reference(cases, backend, layout):
+    """The CUDA platform (mixed precision, OpenMM's default) gives the formula's energy and forces."""
+    if "CUDA" not in [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]:
+        pytest.skip("no CUDA platform (install openmm-cuda-12 and openmm-torch-cuda-12 on a GPU machine)")
+    for name, (params, pos) in cases.items():
+        ref = reference_energy(params, pos)
+        e, f = openmm_state(pf.create_system(params, backend=backend, layout=layout), pos, "CUDA")
+        _, f_ref = openmm_state(pf.create_system(params, backend=backend, layout=layout), pos, "Reference")
+        assert e + params.energy_offset == pytest.approx(ref["total"], rel=1e-5), name
+        np.testing.assert_allclose(f, f_ref, rtol=1e-3, atol=1e-3 * np.abs(f_ref).max())

@@ -203,7 +203,7 @@ def _datamodule(cfg, splits, stage_cfg, shards):
     for path in shards:
         if Path(path).is_file():
             extra = read_dataset(path)
-            train += [r for r in extra if r.name not in names_val]
+            train += [r for r in extra if r.name not in names_val and not _skeletons([r]) & held_out]
             val += [r for r in extra if r.name in names_val]
     d = stage_cfg.data
     return PhysFFDataModule(
