@@ -124,6 +124,8 @@ def test_torch_module_equals_energy_module(cases):
         module = torch.jit.script(ShortRangeModule(params, layout=layout))
         e_kj = module(torch.tensor(pos * ANGSTROM_TO_NM))
         assert float(e_kj) * KJ_TO_KCAL == pytest.approx(float(sr.sum()), rel=1e-12, abs=1e-12)
+        # and against the independent NumPy evaluation of the formula
+        assert float(e_kj) * KJ_TO_KCAL == pytest.approx(reference_energy(params, pos)["short_range"], rel=1e-9)
 
 
 def test_switch_is_smooth_at_its_ends():

@@ -2,26 +2,24 @@
 
 Usage (from the repository root, with ``pip install -e .[train]``)::
 
-    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|dissociation|all] [--install]
+    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|all] [--install]
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
-- ``label``: GFN2-xTB displacements, bond scans and compressions of the training
-  conformers, frames of a trained model's MD (where ``md_samples.model`` names
-  one), charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0),
+- ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0),
   torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
-  and the stage-1 kinetic-energy labels (QM9 and small training molecules);
+  and the stage-1 kinetic-energy labels (QM9 and small training molecules, where
+  ``kd`` asks for them);
 - ``embed``: stage 1 on those labels;
 - ``energy``: stage 2 on the public sets (fixed split of
-  :func:`physff_openmm.training.recipe.public_splits`), the xTB frames, the
-  charged molecules and the displacements;
+  :func:`physff_openmm.training.recipe.public_splits`), the xTB frames and the
+  charged molecules;
 - ``finetune``: a second stage-2 phase from those weights with the torsion
-  drives, bond scans and compressions added (those the config labels);
-- ``dissociation``: a third phase from those weights (with the rigid-fragment
-  scans, where the config labels them), then the MD check and the model file.
+  drives added, then the MD check and the model file.
 
 A phase reads only the shards its config labels, so that one recipe's run
-is not changed by another's shards left in a shared ``work_dir``.
+is not changed by another's shards left in a shared ``work_dir``. No molecule
+of the public test split trains, whatever its source.
 
 Every step is library code in :mod:`physff_openmm.training`; this script only
 strings them together. ``--install`` registers the file in ``models/index.json``
@@ -47,10 +45,7 @@ from physff_openmm.training.recipe import (
     public_splits,
     read_public_sets,
     torsion_sampling,
-    xtb_bond_scans,
     xtb_charged,
-    xtb_displacements,
-    xtb_md_samples,
     xtb_torsions,
 )
 
@@ -65,10 +60,7 @@ def _splits(cfg: DefaultModelConfig):
 def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
-        "displaced": w / "displaced.h5", "bond_scans": w / "bond_scans.h5", "compressions": w / "compressions.h5",
-        "fragment_scans": w / "fragment_scans.h5", "md_samples": w / "md_samples.h5", "kd": w / "kd.h5",
-        "charged": w / "charged.h5", "torsion_scans": w / "torsion_scans.h5",
-        "dissociation": w / "dissociation",
+        "kd": w / "kd.h5", "charged": w / "charged.h5", "torsion_scans": w / "torsion_scans.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
     }
 
@@ -80,11 +72,6 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
     paths = _paths(cfg)
     out: dict = {}
 
-    def records(sets, max_molecules: int = 0) -> list:
-        """Training and validation records of ``sets`` (the first ``max_molecules``, 0: all)."""
-        recs = [r for s in sets for part in (splits.train, splits.val) for r in part.get(s, [])]
-        return recs[:max_molecules] if max_molecules else recs
-
     def run(key: str, labeller, *args, **kwargs) -> None:
         """Label one shard, ``out[key] = labeller(*args, **kwargs)``, timed; progress printed after each."""
         t = time.perf_counter()
@@ -92,24 +79,6 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
 
-    d, m = cfg.displacements, cfg.md_samples
-    if _labelled(cfg, "displaced"):
-        run("displacements", xtb_displacements,
-            records(d.sets), paths["displaced"], n_samples=d.n_samples, sigmas=d.sigmas, max_conformers=d.max_conformers,
-            max_energy_kcal_mol=d.max_energy_kcal_mol, workers=d.workers, seed=d.seed,
-        )
-    for key in ("bond_scans", "compressions", "fragment_scans"):
-        b = getattr(cfg, key)
-        if _labelled(cfg, key):
-            run(key, xtb_bond_scans,
-                records(b.sets, b.max_molecules), paths[key], fractions=b.fractions, max_bonds=b.max_bonds,
-                max_energy_kcal_mol=b.max_energy_kcal_mol, rigid=b.rigid, workers=b.workers, seed=b.seed,
-            )
-    if _labelled(cfg, "md_samples"):
-        run("md_samples", xtb_md_samples,
-            records(m.sets, m.max_molecules), paths["md_samples"], m.model, time_ps=m.time_ps, n_frames=m.n_frames,
-            temperature_k=m.temperature_k, max_energy_kcal_mol=m.max_energy_kcal_mol, workers=m.workers, seed=m.seed,
-        )
     c = cfg.charged
     if _labelled(cfg, "charged"):
         sampling = charged_sampling(
@@ -122,14 +91,14 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
             paths["charged"], c.source or cfg.xtb_frames.path or None, c.n_molecules, max_atoms=c.max_atoms,
             sampling=sampling, workers=c.workers, seed=c.seed,
         )
-    t = cfg.torsion_scans
+    d = cfg.torsion_scans
     if _labelled(cfg, "torsion_scans"):
         run("torsion_scans", xtb_torsions,
-            paths["torsion_scans"], t.source or cfg.xtb_frames.path, t.n_molecules, charged_fraction=t.charged_fraction,
-            max_atoms=t.max_atoms, sampling=torsion_sampling(
-                n_scans=t.n_scans, step_deg=t.step_deg, opt_steps=t.opt_steps, max_energy_kcal_mol=t.max_energy_kcal_mol,
-                seed=t.seed,
-            ), workers=t.workers, seed=t.seed,
+            paths["torsion_scans"], d.source or cfg.xtb_frames.path, d.n_molecules, charged_fraction=d.charged_fraction,
+            max_atoms=d.max_atoms, sampling=torsion_sampling(
+                n_scans=d.n_scans, step_deg=d.step_deg, opt_steps=d.opt_steps, max_energy_kcal_mol=d.max_energy_kcal_mol,
+                seed=d.seed,
+            ), workers=d.workers, seed=d.seed,
         )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -221,7 +190,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    dm = _datamodule(cfg, splits, cfg.stage2, [paths["displaced"]] if _labelled(cfg, "displaced") else [])
+    dm = _datamodule(cfg, splits, cfg.stage2, [])
     embed_file = paths["embed"] / "embed.pt"
     result = train_stage2(dm, paths["energy"], cfg.stage2, embed=embed_file if embed_file.is_file() else None)
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
@@ -231,67 +200,30 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
 
 
-#: The later stage-2 phases: the model file each starts from (in ``work_dir``) and the shards it adds up to.
-LATER_PHASES = {
-    "finetune": ("energy/stage2.pt", ("displaced", "bond_scans", "compressions", "md_samples", "torsion_scans")),
-    "dissociation": ("finetune/finetune.pt", ("displaced", "bond_scans", "compressions", "fragment_scans", "md_samples")),
-}
+#: The fine-tuning phase: the model file it starts from (in ``work_dir``) and the shards it adds.
+FINETUNE_START, FINETUNE_SHARDS = "energy/stage2.pt", ("torsion_scans",)
 
 
 def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
     """Whether the config labels shard ``key`` (a shard another recipe left in work_dir does not count)."""
-    if key == "displaced":
-        return bool(cfg.displacements.n_samples)
-    if key == "md_samples":
-        return bool(cfg.md_samples.model)
-    if key == "charged":
-        return bool(cfg.charged.n_molecules)
-    if key == "torsion_scans":
-        return bool(cfg.torsion_scans.n_molecules)
-    return bool(getattr(cfg, key).fractions)
+    return bool(getattr(cfg, key).n_molecules)
 
 
-def _phase_shards(cfg: DefaultModelConfig, keys) -> list[Path]:
-    """The shards a later phase reads: those of ``keys`` the config labels, then earlier rounds of MD frames.
-
-    A shard another recipe left in work_dir stays out; a named earlier round that is missing is an error.
-    """
-    paths = _paths(cfg)
-    earlier = [Path(p) for p in cfg.md_samples.earlier]
-    missing = [str(p) for p in earlier if not p.is_file()]
-    if missing:
-        raise PhysFFError(f"md_samples.earlier: no such shard {', '.join(missing)}")
-    return [paths[k] for k in keys if _labelled(cfg, k)] + earlier
-
-
-def later_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str, name: str) -> dict:
-    """A later stage-2 phase (``finetune``, ``dissociation``) from the previous phase's weights.
-
-    The last phase of the config runs the checks and writes the model file; an
-    earlier one leaves ``work_dir/<name>/<name>.pt`` for the next.
-    """
+def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
+    """The fine-tuning phase from stage 2's weights, then the checks and the model file."""
     import torch
 
     from physff_openmm.model import file_sha256, load_model_file
-    from physff_openmm.training.export import export_model
     from physff_openmm.training.stage2 import train_stage2
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    stage_cfg = getattr(cfg, name)
-    start_file, shard_keys = LATER_PHASES[name]
-    start = load_model_file(Path(cfg.work_dir) / start_file)
-    dm = _datamodule(cfg, splits, stage_cfg, _phase_shards(cfg, shard_keys))
-    result = train_stage2(dm, paths[name], stage_cfg, embed=start)
-    start_path = Path(cfg.work_dir) / start_file
+    start_path = Path(cfg.work_dir) / FINETUNE_START
+    start = load_model_file(start_path)
+    dm = _datamodule(cfg, splits, cfg.finetune, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)])
+    result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
-    phases = _phase_history(start.metadata, name, summary)
-    if name == "dissociation" or cfg.dissociation is None:
-        return _finish(cfg, splits, result, phases, install, recipe)
-    out = paths[name] / f"{name}.pt"
-    meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases}
-    export_model(result.model, out, meta, config=stage_cfg)
-    return {name: summary, "file": str(out)}
+    return _finish(cfg, splits, result, _phase_history(start.metadata, "finetune", summary), install, recipe)
 
 
 def _phase_history(start_metadata: dict, name: str, summary: dict) -> dict:
@@ -329,7 +261,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
             "config": config_to_dict(cfg),
         },
     }
-    sha = export_model(result.model, cfg.output, metadata, config=cfg.dissociation or cfg.finetune or cfg.stage2)
+    sha = export_model(result.model, cfg.output, metadata, config=cfg.finetune or cfg.stage2)
     if install:
         install_model(cfg.output, cfg.name, description=cfg.description, alias=cfg.alias or None)
     return {"file": cfg.output, "sha256": sha, "metrics": metadata["metrics"]}
@@ -338,7 +270,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config")
-    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "dissociation", "all"), default="all")
+    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "all"), default="all")
     p.add_argument("--install", action="store_true", help="register the model in physff_openmm/models/index.json")
     p.add_argument("--output", help="model file to write instead of the config's output")
     args = p.parse_args(argv)
@@ -364,9 +296,7 @@ def _run(args) -> int:
     if args.stage in ("energy", "all"):
         print(json.dumps(energy(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
     if args.stage in ("finetune", "all") and cfg.finetune is not None:
-        print(json.dumps(later_phase(cfg, splits, args.install, recipe, "finetune"), indent=1, default=str), flush=True)
-    if args.stage in ("dissociation", "all") and cfg.finetune is not None and cfg.dissociation is not None:
-        print(json.dumps(later_phase(cfg, splits, args.install, recipe, "dissociation"), indent=1, default=str), flush=True)
+        print(json.dumps(finetune(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
     return 0
 
 

@@ -30,10 +30,9 @@ __all__ = [
     "Stage2Config",
     "MDCheckConfig",
     "PublicDataConfig",
-    "DisplacementConfig",
     "KDDataConfig",
-    "BondScanConfig",
     "ChargedConfig",
+    "TorsionScanConfig",
     "DefaultModelConfig",
     "load_config",
     "config_from_dict",
@@ -191,9 +190,10 @@ class Stage2LossConfig:
         profiles), kcal/mol; needs ``data.group_by_molecule``.
     relative_forces_weight : float
         Weight of the same relative term over the conformers that have forces
-        (displacements and bond scans around one minimum, each labelled as
-        E_ref(x0) + E_xTB(x) - E_xTB(x0)): the energy differences that shape
-        covalent wells, which the total-energy term leaves to E_lin.
+        (the GFN2-xTB frames, charged molecules and torsion drives, whose
+        energies count only relative within a molecule): the energy differences
+        that shape covalent wells and torsion profiles, which the total-energy
+        term leaves to E_lin.
     noise_sigma : float
         Gaussian noise added to training coordinates, Angstrom (0.005 in the paper).
     """
@@ -289,109 +289,6 @@ class PublicDataConfig:
     )
     seed: int = 0
     limit: int | None = None
-
-
-@dataclass
-class DisplacementConfig:
-    """DFT-anchored GFN2-xTB displacements (:func:`~physff_openmm.training.recipe.xtb_displacements`).
-
-    Attributes
-    ----------
-    n_samples : int
-        Displaced copies per conformer (0: none).
-    sigmas : list of float
-        Standard deviations of the displacements, Angstrom (cycled).
-    max_conformers : int
-        Conformers per molecule that get displaced copies.
-    max_energy_kcal_mol : float
-        Copies higher than this above their conformer (GFN2-xTB) are dropped.
-    sets : list of str
-        Public sets whose training and validation records are displaced.
-    workers : int
-        Labelling processes.
-    seed : int
-    """
-
-    n_samples: int = 4
-    sigmas: list[float] = field(default_factory=lambda: [0.04, 0.08, 0.12])
-    max_conformers: int = 2
-    max_energy_kcal_mol: float = 150.0
-    sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
-    workers: int = 2
-    seed: int = 0
-
-
-@dataclass
-class BondScanConfig:
-    """Bond scans with DFT-anchored GFN2-xTB labels (:func:`~physff_openmm.training.recipe.xtb_bond_scans`).
-
-    Attributes
-    ----------
-    fractions : list of float
-        Relative bond-length changes (empty: no scans).
-    max_bonds : int
-        Bonds scanned per molecule (one per bond type first).
-    max_energy_kcal_mol : float
-    sets : list of str
-        Public sets whose training and validation records are scanned.
-    max_molecules : int
-        Scan only the first this many of those records (0: all).
-    rigid : bool
-        Move the smaller fragment on one side of a bond as a whole (bonds outside
-        rings only): a dissociation path. Default: only the bond's second atom moves.
-    workers : int
-    seed : int
-    """
-
-    fractions: list[float] = field(default_factory=lambda: [-0.2, -0.1, 0.15, 0.35, 0.6, 0.9])
-    max_bonds: int = 4
-    max_energy_kcal_mol: float = 150.0
-    rigid: bool = False
-    sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
-    max_molecules: int = 0
-    workers: int = 2
-    seed: int = 0
-
-
-@dataclass
-class MDSampleConfig:
-    """Frames of a model's own MD with DFT-anchored GFN2-xTB labels (:func:`~physff_openmm.training.recipe.xtb_md_samples`).
-
-    Attributes
-    ----------
-    model : str
-        Model name or file that runs the MD ("": no samples).
-    time_ps, n_frames, temperature_k : float, int, float
-        MD length per molecule (from its lowest conformer), frames kept, temperature.
-    max_energy_kcal_mol : float
-    sets : list of str
-        Public sets whose training and validation records are sampled.
-    max_molecules : int
-        Sample only the first this many of those records (0: all).
-    workers : int
-    seed : int
-    earlier : list of str
-        ``md_samples.h5`` shards of earlier rounds (another model's MD) that the
-        later phases read too, so that a round adds frames instead of replacing them.
-    """
-
-    model: str = ""
-    time_ps: float = 2.0
-    n_frames: int = 8
-    temperature_k: float = 400.0
-    max_energy_kcal_mol: float = 150.0
-    sets: list[str] = field(default_factory=lambda: ["conformers", "torsions"])
-    max_molecules: int = 0
-    workers: int = 2
-    seed: int = 0
-    earlier: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.time_ps <= 0 or self.n_frames < 1 or self.temperature_k <= 0:
-            raise ConfigError(
-                f"md_samples: need time_ps > 0, n_frames >= 1 and temperature_k > 0, "
-                f"got {self.time_ps}, {self.n_frames}, {self.temperature_k}"
-            )
 
 
 @dataclass
@@ -567,20 +464,8 @@ class DefaultModelConfig:
     alias : str
         Registry alias pointing at the model on install ("" for none).
     public : PublicDataConfig
-    displacements : DisplacementConfig
-    bond_scans : BondScanConfig
-    compressions : BondScanConfig
-        A second set of bond scans (its own shard, ``compressions.h5``) for the
-        short-range walls: bonds compressed further, with a higher energy cap.
-        Empty ``fractions`` (the default): none.
-    fragment_scans : BondScanConfig
-        Rigid-fragment bond scans (``rigid``) far out along the dissociation
-        path (shard ``fragment_scans.h5``), for the ``dissociation`` phase.
     xtb_frames : XTBFramesConfig
         GFN2-xTB frames with forces of drug-like molecules, read by every stage-2 phase.
-    md_samples : MDSampleConfig
-        Frames of a trained model's own MD (shard ``md_samples.h5``), for the
-        later phases; none unless ``md_samples.model`` names a model.
     charged : ChargedConfig
         Charged molecules with GFN2-xTB forces (shard ``charged.h5``), read by
         every stage-2 phase; none unless ``charged.n_molecules`` > 0.
@@ -592,10 +477,7 @@ class DefaultModelConfig:
     stage2 : Stage2Config
     finetune : Stage2Config or None
         A second stage-2 phase that starts from the first one's weights and adds
-        the bond scans and compressions to the training data (None: no second phase).
-    dissociation : Stage2Config or None
-        A third phase from the second one's weights, with the rigid-fragment
-        scans added where ``fragment_scans`` labels them (None: none).
+        the torsion drives to the training data (None: no second phase).
     md_check : MDCheckConfig
     """
 
@@ -605,19 +487,13 @@ class DefaultModelConfig:
     work_dir: str = "/tmp/physff-default"
     alias: str = "default"
     public: PublicDataConfig = field(default_factory=PublicDataConfig)
-    displacements: DisplacementConfig = field(default_factory=DisplacementConfig)
-    bond_scans: BondScanConfig = field(default_factory=BondScanConfig)
-    compressions: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[]))
-    fragment_scans: BondScanConfig = field(default_factory=lambda: BondScanConfig(fractions=[], rigid=True))
     xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)
-    md_samples: MDSampleConfig = field(default_factory=MDSampleConfig)
     charged: ChargedConfig = field(default_factory=ChargedConfig)
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     finetune: Stage2Config | None = None
-    dissociation: Stage2Config | None = None
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 
 

@@ -48,6 +48,8 @@ __all__ = [
     "XTBSampling",
     "label_xtb",
     "bond_scan_geometries",
+    "rotatable_torsions",
+    "torsion_drive_geometries",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def has_absolute_energies(record: MoleculeRecord) -> bool:
     """Whether a record's total energies are on the target level's scale (E_lin is fitted to them).
 
     Plain GFN2-xTB energies (level ``gfn2-xtb``) are not: they teach relative
-    energies and forces only; DFT-anchored xTB labels (``...+delta(gfn2-xtb)``) are.
+    energies and forces only; every other level's are.
     """
     return record.level != XTB_LEVEL
 
@@ -692,25 +694,7 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
     )
 
 
-def bond_side(n_atoms: int, all_bonds: np.ndarray, i: int, j: int) -> np.ndarray | None:
-    """Atoms connected to ``j`` once bond (i, j) is cut (j included); None if the bond is in a ring."""
-    adj: list[list[int]] = [[] for _ in range(n_atoms)]
-    for a, b in np.asarray(all_bonds).reshape(-1, 2).tolist():
-        if {a, b} != {i, j}:
-            adj[a].append(b)
-            adj[b].append(a)
-    seen, stack = {j}, [j]
-    while stack:
-        for b in adj[stack.pop()]:
-            if b not in seen:
-                seen.add(b)
-                stack.append(b)
-    return None if i in seen else np.array(sorted(seen))
-
-
-def bond_scan_geometries(
-    positions: np.ndarray, bonds: np.ndarray, fractions: Sequence[float], *, all_bonds: np.ndarray | None = None
-) -> np.ndarray:
+def bond_scan_geometries(positions: np.ndarray, bonds: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
     """Geometries with one bond stretched or compressed at a time.
 
     For every bond (i, j) and every fraction f, atom j moves along the bond so that
@@ -718,67 +702,24 @@ def bond_scan_geometries(
     potential the repulsive wall and the stretch of covalent bonds, which thermal
     samples at 300-600 K barely reach.
 
-    With ``all_bonds`` (the molecule's bonds) the whole fragment on the smaller side of
-    a bond outside rings moves rigidly instead: the path of a dissociation, on which
-    only the bond and the pairs across it change. Ring bonds are then skipped.
-
     Parameters
     ----------
     positions : (n_atoms, 3) Angstrom, a minimum
     bonds : (n_bonds, 2) zero-based
     fractions : relative changes of the bond length, e.g. (-0.22, -0.11, 0.12, 0.3)
-    all_bonds : (m, 2), optional
 
     Returns
     -------
-    (n_scanned_bonds * len(fractions), n_atoms, 3) Angstrom
+    (n_bonds * len(fractions), n_atoms, 3) Angstrom
     """
     out = []
-    n = len(positions)
     for i, j in np.asarray(bonds).reshape(-1, 2).tolist():
-        moving = np.array([j])
-        if all_bonds is not None:
-            side_j, side_i = bond_side(n, all_bonds, i, j), bond_side(n, all_bonds, j, i)
-            if side_j is None:
-                continue
-            if len(side_i) < len(side_j):
-                i, j, moving = j, i, side_i
-            else:
-                moving = side_j
         d = positions[j] - positions[i]
         for f in fractions:
             x = positions.copy()
-            x[moving] += d * float(f)
+            x[j] += d * float(f)
             out.append(x)
     return np.asarray(out).reshape(-1, *positions.shape)
-
-
-def label_new_records(
-    worker, records, out_path, options: tuple, *, workers: int = 1, seed: int = 0, require_energy: bool = False
-) -> dict:
-    """Append ``worker((record, *options, seed + k))`` for each k-th record to a shard, resumably.
-
-    Records already complete in the shard, dimers (``fragments``) and, with
-    ``require_energy``, records without any finite energy are skipped; ``worker``
-    returns a record or None and runs in ``workers`` processes (:func:`_map_in_workers`).
-    """
-    from .dataset import ShardWriter, safe_name
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with ShardWriter(out_path) as w:
-        done = w.completed_names()
-    todo = [
-        (r, *options, seed + k)
-        for k, r in enumerate(records)
-        if r.fragments is None and safe_name(r.name) not in done and (not require_energy or np.isfinite(r.energy).any())
-    ]
-    n = 0
-    with ShardWriter(out_path) as w:
-        for rec in _map_in_workers(worker, todo, workers):
-            if rec is not None:
-                n += w.write_record(rec)
-    return {"molecules": len(todo), "geometries_written": n}
 
 
 def _map_in_workers(func, items: list, workers: int):

@@ -13,36 +13,28 @@ with its own fractions, so a molecule's conformers, a drive's points and a
 dimer's distance scan stay together. :func:`public_splits` is the single
 definition of that split, used by the training recipe and the accuracy report.
 
-Labels made here:
+Labels made here, all through :func:`.data.label_xtb` (GFN2-xTB energies and forces,
+level ``gfn2-xtb``: forces and energies relative within a molecule):
 
-- :func:`xtb_displacements`: for MD stability, randomly displaced copies of
-  training conformers with GFN2-xTB forces. Their energy label is the
-  reference conformer's DFT energy plus the GFN2-xTB energy change of the
-  displacement, ``E_DFT(x0) + E_xTB(x) - E_xTB(x0)``: the public sets hold no
-  forces and no geometries off their minima, which a pair potential needs to
-  learn bond stiffness and the repulsive wall.
-- :func:`xtb_bond_scans`: bonds stretched and compressed one at a time, same labels.
-- :func:`xtb_md_samples`: frames of a trained model's own MD, same labels: where
-  its MD goes wrong, they show the next phase what the energy really is.
+- :func:`xtb_charged`: charged states (ammonium ions, carboxylates, zwitterions of
+  the xtb-frames molecules, and the small ions of :data:`.sources.SMALL_CHARGED`),
+  which the public sets and the xtb-frames lack;
+- :func:`xtb_torsions`: torsion drives of rotatable bonds of xtb-frames molecules
+  and their charged variants, which the xtb-frames sample only at their conformers;
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
-- :func:`xtb_charged`: charged states (ammonium ions, carboxylates, zwitterions of
-  the xtb-frames molecules, and the small ions of :data:`.sources.SMALL_CHARGED`)
-  with plain GFN2-xTB energies and forces (level ``gfn2-xtb``: relative energies
-  only), which the public sets and the xtb-frames lack.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, PhysFFError
-from .data import XTBSampling, label_new_records, label_xtb
+from ..errors import ConfigError
+from .data import XTBSampling, label_xtb
 from .dataset import MoleculeRecord, split_by_molecule
 
 __all__ = [
@@ -50,16 +42,14 @@ __all__ = [
     "PublicSplits",
     "read_public_sets",
     "public_splits",
-    "xtb_displacements",
-    "xtb_bond_scans",
-    "xtb_md_samples",
     "kd_inputs",
     "charged_molecules",
     "charged_sampling",
     "xtb_charged",
+    "torsion_molecules",
+    "torsion_sampling",
+    "xtb_torsions",
 ]
-
-logger = logging.getLogger(__name__)
 
 #: Names of the public sets, as used in splits, configs and the accuracy report.
 SOURCES = ("conformers", "torsions", "ncia")
@@ -137,233 +127,6 @@ def public_splits(
         tr, va, te = split_by_molecule(records, fr[name], seed)
         out.train[name], out.val[name], out.test[name] = tr, va, te
     return out
-
-
-# ============================================================================ GFN2-xTB displacements
-def _displace_one(args) -> MoleculeRecord | None:
-    """Displaced copies of a record's conformers with DFT-anchored GFN2-xTB labels (worker process)."""
-    rec, n_samples, sigmas, max_conformers, max_e, seed = args
-    rng = np.random.default_rng(seed)
-    rows = np.flatnonzero(np.isfinite(rec.energy))
-    if max_conformers and len(rows) > max_conformers:
-        rows = np.sort(rng.choice(rows, size=max_conformers, replace=False))
-    pos, es, fs, ids = [], [], [], []
-    for k in rows:
-        x0 = rec.positions[k]
-        geoms = [x0 + rng.normal(scale=float(sigmas[t % len(sigmas)]), size=x0.shape) for t in range(n_samples)]
-        names = [f"{rec.conformer_ids[k]}-d{t}" for t in range(n_samples)]
-        for acc, got in zip((pos, es, fs, ids), _xtb_samples(rec, x0, float(rec.energy[k]), geoms, names, max_e)):
-            acc.extend(got)
-    return _anchored_record(rec, (pos, es, fs, ids), f"Gaussian displacements (sigma {list(sigmas)} Angstrom) of")
-
-
-def xtb_displacements(
-    records: Sequence[MoleculeRecord],
-    out_path: str | Path,
-    *,
-    n_samples: int = 4,
-    sigmas: Sequence[float] = (0.04, 0.08, 0.12),
-    max_conformers: int = 2,
-    max_energy_kcal_mol: float = 150.0,
-    workers: int = 1,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Write displaced, DFT-anchored GFN2-xTB samples of ``records`` to a shard (resumable).
-
-    For each single-fragment record with energies, up to ``max_conformers``
-    conformers get ``n_samples`` copies with every coordinate displaced by
-    Gaussian noise (standard deviations cycling through ``sigmas``, Angstrom).
-    Labels: GFN2-xTB forces, and energy ``E_ref(x0) + E_xTB(x) - E_xTB(x0)``
-    (Hartree) with ``E_ref`` the record's own energy. Samples more than
-    ``max_energy_kcal_mol`` above their conformer (by GFN2-xTB) are dropped.
-    Records are written under their own names, so splits by molecule agree.
-    """
-    if n_samples < 1 or not len(sigmas) or any(float(s) <= 0 for s in sigmas):
-        raise ConfigError(f"need n_samples >= 1 and positive sigmas, got {n_samples}, {list(sigmas)}")
-    options = (int(n_samples), tuple(float(s) for s in sigmas), int(max_conformers), float(max_energy_kcal_mol))
-    return label_new_records(_displace_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
-
-
-def _choose_bonds(rec: MoleculeRecord, max_bonds: int, rng: np.random.Generator, candidates: np.ndarray | None = None) -> np.ndarray:
-    """Up to ``max_bonds`` bonds (of ``candidates``, default all), one per bond type (element pair and order) first, in random order."""
-    order_of = {tuple(sorted(b)): float(o) for b, o in zip(rec.bonds.tolist(), rec.bond_orders.tolist())}
-    pool = rec.bonds if candidates is None else np.asarray(candidates).reshape(-1, 2)
-    kinds: dict[tuple, list[int]] = {}
-    for b, (i, j) in enumerate(pool.tolist()):
-        kinds.setdefault((*sorted((int(rec.species[i]), int(rec.species[j]))), order_of[tuple(sorted((i, j)))]), []).append(b)
-    first = [int(rng.choice(v)) for v in kinds.values()]
-    rest = [b for b in range(len(pool)) if b not in set(first)]
-    order = list(rng.permutation(first)) + list(rng.permutation(rest)) if rest else list(rng.permutation(first))
-    return pool[np.asarray(order[:max_bonds], dtype=int)]
-
-
-def _xtb_samples(rec: MoleculeRecord, x0: np.ndarray, e_ref: float, geoms, ids, max_e: float):
-    """Anchored GFN2-xTB labels of ``geoms`` around ``x0``: (positions, energies, forces, ids) kept.
-
-    Energies are ``e_ref + E_xTB(x) - e0`` (Hartree) with ``e0`` the GFN2-xTB energy at
-    ``x0``; geometries more than ``max_e`` kcal/mol above ``e0`` are dropped.
-    """
-    from ..units import HARTREE_TO_KCAL
-    from .xtb import xtb_energy_forces
-
-    z = rec.species.astype(int)
-    out: tuple[list, list, list, list] = ([], [], [], [])
-    try:
-        e0, _ = xtb_energy_forces(z, x0, rec.total_charge)
-    except PhysFFError as exc:
-        logger.warning("%s: %s", rec.name, exc)
-        return out
-    for x, cid in zip(geoms, ids):
-        try:
-            e, f = xtb_energy_forces(z, x, rec.total_charge)
-        except PhysFFError:
-            continue
-        if (e - e0) * HARTREE_TO_KCAL > max_e:
-            continue
-        for lst, v in zip(out, (x, e_ref + (e - e0), f, cid)):
-            lst.append(v)
-    return out
-
-
-def _anchored_record(rec: MoleculeRecord, samples, what: str) -> MoleculeRecord | None:
-    """A record of the kept (positions, energies, forces, ids) samples; None when there are none."""
-    pos, es, fs, ids = samples
-    if not pos:
-        return None
-    return rec.with_conformers(
-        np.stack(pos), energy=np.asarray(es), forces=np.stack(fs), conformer_ids=list(ids), level=f"{rec.level}+delta(gfn2-xtb)",
-        source=f"{what} {rec.source.split(':')[0]} conformers; "
-        f"energy E_ref(x0) + E_GFN2-xTB(x) - E_GFN2-xTB(x0), GFN2-xTB forces (tblite); {rec.smiles}",
-    )
-
-
-def _bond_scan_one(args) -> MoleculeRecord | None:
-    """Bond scans around a record's lowest conformer with DFT-anchored GFN2-xTB labels (worker process)."""
-    rec, fractions, max_bonds, max_e, rigid, seed = args
-    from .data import bond_scan_geometries, bond_side
-
-    rows = np.flatnonzero(np.isfinite(rec.energy))
-    if not len(rows) or not len(rec.bonds):
-        return None
-    k = int(rows[np.argmin(rec.energy[rows])])
-    if rigid:  # bonds outside rings only: their far side can move away as a whole
-        keep = [b for b, (i, j) in enumerate(rec.bonds.tolist()) if bond_side(rec.n_atoms, rec.bonds, i, j) is not None]
-        if not keep:
-            return None
-        rec_b = rec.bonds[keep]
-    else:
-        rec_b = rec.bonds
-    bonds = _choose_bonds(rec, max_bonds, np.random.default_rng(seed), candidates=rec_b)
-    geoms = bond_scan_geometries(rec.positions[k], bonds, fractions, all_bonds=rec.bonds if rigid else None)
-    ids = [f"{rec.conformer_ids[k]}-bond{i}_{j}-{t}" for i, j in bonds.tolist() for t in range(len(fractions))]
-    samples = _xtb_samples(rec, rec.positions[k], float(rec.energy[k]), geoms, ids, max_e)
-    what = "rigid-fragment bond scans" if rigid else "bond scans"
-    return _anchored_record(rec, samples, f"{what} (fractions {list(fractions)}) around the lowest")
-
-
-def xtb_bond_scans(
-    records: Sequence[MoleculeRecord],
-    out_path: str | Path,
-    *,
-    fractions: Sequence[float] = (-0.2, -0.1, 0.15, 0.35, 0.6, 0.9),
-    max_bonds: int = 4,
-    max_energy_kcal_mol: float = 150.0,
-    rigid: bool = False,
-    workers: int = 1,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Write bond scans with DFT-anchored GFN2-xTB labels of ``records`` to a shard (resumable).
-
-    Around each single-fragment record's lowest conformer, up to ``max_bonds``
-    bonds (one of each element pair and bond order first) are stretched or
-    compressed one at a time to r0 (1 + f) for each f in ``fractions``
-    (:func:`.data.bond_scan_geometries`); labels as in :func:`xtb_displacements`.
-    They teach the covalent pair terms a well: without them the pair potential
-    of a bond need not rise when the bond stretches, and MD breaks bonds.
-    With ``rigid``, bonds outside rings are scanned by moving the smaller
-    fragment on one side as a whole: a dissociation path.
-    """
-    if max_bonds < 1 or not len(fractions):
-        raise ConfigError(f"need max_bonds >= 1 and some fractions, got {max_bonds}, {list(fractions)}")
-    options = (tuple(float(f) for f in fractions), int(max_bonds), float(max_energy_kcal_mol), bool(rigid))
-    return label_new_records(_bond_scan_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
-
-
-# ============================================================================ the model's own MD
-def _md_sample_one(args) -> MoleculeRecord | None:
-    """Frames of Langevin MD with ``model`` from a record's lowest conformer, DFT-anchored GFN2-xTB labels (worker process)."""
-    rec, model, time_ps, n_frames, temperature_k, max_e, seed = args
-    import openmm
-    import openmm.unit as u
-
-    from ..parameters import parameterize
-    from ..system import create_system
-    from ..units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
-
-    rows = np.flatnonzero(np.isfinite(rec.energy))
-    if not len(rows):
-        return None
-    k = int(rows[np.argmin(rec.energy[rows])])
-    x0 = rec.positions[k]
-    try:
-        params = parameterize(rec.to_rdkit(), model=model, cache=False)
-    except PhysFFError as exc:
-        logger.warning("%s: %s", rec.name, exc)
-        return None
-    system = create_system(params, backend="native")
-    integ = openmm.LangevinMiddleIntegrator(temperature_k * u.kelvin, 1.0 / u.picosecond, 1.0 * u.femtosecond)
-    integ.setRandomNumberSeed(int(seed) % 2**31)
-    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
-    ctx.setPositions(x0 * ANGSTROM_TO_NM)
-    ctx.setVelocitiesToTemperature(temperature_k * u.kelvin, int(seed) % 2**31)
-    steps = max(1, round(time_ps * 1000.0 / n_frames))
-    geoms = []
-    for _ in range(n_frames):
-        try:
-            integ.step(steps)
-        except openmm.OpenMMException:  # the model's MD blew up: keep the frames before
-            break
-        x = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer) * NM_TO_ANGSTROM
-        if not np.all(np.isfinite(x)):
-            break
-        geoms.append(np.asarray(x, dtype=np.float64))
-    ids = [f"{rec.conformer_ids[k]}-md{t}" for t in range(len(geoms))]
-    samples = _xtb_samples(rec, x0, float(rec.energy[k]), geoms, ids, max_e)
-    what = f"frames of {time_ps:g} ps {temperature_k:g} K Langevin MD with model {Path(str(model)).name} from the lowest"
-    return _anchored_record(rec, samples, what)
-
-
-def xtb_md_samples(
-    records: Sequence[MoleculeRecord],
-    out_path: str | Path,
-    model: str | Path,
-    *,
-    time_ps: float = 2.0,
-    n_frames: int = 8,
-    temperature_k: float = 400.0,
-    max_energy_kcal_mol: float = 150.0,
-    workers: int = 1,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Write frames of a model's own MD with DFT-anchored GFN2-xTB labels to a shard (resumable).
-
-    From each single-fragment record's lowest conformer, ``model`` (name or file)
-    runs ``time_ps`` of Langevin MD (native backend, 1 fs, friction 1/ps) at
-    ``temperature_k``; ``n_frames`` evenly spaced frames (up to the first
-    non-finite one) get GFN2-xTB forces and the anchored energy of
-    :func:`xtb_displacements`; frames more than ``max_energy_kcal_mol`` above the
-    conformer (GFN2-xTB) are dropped. Where the model's MD goes wrong (a bond that
-    stretches too far, atoms that come too close) the frames show it, and their
-    labels tell the next training phase what the energy really is there: the
-    usual way to make a learned potential stable in MD.
-    """
-    if time_ps <= 0 or n_frames < 1 or temperature_k <= 0:
-        raise ConfigError(f"need time_ps > 0, n_frames >= 1 and temperature_k > 0, got {time_ps}, {n_frames}, {temperature_k}")
-    from ..registry import load_model
-
-    load_model(model)  # a bad name or file fails here, before any worker starts
-    options = (str(model), float(time_ps), int(n_frames), float(temperature_k), float(max_energy_kcal_mol))
-    return label_new_records(_md_sample_one, records, out_path, options, workers=workers, seed=seed, require_energy=True)
 
 
 # ============================================================================ stage-1 inputs

@@ -192,8 +192,8 @@ class EnergyModule(pl.LightningModule):
         + interaction_weight * |E_int - E_int_ref|, over dimers with interaction energies
         + relative_weight * |(E - <E>_mol) - (E_ref - <E_ref>_mol)|, over conformers without
           forces whose molecule has several conformers in the batch (<>_mol: mean over them)
-        + relative_forces_weight * the same, over conformers with forces (displacements,
-          bond scans)
+        + relative_forces_weight * the same, over conformers with forces (GFN2-xTB frames,
+          charged molecules, torsion drives)
     """
 
     def __init__(self, model: PhysFFModel, config: Stage2Config):

@@ -1,4 +1,4 @@
-"""The default model's recipe: public-set split, molecule batches, the relative-energy loss, displacements."""
+"""The default model's recipe: its config, public-set split, molecule batches, the relative-energy losses."""
 
 from __future__ import annotations
 
@@ -41,29 +41,22 @@ def test_default_recipe_config_loads():
 
     cfg = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     assert cfg.stage2.loss.relative_weight > 0 and cfg.stage2.data.group_by_molecule
-    assert load_config({}, DefaultModelConfig).compressions.fractions == []
-    assert load_config({}, DefaultModelConfig).fragment_scans.rigid  # far out along the dissociation path
-    assert load_config({}, DefaultModelConfig).md_samples.model == ""  # no MD samples unless a model is named
-    with pytest.raises(ConfigError, match="md_samples"):
-        load_config({"md_samples": {"model": "default", "n_frames": 0}}, DefaultModelConfig)
-    # what a recipe can add: compressions, rigid-fragment scans, relative scan energies, E_lin refitted, later phases
-    extra = load_config(
-        {
-            "compressions": {"fractions": [-0.35, -0.3, -0.25], "max_energy_kcal_mol": 400.0},
-            "fragment_scans": {"fractions": [0.5, 1.0, 1.5], "rigid": True},
-            "finetune": {"refit_linear": True, "loss": {"kind": "rmse", "relative_forces_weight": 1.0}},
-            "dissociation": {"refit_linear": True, "loss": {"relative_forces_weight": 1.0}},
-            "md_samples": {"model": "default", "earlier": ["/tmp/round1/md_samples.h5"]},
-        },
-        DefaultModelConfig,
-    )
+    assert cfg.torsion_scans.n_molecules > 0 and cfg.charged.n_molecules > 0 and cfg.finetune is not None
+    empty = load_config({}, DefaultModelConfig)
+    assert empty.torsion_scans.n_molecules == 0 and empty.charged.n_molecules == 0  # labels only where asked
+    extra = load_config({"finetune": {"refit_linear": True, "loss": {"kind": "rmse", "relative_forces_weight": 1.0}}},
+                        DefaultModelConfig)
     assert extra.finetune.loss.relative_forces_weight > 0 and extra.finetune.refit_linear
-    assert extra.dissociation is not None and extra.fragment_scans.rigid
-    assert min(extra.compressions.fractions) < min(extra.bond_scans.fractions)
-    assert extra.md_samples.earlier == ["/tmp/round1/md_samples.h5"]
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
+    with pytest.raises(ConfigError, match="torsion_scans: need"):
+        load_config({"torsion_scans": {"n_molecules": 10, "charged_fraction": 2.0}}, DefaultModelConfig)
+    # version 1's labels and phases are retired: one pipeline, the keys are refused
+    for key, value in (("bond_scans", {"fractions": [0.5]}), ("md_samples", {"model": "default"}),
+                       ("dissociation", {}), ("displacements", {"n_samples": 2})):
+        with pytest.raises(ConfigError, match=key):
+            load_config({key: value}, DefaultModelConfig)
     # version 1's covalent-well loss is retired: the covalent core of the formula binds every bond
     with pytest.raises(ConfigError, match="covalent_well_weight"):
         load_config({"stage2": {"loss": {"covalent_well_weight": 1.0}}}, DefaultModelConfig)
@@ -80,33 +73,18 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     monkeypatch.setitem(sys.modules, "train_default_model", script)
     spec.loader.exec_module(script)
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
-    md = load_config({"work_dir": str(tmp_path / "md"), "md_samples": {"model": "default"}}, DefaultModelConfig)
-    walls = load_config({"work_dir": str(tmp_path / "walls"), "displacements": {"n_samples": 0},
-                         "compressions": {"fractions": [-0.3]}, "fragment_scans": {"fractions": [1.5]}}, DefaultModelConfig)
-    keys = ("displaced", "bond_scans", "compressions", "fragment_scans", "md_samples")
-    assert [k for k in keys if script._labelled(shipped, k)] == []  # the shipped recipe reads the xTB frames only
-    assert [k for k in keys if script._labelled(md, k)] == ["displaced", "bond_scans", "md_samples"]
-    assert [k for k in keys if script._labelled(walls, k)] == ["bond_scans", "compressions", "fragment_scans"]
-    assert all("md_samples" in shards for _, shards in script.LATER_PHASES.values())
-    # a second round of MD frames reads the first round's shard too, and a missing one is an error
-    md2 = load_config({"work_dir": str(tmp_path / "md2"), "md_samples": {"model": "default"}}, DefaultModelConfig)
-    first = tmp_path / "round1.h5"
-    first.write_bytes(b"")
-    md2.md_samples.earlier = [str(first)]
-    shards = script._phase_shards(md2, keys)
-    assert shards[-1] == first and shards[:-1] == [Path(md2.work_dir) / f"{k}.h5" for k in ("displaced", "bond_scans", "md_samples")]
-    assert script._phase_shards(shipped, keys) == []
-    assert script._phase_shards(walls, keys) == [Path(walls.work_dir) / f"{k}.h5" for k in ("bond_scans", "compressions", "fragment_scans")]
+    bare = load_config({"work_dir": str(tmp_path / "bare")}, DefaultModelConfig)
+    keys = ("charged", "torsion_scans")
+    assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
+    assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
+    assert script.FINETUNE_SHARDS == ("torsion_scans",)
     # a continued model keeps the phases of the file it started from, wherever that file keeps them
     one = {"mae": 1.0}
     assert script._phase_history({"metrics": {"test": 2.0}}, "finetune", one) == {"stage2": {"test": 2.0}, "finetune": one}
-    mid = script._phase_history({"phases": {"stage2": {}, "finetune": {}}}, "dissociation", one)
-    assert list(mid) == ["stage2", "finetune", "dissociation"]
-    finished = {"metrics": {"phases": mid, "test": 3.0}}
-    assert list(script._phase_history(finished, "dissociation", one)) == ["stage2", "finetune", "dissociation", "dissociation_4"]
-    md2.md_samples.earlier = [str(tmp_path / "gone.h5")]
-    with pytest.raises(script.PhysFFError, match="gone.h5"):
-        script._phase_shards(md2, keys)
+    mid = {"phases": {"stage2": {}, "finetune": {}}}
+    assert list(script._phase_history(mid, "finetune", one)) == ["stage2", "finetune", "finetune_3"]
+    finished = {"metrics": {"phases": mid["phases"], "test": 3.0}}
+    assert list(script._phase_history(finished, "finetune", one)) == ["stage2", "finetune", "finetune_3"]
 
 
 def test_public_splits_disjoint_deterministic_and_per_set():
@@ -239,61 +217,6 @@ def test_data_module_keeps_interaction_only_and_force_only_conformers():
         PhysFFDataModule(splits=([energy_only], []))
 
 
-def test_xtb_displacements_are_dft_anchored_and_resume(tmp_path):
-    pytest.importorskip("tblite")
-    from physff_openmm.training.dataset import read_dataset
-    from physff_openmm.training.recipe import xtb_displacements
-    from physff_openmm.training.xtb import xtb_energy_forces
-
-    (rec,) = _records(["CO"], n_conf=2, seed=3)
-    out = tmp_path / "disp.h5"
-    info = xtb_displacements([rec], out, n_samples=2, sigmas=(0.05,), max_conformers=1, seed=0)
-    assert info["geometries_written"] == 2
-    (d,) = read_dataset(out)
-    assert d.name == rec.name and d.forces is not None and d.level.endswith("+delta(gfn2-xtb)")
-    z = rec.species.astype(int)
-    for x, e, f, cid in zip(d.positions, d.energy, d.forces, d.conformer_ids):
-        base = rec.conformer_ids.index(cid.rsplit("-d", 1)[0])
-        e_x, f_x = xtb_energy_forces(z, x, rec.total_charge)
-        e_0, _ = xtb_energy_forces(z, rec.positions[base], rec.total_charge)
-        assert e == pytest.approx(rec.energy[base] + e_x - e_0, abs=1e-9)
-        np.testing.assert_allclose(f, f_x, atol=1e-9)
-        assert 0.01 < np.abs(x - rec.positions[base]).max() < 0.5
-    assert xtb_displacements([rec], out, n_samples=2, sigmas=(0.05,), max_conformers=1)["molecules"] == 0  # resumed: done
-    with pytest.raises(ConfigError, match="positive sigmas"):
-        xtb_displacements([rec], tmp_path / "x.h5", sigmas=(0.0,))
-
-
-def test_xtb_md_samples_label_frames_of_the_models_own_md(tmp_path, bound_model_path):
-    """Frames of the model's MD from the lowest conformer, with the anchored GFN2-xTB labels; resumable; bad input."""
-    pytest.importorskip("tblite")
-    from physff_openmm.errors import ModelError
-    from physff_openmm.training.dataset import read_dataset
-    from physff_openmm.training.recipe import xtb_md_samples
-    from physff_openmm.training.xtb import xtb_energy_forces
-
-    (rec,) = _records(["CCO"], n_conf=3, seed=4)
-    out = tmp_path / "md.h5"
-    info = xtb_md_samples([rec], out, bound_model_path, time_ps=0.05, n_frames=3, temperature_k=300.0, seed=1)
-    assert info["molecules"] == 1
-    (d,) = read_dataset(out)
-    low = int(np.argmin(rec.energy))
-    assert d.conformer_ids == [f"{rec.conformer_ids[low]}-md{t}" for t in range(d.n_conformers)] and d.n_conformers >= 1
-    z = rec.species.astype(int)
-    e_0, _ = xtb_energy_forces(z, rec.positions[low], rec.total_charge)
-    for x, e, f in zip(d.positions, d.energy, d.forces):
-        e_x, f_x = xtb_energy_forces(z, x, rec.total_charge)
-        assert e == pytest.approx(rec.energy[low] + e_x - e_0, abs=1e-9)
-        np.testing.assert_allclose(f, f_x, atol=1e-9)
-        assert 0.005 < np.abs(x - rec.positions[low]).max() < 2.0  # the atoms moved, the molecule did not fly apart
-    assert "Langevin MD with model" in d.source
-    assert xtb_md_samples([rec], out, bound_model_path, time_ps=0.05, n_frames=3)["molecules"] == 0  # resumed: done
-    with pytest.raises(ConfigError, match="n_frames"):
-        xtb_md_samples([rec], tmp_path / "x.h5", bound_model_path, n_frames=0)
-    with pytest.raises(ModelError):
-        xtb_md_samples([rec], tmp_path / "x.h5", tmp_path / "missing.pt")
-
-
 def test_read_public_sets_rejects_bad_input(tmp_path):
     from physff_openmm.training.recipe import read_public_sets
 
@@ -312,63 +235,6 @@ def test_kd_inputs_keep_first_conformer_of_small_molecules():
     mol = out[0][1]
     assert mol.GetNumConformers() == 1
     np.testing.assert_allclose(mol.GetConformer(0).GetPositions(), small.positions[0])
-
-
-def test_xtb_bond_scans_stretch_one_bond_of_each_type(tmp_path):
-    pytest.importorskip("tblite")
-    from physff_openmm.training.dataset import read_dataset
-    from physff_openmm.training.recipe import xtb_bond_scans
-
-    (rec,) = _records(["CO"], n_conf=2, seed=5)
-    fractions = (-0.1, 0.3)
-    info = xtb_bond_scans([rec], tmp_path / "scan.h5", fractions=fractions, max_bonds=3, seed=0)
-    (d,) = read_dataset(tmp_path / "scan.h5")
-    k = int(np.argmin(rec.energy))
-    x0 = rec.positions[k]
-    # methanol has bond types C-O, C-H and O-H: one of each, two fractions each
-    assert info["geometries_written"] == d.n_conformers == 6
-    kinds = set()
-    for x, cid in zip(d.positions, d.conformer_ids):
-        i, j = map(int, cid.split("-bond")[1].split("-")[0].split("_"))
-        f = fractions[int(cid.rsplit("-", 1)[1])]
-        r0, r = np.linalg.norm(x0[i] - x0[j]), np.linalg.norm(x[i] - x[j])
-        assert r == pytest.approx(r0 * (1 + f))
-        moved = np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-12)
-        assert moved.tolist() == [j]  # only the bond's second atom moves
-        kinds.add(tuple(sorted((int(rec.species[i]), int(rec.species[j])))))
-    assert kinds == {(6, 8), (1, 6), (1, 8)}
-    stretched = [e for e, cid in zip(d.energy, d.conformer_ids) if cid.endswith("-1")]
-    assert min(stretched) > rec.energy[k]  # a 30 % stretch costs energy: the anchor is the DFT minimum
-    with pytest.raises(ConfigError, match="max_bonds"):
-        xtb_bond_scans([rec], tmp_path / "x.h5", max_bonds=0)
-
-
-def test_rigid_bond_scans_pull_the_smaller_fragment_away_whole():
-    from physff_openmm.training.data import bond_scan_geometries, bond_side
-
-    (rec,) = _records(["CCO"], n_conf=1)
-    x0 = rec.positions[0]
-    bonds = rec.bonds
-    cc = [b for b in bonds.tolist() if sorted(int(rec.species[a]) for a in b) == [6, 6]][0]
-    geoms = bond_scan_geometries(x0, np.array([cc]), (0.5, 1.0), all_bonds=bonds)
-    assert geoms.shape == (2, rec.n_atoms, 3)
-    # the methyl side (4 atoms) is smaller than the CH2OH side (5 atoms): it moves as a whole
-    methyl = next(s for s in (bond_side(rec.n_atoms, bonds, *cc), bond_side(rec.n_atoms, bonds, *cc[::-1])) if len(s) == 4)
-    fixed = np.setdiff1d(np.arange(rec.n_atoms), methyl)
-    for x, f in zip(geoms, (0.5, 1.0)):
-        assert np.allclose(x[fixed], x0[fixed])
-        shift = x[methyl] - x0[methyl]
-        assert np.allclose(shift, shift[0])  # rigid translation
-        i, j = cc
-        assert np.linalg.norm(x[i] - x[j]) == pytest.approx(np.linalg.norm(x0[i] - x0[j]) * (1 + f))
-    # ring bonds cannot be pulled apart: skipped
-    (benz,) = _records(["c1ccccc1"], n_conf=1)
-    ring = [b for b in benz.bonds.tolist() if sorted(int(benz.species[a]) for a in b) == [6, 6]]
-    assert bond_side(benz.n_atoms, benz.bonds, *ring[0]) is None
-    assert bond_scan_geometries(benz.positions[0], np.array(ring[:2]), (0.5,), all_bonds=benz.bonds).shape[0] == 0
-    # without all_bonds only the second atom moves, as before
-    x = bond_scan_geometries(x0, np.array([cc]), (0.5,))[0]
-    assert np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-12).tolist() == [cc[1]]
 
 
 def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
