@@ -154,12 +154,18 @@ def covalent_pairs(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
     return pairs, feats
 
 
+def _fragment_of_atoms(mol: Chem.Mol) -> np.ndarray:
+    """(n,) int64 the fragment index of each atom."""
+    frag = np.zeros(mol.GetNumAtoms(), dtype=np.int64)
+    for k, atoms in enumerate(Chem.GetMolFrags(mol, asMols=False, sanitizeFrags=False)):
+        frag[list(atoms)] = k
+    return frag
+
+
 def _topology(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Topological distances (n, n) (inf between fragments), fragment per atom, shared-ring matrix (n, n) bool."""
     n = mol.GetNumAtoms()
-    frag = np.zeros(n, dtype=np.int64)
-    for k, atoms in enumerate(Chem.GetMolFrags(mol, asMols=False, sanitizeFrags=False)):
-        frag[list(atoms)] = k
+    frag = _fragment_of_atoms(mol)
     dist = np.asarray(Chem.GetDistanceMatrix(mol), dtype=np.float64) if n else np.zeros((0, 0))
     dist[frag[:, None] != frag[None, :]] = np.inf
     ring = np.zeros((n, n), dtype=bool)
@@ -198,7 +204,7 @@ def pair_features(mol: Chem.Mol, pairs: np.ndarray) -> np.ndarray:
 def intramolecular_pairs(mol: Chem.Mol) -> np.ndarray:
     """(P, 2) int64 every pair i < j of atoms in the same fragment, sorted."""
     n = mol.GetNumAtoms()
-    _, frag, _ = _topology(mol)
+    frag = _fragment_of_atoms(mol)  # no distance matrix: pair_features computes it once
     iu, ju = np.triu_indices(n, 1)
     same = frag[iu] == frag[ju]
     return np.stack([iu[same], ju[same]], axis=1).astype(np.int64).reshape(-1, 2)

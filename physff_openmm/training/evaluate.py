@@ -9,8 +9,9 @@ Units: energies in kcal/mol, forces in kcal/mol/Angstrom, distances in Angstrom.
   above split by item kind (total, relative-conformer, torsion, interaction),
   the same metrics for GFN2-xTB on the same items (:func:`xtb_energy_forces`),
   parity plots (PNG, matplotlib Agg) and a JSON file.
-* :func:`md_stability` - Langevin MD with the native OpenMM backend; checks that
-  bonds stay within a fraction of their starting length and nothing is NaN.
+* :func:`md_stability` - Langevin MD through :func:`physff_openmm.workflows.run_md`
+  (the CLI's MD driver); checks that bonds stay within a fraction of their length in
+  the input geometry and nothing is NaN.
 """
 
 from __future__ import annotations
@@ -298,7 +299,11 @@ def _plots(p: dict[str, np.ndarray], out_dir: Path, kind: str, who: str) -> None
 
 # ============================================================================ MD stability
 def md_stability(model: PhysFFModel | str | Path, config=None) -> dict[str, Any]:
-    """Langevin MD with the native backend; bond lengths and finiteness are checked.
+    """Langevin MD of a few molecules with :func:`physff_openmm.workflows.run_md` (the MD driver of the CLI).
+
+    Every bond free (no constraints), native backend, after a minimization; run_md's
+    bond watch measures each covalent bond against the input geometry and stops a
+    run whose bond moved past 30 % (or that became NaN).
 
     Parameters
     ----------
@@ -311,66 +316,47 @@ def md_stability(model: PhysFFModel | str | Path, config=None) -> dict[str, Any]
     -------
     dict
         Per SMILES: ``stable`` (bool), ``max_bond_change`` (relative), ``finite``,
-        ``steps``, ``seconds``, ``mean_temperature_k``; and ``all_stable``.
+        ``steps``, ``seconds``, ``mean_temperature_k`` (``failure``: the message of a
+        run that stopped); and ``all_stable``.
     """
-    import openmm
-    import openmm.unit as u
+    import tempfile
 
-    from ..molecule import ensure_conformer, load_molecule, positions_angstrom
-    from ..parameters import parameterize
+    from ..errors import ModelFailureError, SimulationError
     from ..registry import load_model
-    from ..system import create_system
-    from ..units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
+    from ..workflows import read_report_csv, run_md
     from .config import MDCheckConfig, load_config
 
     cfg = load_config(config, MDCheckConfig)
     net = load_model(model)
+    n_steps = int(round(cfg.time_ps * 1000.0 / cfg.timestep_fs))
     results: dict[str, Any] = {}
-    for k, smiles in enumerate(cfg.smiles):
-        t0 = time.perf_counter()
-        mol = ensure_conformer(load_molecule(smiles))
-        params = parameterize(mol, model=net, cache=False)
-        system = create_system(params, backend="native")
-        x0 = positions_angstrom(mol)
-        bonds = params.covalent_pairs
-        r0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
-        integ = openmm.LangevinMiddleIntegrator(cfg.temperature_k * u.kelvin, 1.0 / u.picosecond, cfg.timestep_fs * u.femtosecond)
-        integ.setRandomNumberSeed(1234 + k)
-        ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("Reference" if system.getNumParticles() < 4 else "CPU"))
-        ctx.setPositions(x0 * ANGSTROM_TO_NM)
-        openmm.LocalEnergyMinimizer.minimize(ctx, 1.0, 200)
-        ctx.setVelocitiesToTemperature(cfg.temperature_k * u.kelvin, 4321 + k)
-        n_steps = int(round(cfg.time_ps * 1000.0 / cfg.timestep_fs))
-        chunk = 100
-        worst, finite, temps = 0.0, True, []
-        n_dof = 3 * system.getNumParticles() - 3
-        gas = u.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin)
-        done = 0
-        while done < n_steps:
-            integ.step(min(chunk, n_steps - done))
-            done += min(chunk, n_steps - done)
-            st = ctx.getState(getPositions=True, getEnergy=True)
-            x = st.getPositions(asNumpy=True).value_in_unit(u.nanometer) * NM_TO_ANGSTROM
-            ke = st.getKineticEnergy().value_in_unit(u.kilojoule_per_mole)
-            if not (np.all(np.isfinite(x)) and math.isfinite(ke)):
-                finite = False
-                break
-            temps.append(2.0 * ke / (n_dof * gas))
-            r = np.linalg.norm(x[bonds[:, 0]] - x[bonds[:, 1]], axis=1)
-            worst = max(worst, float(np.max(np.abs(r - r0) / r0)) if len(r0) else 0.0)
-        results[smiles] = {
-            "stable": bool(finite and worst <= cfg.max_bond_change),
-            "finite": finite,
-            "max_bond_change": worst,
-            "steps": done,
-            "time_ps": done * cfg.timestep_fs / 1000.0,
-            "mean_temperature_k": float(np.mean(temps)) if temps else math.nan,
-            "seconds": time.perf_counter() - t0,
-        }
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, smiles in enumerate(cfg.smiles):
+            t0 = time.perf_counter()
+            report = Path(tmp) / f"md{k}.csv"
+            try:
+                res = run_md(smiles, n_steps, model=net, constraints=None, timestep_fs=cfg.timestep_fs,
+                             temperature_k=cfg.temperature_k, friction_per_ps=1.0, seed=1234 + k, report_csv=report,
+                             report_interval=100, progress=False)
+                failure = None
+            except (ModelFailureError, SimulationError) as exc:  # a bond past 30 %, or NaN: the run stopped
+                res, failure = None, str(exc)
+            temps = read_report_csv(report)["Temperature (K)"] if report.is_file() else np.zeros(0)
+            change = abs(res["max_bond_change"]) if res else math.inf
+            results[smiles] = {
+                "stable": bool(res is not None and change <= cfg.max_bond_change),
+                "finite": failure is None or "unstable" not in failure,
+                "max_bond_change": change,
+                "steps": res["steps"] if res else max(len(temps) - 1, 0) * 100,  # rows every 100 steps
+                "time_ps": res["time_ps"] if res else math.nan,
+                "mean_temperature_k": float(np.mean(temps[1:])) if len(temps) > 1 else math.nan,
+                "seconds": time.perf_counter() - t0,
+                **({"failure": failure} if failure else {}),
+            }
     return {
         "settings": {"time_ps": cfg.time_ps, "timestep_fs": cfg.timestep_fs, "temperature_k": cfg.temperature_k,
-                     "integrator": "LangevinMiddleIntegrator, friction 1/ps", "backend": "native",
-                     "max_bond_change": cfg.max_bond_change},
+                     "integrator": "LangevinMiddleIntegrator, friction 1/ps (physff_openmm.workflows.run_md, "
+                                   "no constraints)", "backend": "native", "max_bond_change": cfg.max_bond_change},
         "molecules": results,
         "all_stable": all(v["stable"] for v in results.values()),
     }
