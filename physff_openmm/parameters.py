@@ -29,6 +29,7 @@ from rdkit import Chem
 from .energy import N_PARAMETERS
 from .errors import ModelError, PhysFFError
 from .graph import covalent_pairs, intermolecular_pair_features, intramolecular_pairs, mol_to_graph, pair_features
+from ._progress import progress_bar
 from .model import PhysFFModel
 
 __all__ = ["ParameterSet", "parameterize", "default_cache_dir", "CLASS_TOLERANCE"]
@@ -286,8 +287,13 @@ def _float64_copy(model: PhysFFModel) -> PhysFFModel:
     return copy[1]
 
 
+#: Pairs per evaluation of the pair network: a large molecule's pairs go through it in blocks,
+#: counted on a progress bar.
+PAIR_BLOCK = 20_000
+
+
 @torch.no_grad()
-def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
+def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False) -> dict[str, Any]:
     """Charges, classes, class table and intramolecular pair parameters of ``mol`` (input atom order)."""
     model = _float64_copy(model)
     g = mol_to_graph(mol)
@@ -308,11 +314,15 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel) -> dict[str, Any]:
     table[cj, ci] = tri
     # pairs within a fragment: listed, with their place in the graph
     pairs = intramolecular_pairs(mol)
+    intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
         feats = torch.from_numpy(pair_features(mol, pairs)).to(h.dtype)
-        intra = model.pair_parameters(h_sym[pairs[:, 0]], h_sym[pairs[:, 1]], feats).numpy()
-    else:
-        intra = np.zeros((0, N_PARAMETERS))
+        show = progress if len(pairs) > PAIR_BLOCK else False  # a drug-like molecule takes milliseconds
+        with progress_bar(len(pairs), "pair", show, desc="parameterizing") as bar:
+            for a in range(0, len(pairs), PAIR_BLOCK):
+                b = slice(a, a + PAIR_BLOCK)
+                intra[b] = model.pair_parameters(h_sym[pairs[b, 0]], h_sym[pairs[b, 1]], feats[b]).numpy()
+                bar.update(len(intra[b]))
     species = g.species
     e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))
     return {"charges": q, "classes": classes, "table": table, "pairs": pairs, "intra": intra, "e_lin": e_lin}
@@ -410,6 +420,7 @@ def parameterize(
     *,
     charge: int | None = None,
     cache: bool | str | Path = True,
+    progress: bool | None = None,
 ) -> ParameterSet:
     """Predict charges and pair parameters of a molecule or complex.
 
@@ -424,6 +435,9 @@ def parameterize(
         Total charge; checked against the formal charges (needed for XYZ files).
     cache : bool or path
         Use the on-disk cache (True: :func:`default_cache_dir`; a path: that folder; False: off).
+    progress : bool, optional
+        For molecules with more than :data:`PAIR_BLOCK` pairs within a fragment (a few
+        hundred atoms), count the pairs on a progress bar (default: when stderr is a terminal).
 
     Returns
     -------
@@ -451,7 +465,7 @@ def parameterize(
     hit = result is not None
     if result is None:
         try:
-            result = _run_model(mol, net)
+            result = _run_model(mol, net, progress)
         except (KeyError, IndexError) as exc:
             raise ModelError(f"model {net.name!r} cannot handle this molecule: {exc}") from None
         if path is not None:

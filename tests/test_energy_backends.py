@@ -235,7 +235,8 @@ def test_native_neighbour_list_between_fragments(test_model_path, monkeypatch, p
         p = positions_angstrom(m)
         blocks.append(p - p.mean(0) + np.array([4.5 * k, 0.0, 0.0]))
     pos = np.vstack(blocks) + np.random.default_rng(5).normal(0.0, 0.05, (sum(len(b) for b in blocks), 3))
-    params = pf.parameterize(combine_molecules(mols), model=test_model_path)
+    topology = combine_molecules([load_molecule(s) for s in ["CC(=O)NC", "O", "c1ccc(Cl)cc1O", "C[NH3+]"]])
+    params = pf.parameterize(topology, model=test_model_path)  # the coordinates are pos, set below
     system = pf.create_system(params, backend="native")
     assert any(isinstance(f, openmm.CustomManyParticleForce) for f in system.getForces())
     ref = reference_energy(params, pos)

@@ -13,19 +13,19 @@ def md_seeds(load_benchmark):
     return load_benchmark("md_seeds")
 
 
-def test_runs_are_the_workflows_runs(md_seeds, tmp_path, test_model_path):
+def test_runs_are_the_workflows_runs(md_seeds, tmp_path, bound_model_path):
     import warnings
 
     from physff_openmm import workflows as wf
 
     stem = str(tmp_path / "seeds")
-    assert md_seeds.main(["--smiles", "CCO", "--models", str(test_model_path), "--seeds", "2", "--steps", "200",
+    assert md_seeds.main(["--smiles", "CCO", "--models", str(bound_model_path), "--seeds", "2", "--steps", "200",
                           "--out", stem]) == 0
     runs = json.loads(Path(stem + ".json").read_text())["runs"]
     assert [r["seed"] for r in runs] == [1, 2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = wf.run_md("CCO", 200, model=test_model_path, timestep_fs=0.5, temperature_k=300.0, seed=2, progress=False,
+        again = wf.run_md("CCO", 200, model=bound_model_path, timestep_fs=0.5, temperature_k=300.0, seed=2, progress=False,
                           constraints=None)  # md_seeds' default: every bond free
     assert runs[1]["max_bond_change"] == pytest.approx(again["max_bond_change"], abs=1e-6)
     assert "| runs broken |" in Path(stem + ".md").read_text()

@@ -337,3 +337,19 @@ def test_parameters_json_written_by_the_command_reads_back(test_model_path, tmp_
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(pf.PhysFFError, match="cannot read parameter file .*bad.json"):
         pf.ParameterSet.load(tmp_path / "bad.json")
+
+
+def test_a_large_molecule_is_parameterized_in_blocks_with_a_progress_bar(test_model_path, capsys, monkeypatch):
+    from physff_openmm import parameters
+
+    smiles = "C" * 70  # 212 atoms: 22,366 pairs, two blocks
+    shown = pf.parameterize(smiles, model=test_model_path, cache=False, progress=True)
+    assert len(shown.intra_pairs) > parameters.PAIR_BLOCK and "parameterizing" in capsys.readouterr().err
+    quiet = pf.parameterize(smiles, model=test_model_path, cache=False)  # not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(parameters, "PAIR_BLOCK", 10**9)  # every pair in one evaluation
+    whole = pf.parameterize(smiles, model=test_model_path, cache=False)
+    np.testing.assert_allclose(quiet.intra_parameters, whole.intra_parameters, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(shown.intra_parameters, quiet.intra_parameters)
+    pf.parameterize("CCO", model=test_model_path, cache=False, progress=True)
+    assert capsys.readouterr().err == ""  # a small molecule: no bar even when asked

@@ -9,7 +9,6 @@ chemistry; OpenMM's own potential energy does not include it.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from rdkit import Chem
 from ..energy import pair_energy_terms
 from ..errors import ConfigError, ModelFailureError, MoleculeError
 from ..molecule import ensure_conformer, fragment_atom_indices, load_molecule, positions_angstrom
+from .._progress import progress_bar, progress_enabled
 from ..parameters import ParameterSet, parameterize
 from ..system import create_system, get_platform
 from ..units import ANGSTROM_TO_NM, KCAL_TO_KJ, KJ_TO_KCAL, NM_TO_ANGSTROM, in_units
@@ -286,24 +286,6 @@ def context_positions_angstrom(context: openmm.Context) -> np.ndarray:
     """Positions of the context, (n, 3) Angstrom."""
     pos = context.getState(getPositions=True).getPositions(asNumpy=True)
     return np.asarray(pos.value_in_unit(unit.nanometer), dtype=np.float64) * NM_TO_ANGSTROM
-
-
-def progress_enabled(progress: bool | None) -> bool:
-    """Whether to show a progress bar: as asked, or (None) when stderr is a terminal."""
-    if progress is not None:
-        return bool(progress)
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def progress_bar(total: int | None, unit_name: str, progress: bool | None, desc: str | None = None):
-    """A tqdm progress bar on stderr, shown as :func:`progress_enabled` says (a no-op bar otherwise)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit=unit_name, desc=desc, disable=not progress_enabled(progress), file=sys.stderr,
-                leave=False)
 
 
 class _MinimizationProgress(openmm.MinimizationReporter):
