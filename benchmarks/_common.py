@@ -180,10 +180,16 @@ def build_cluster(mols: list, seed: int = SEED, gap: float = 2.5, directions: in
                 best = (dist, xyz + centre + dist * u)
         placed.append(best[1])
     xyz = np.concatenate(placed)
-    combined = Chem.Mol(combine_molecules(mols))
-    conf = combined.GetConformer()
+    bare = []
+    for m in mols:  # the topology only: the molecules' own conformers overlap at the origin
+        b = Chem.Mol(m)
+        b.RemoveAllConformers()
+        bare.append(b)
+    combined = Chem.Mol(combine_molecules(bare))
+    conf = Chem.Conformer(combined.GetNumAtoms())
     for i, (x, y, z) in enumerate(xyz):
         conf.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
+    combined.AddConformer(conf, assignId=True)
     return combined, xyz
 
 
