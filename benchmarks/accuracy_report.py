@@ -60,7 +60,6 @@ import json
 import logging
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -1012,10 +1011,15 @@ def minimize_run(name: str, smiles: str, mol, x0: np.ndarray, model, threads: in
     from physff_openmm.errors import ModelFailureError
     from physff_openmm.molecule import positions_angstrom
     from physff_openmm.workflows import minimize
-    from physff_openmm.workflows.simulation import with_positions
+    from physff_openmm.workflows.simulation import bond_changes, with_positions
 
     bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()], dtype=np.int64).reshape(-1, 2)
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    row: dict[str, Any] = {
+        "name": name, "smiles": smiles, "n_atoms": int(mol.GetNumAtoms()), "n_bonds": int(len(bonds)),
+        "worst_bond_start_angstrom": None, "worst_bond_end_angstrom": None,
+        "energy_change_kcal_mol": None, "rmsd_angstrom": None,
+    }
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
@@ -1023,34 +1027,27 @@ def minimize_run(name: str, smiles: str, mol, x0: np.ndarray, model, threads: in
             out, res = minimize(with_positions(mol, x0), model=model, backend="native",
                                 platform=_platform(platform, threads))
         except ModelFailureError as exc:  # a bond moved past 30 %: minimize refuses the result, the line fails
-            timer.add("minimize", time.perf_counter() - t0)
-            change = re.search(r"moved bond (\S+) by ([+-]\d+)%", str(exc))
-            return {
-                "name": name, "smiles": smiles, "n_atoms": int(mol.GetNumAtoms()), "n_bonds": int(len(bonds)),
-                "max_relative_bond_change": float(change.group(2)) / 100.0 if change else math.inf,
-                "worst_bond": change.group(1) if change else None, "worst_bond_start_angstrom": None,
-                "worst_bond_end_angstrom": None, "passed": False, "energy_change_kcal_mol": None,
-                "rmsd_angstrom": None, "minimizer_warnings": [], "failure": str(exc),
-                "wall_seconds": time.perf_counter() - t0,
-            }
+            out, res = None, None
+            row.update({"max_relative_bond_change": exc.change, "worst_bond": exc.bond, "passed": False,
+                        "failure": str(exc)})
     timer.add("minimize", time.perf_counter() - t0)
-    x1 = positions_angstrom(out)
-    d0 = np.linalg.norm(x0[bonds[:, 0]] - x0[bonds[:, 1]], axis=1)
-    d1 = np.linalg.norm(x1[bonds[:, 0]] - x1[bonds[:, 1]], axis=1)
-    rel = d1 / d0 - 1.0
-    k = int(np.argmax(np.abs(rel))) if rel.size else -1
-    worst = math.nan if k < 0 else float(rel[k])
-    return {
-        "name": name, "smiles": smiles, "n_atoms": int(mol.GetNumAtoms()), "n_bonds": int(len(bonds)),
-        "max_relative_bond_change": worst,  # signed: > 0 stretched
-        "worst_bond": None if k < 0 else f"{symbols[bonds[k, 0]]}{bonds[k, 0]}-{symbols[bonds[k, 1]]}{bonds[k, 1]}",
-        "worst_bond_start_angstrom": None if k < 0 else float(d0[k]),
-        "worst_bond_end_angstrom": None if k < 0 else float(d1[k]),
-        "passed": bool(np.isfinite(worst) and abs(worst) <= MIN_BOND_RELATIVE) if k >= 0 else True,
-        "energy_change_kcal_mol": res["energy_change_kcal_mol"], "rmsd_angstrom": res["rmsd_angstrom"],
-        "minimizer_warnings": [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)],
-        "wall_seconds": time.perf_counter() - t0,
-    }
+    if out is not None:
+        x1 = positions_angstrom(out)
+        rel = bond_changes(bonds, x0, x1)
+        k = int(np.argmax(np.abs(rel))) if rel.size else -1
+        worst = math.nan if k < 0 else float(rel[k])
+        i, j = bonds[k] if k >= 0 else (0, 0)
+        row.update({
+            "max_relative_bond_change": worst,  # signed: > 0 stretched
+            "worst_bond": None if k < 0 else f"{symbols[i]}{i}-{symbols[j]}{j}",
+            "worst_bond_start_angstrom": None if k < 0 else float(np.linalg.norm(x0[i] - x0[j])),
+            "worst_bond_end_angstrom": None if k < 0 else float(np.linalg.norm(x1[i] - x1[j])),
+            "passed": bool(np.isfinite(worst) and abs(worst) <= MIN_BOND_RELATIVE) if k >= 0 else True,
+            "energy_change_kcal_mol": res["energy_change_kcal_mol"], "rmsd_angstrom": res["rmsd_angstrom"],
+        })
+    row["minimizer_warnings"] = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    row["wall_seconds"] = time.perf_counter() - t0
+    return row
 
 
 def minimize_section(pool, model, n_test: int, threads: int, timer: Timer, platform: str = "CPU") -> dict[str, Any]:

@@ -437,8 +437,9 @@ def _cmd_md(args) -> int:
         written = [res[k] for k in ("trajectory", "report_csv", "checkpoint", "structure", "plot")
                    if k in res and k not in res["appended"]]
         extended = [res[k] for k in res["appended"]]
-        _status(args, "; ".join(x for x in ("wrote " + ", ".join(written) if written else "",
-                                           "appended to " + ", ".join(extended) if extended else "") if x))
+        parts = (["wrote " + ", ".join(written)] if written else []) + (
+            ["appended to " + ", ".join(extended)] if extended else [])
+        _status(args, "; ".join(parts))
     return EXIT_OK
 
 

@@ -90,7 +90,16 @@ class SimulationError(PhysFFError, RuntimeError):
 
 class ModelFailureError(SimulationError):
     """The model failed on this molecule: a covalent bond moved too far from the input geometry
-    (in a minimization or in MD)."""
+    (in a minimization or in MD).
+
+    ``bond`` names the bond (``"O0-H1"``) and ``change`` is its relative change from the
+    input geometry (> 0 stretched; not finite for a non-finite length), where known.
+    """
+
+    def __init__(self, message: str, *, bond: str | None = None, change: float | None = None):
+        super().__init__(message)
+        self.bond = bond
+        self.change = change
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -53,6 +53,7 @@ __all__ = [
     "fragment_charges",
     "positions_angstrom",
     "ensure_conformer",
+    "closest_pair",
     "combine_molecules",
     "element_graph",
     "random_rotation",
@@ -300,7 +301,7 @@ def validate_molecule(mol: Chem.Mol, *, charge: int | None = None) -> Chem.Mol:
     return out
 
 
-def _closest_pair(x: np.ndarray, y: np.ndarray | None = None) -> tuple[float, int, int]:
+def closest_pair(x: np.ndarray, y: np.ndarray | None = None) -> tuple[float, int, int]:
     """The shortest distance between two points of ``x`` (or from ``x`` to ``y``) and their indices (blocks of 256 rows)."""
     same = y is None
     y = x if same else y
@@ -330,7 +331,7 @@ def check_atom_distances(mol: Chem.Mol, positions: np.ndarray, *, limit: float =
         raise MoleculeError(f"{_atom_label(mol.GetAtomWithIdx(a))} has non-finite coordinates")
     if len(x) < 2:
         return
-    d, i, j = _closest_pair(x)
+    d, i, j = closest_pair(x)
     if d < limit:
         raise MoleculeError(
             f"{_atom_label(mol.GetAtomWithIdx(i))} and {_atom_label(mol.GetAtomWithIdx(j))} are {d:.2f} A apart, "
@@ -950,7 +951,7 @@ def _refuse_conformer_records(path: Path, records: list[Chem.Mol]) -> None:
     if len(smiles) != 1:
         return
     x = [np.asarray(r.GetConformer().GetPositions(), dtype=np.float64) for r in records if r.GetNumConformers()]
-    if len(x) < 2 or _closest_pair(x[0], x[1])[0] >= CONFORMER_OVERLAP_ANGSTROM:
+    if len(x) < 2 or closest_pair(x[0], x[1])[0] >= CONFORMER_OVERLAP_ANGSTROM:
         return
     raise MoleculeError(
         f"{path} holds {len(records)} records of the same molecule ({smiles.pop()}) on top of each other: "

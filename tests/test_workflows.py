@@ -390,18 +390,20 @@ def test_bond_watch_measures_from_the_input_geometry_and_keeps_the_first_failure
             return self.step
 
     start = [[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.15, 0.0]]
-    watch = _BondWatch([(0, 1), (0, 2)], ["O", "H", "C"], start, 10)
+    start_angstrom = np.asarray(start) * 10.0  # the input geometry in Angstrom; states report nm
+    watch = _BondWatch([(0, 1), (0, 2)], ["O", "H", "C"], start_angstrom, 10)
     watch.report(None, State([[0, 0, 0], [0.11, 0, 0], [0, 0.15, 0]], 0.1, 100))
     assert watch.max_change == pytest.approx(0.1) and watch.worst_bond == "O0-H1" and watch.failure is None
     watch.report(None, State([[0, 0, 0], [0.06, 0, 0], [0, 0.15, 0]], 0.2, 200))
     assert isinstance(watch.failure, ModelFailureError)
     assert re.search(r"MD \(t = 0.200 ps, step 200\) moved bond O0-H1 by -40% from the input geometry", str(watch.failure))
     assert "model failed on this molecule" in str(watch.failure)
+    assert watch.failure.bond == "O0-H1" and watch.failure.change == pytest.approx(-0.4)
     first = watch.failure
     watch.report(None, State([[0, 0, 0], [0.1, 0, 0], [0, 0.15 * (2 + BROKEN_BOND_FRACTION), 0]], 0.3, 300))
     assert watch.failure is first  # the first failure is the one reported
     # NaN coordinates are a failure too, not a silent comparison
-    watch = _BondWatch([(0, 1)], ["O", "H", "C"], start, 10)
+    watch = _BondWatch([(0, 1)], ["O", "H", "C"], start_angstrom, 10)
     watch.report(None, State([[0, 0, 0], [np.nan, 0, 0], [0, 0.15, 0]], 0.1, 100))
     assert "non-finite" in str(watch.failure)
 

@@ -30,6 +30,7 @@ from .simulation import (
     check_bonds_kept,
     check_constraints,
     check_positive,
+    context_positions_angstrom,
     degrees_of_freedom,
     minimize_context,
     progress_bar,
@@ -97,10 +98,10 @@ class _BondWatch:
     follows would not be chemistry.
     """
 
-    def __init__(self, pairs, symbols, reference_nm, interval: int):
+    def __init__(self, pairs, symbols, reference_angstrom, interval: int):
         self._pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
         self._symbols = list(symbols)
-        self._reference = np.asarray(reference_nm, dtype=np.float64)
+        self._reference = np.asarray(reference_angstrom, dtype=np.float64)
         self._interval = interval
         self.max_change = 0.0  # signed: > 0 stretched, < 0 compressed
         self.worst_bond = None
@@ -113,7 +114,7 @@ class _BondWatch:
     def report(self, simulation, state):
         if not len(self._pairs) or self.failure is not None:
             return
-        x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        x = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
         t = state.getTime().value_in_unit(unit.picosecond)
         try:
             change, bond = check_bonds_kept(self._pairs, self._symbols, self._reference, x,
@@ -393,7 +394,7 @@ def run_md(
         sim = build_simulation(molecule, backend=backend, **common)
     timestep_fs = sim.integrator.getStepSize().value_in_unit(unit.femtosecond)
     periodic = sim.system.usesPeriodicBoundaryConditions()
-    reference_nm = _positions_nm(sim)  # the input geometry: every bond is measured from it
+    reference = context_positions_angstrom(sim.context)  # the input geometry: every bond is measured from it
     if restart is not None:
         load_checkpoint(sim, restart)
     else:
@@ -402,7 +403,7 @@ def run_md(
                 minimize_context(sim.context, SOLVATED_TOLERANCE_KCAL_MOL_A, SOLVATED_MAX_ITERATIONS)
             else:
                 minimize_context(sim.context, DEFAULT_TOLERANCE_KCAL_MOL_A)
-            check_bonds_kept(sim.physff_bonds, sim.physff_symbols, reference_nm, _positions_nm(sim),
+            check_bonds_kept(sim.physff_bonds, sim.physff_symbols, reference, context_positions_angstrom(sim.context),
                              where="the minimization before MD")
         if seed is None:
             sim.context.setVelocitiesToTemperature(temperature_k * unit.kelvin)
@@ -429,7 +430,8 @@ def run_md(
             traj = _TrajectoryWriter(fh, fmt, report_interval, append=append, frames_before=frames_before)
             stack.callback(traj.close, sim.topology)  # the PDB footer, also when the run stops early
             writers.append((traj, append))
-            appended += ["trajectory"] if append else []
+            if append:
+                appended.append("trajectory")
         if report_csv is not None:
             path, append = stack.enter_context(kept_output(outputs["report_csv"], append=restart is not None))
             fh = stack.enter_context(open(path, "a" if append else "w"))
@@ -450,7 +452,8 @@ def run_md(
                 ),
                 append,
             ))
-            appended += ["report_csv"] if append else []
+            if append:
+                appended.append("report_csv")
         interrupted = stack.enter_context(_deferred_interrupt())
         chunk = max(1, min(report_interval, steps // 100 or 1))
         t0 = time.perf_counter()
@@ -463,7 +466,7 @@ def run_md(
             for w, append in writers:  # the starting frame (an appended file has it already)
                 if not append:
                     w.report(sim, start_state)
-            watch = _BondWatch(sim.physff_bonds, sim.physff_symbols, reference_nm, chunk)
+            watch = _BondWatch(sim.physff_bonds, sim.physff_symbols, reference, chunk)
             watch.report(sim, start_state)
             sim.reporters.extend([w for w, _ in writers] + [watch])
             if checkpoint is not None:
@@ -482,7 +485,8 @@ def run_md(
                             saved = f"; the checkpoint {str(outputs['checkpoint'])!r} holds step {sim.currentStep}: continue with restart"
                         raise RunInterrupted(f"interrupted at step {sim.currentStep}; {kept(sim.currentStep)}{saved}")
             if watch.failure is not None:
-                raise ModelFailureError(f"{watch.failure}; the run stopped, {kept(sim.currentStep)}")
+                raise ModelFailureError(f"{watch.failure}; the run stopped, {kept(sim.currentStep)}",
+                                        bond=watch.failure.bond, change=watch.failure.change)
         except RunInterrupted:
             raise
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: at once, mid-step
@@ -534,11 +538,6 @@ def run_md(
         **_box_summary(sim, ensemble, pressure_bar),
         **{k: str(v) for k, v in outputs.items()},
     }
-
-
-def _positions_nm(sim: app.Simulation) -> np.ndarray:
-    """The context's positions, (n, 3) nm."""
-    return sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
 
 
 def _box_summary(sim: app.Simulation, ensemble: str, pressure_bar: float) -> dict:

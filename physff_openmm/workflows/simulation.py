@@ -544,7 +544,7 @@ def check_bonds_kept(pairs, symbols, reference_angstrom, positions_angstrom, *, 
     symbols : sequence of str
         Element of each atom, for the bond's name (``"O0-H1"``: element and 0-based index).
     reference_angstrom, positions_angstrom : (n, 3) arrays
-        The input geometry and the one to check (the same units; Angstrom or nm alike).
+        The input geometry and the one to check, Angstrom.
     where : str
         What moved the atoms, for the message (``"the minimization"``, ...).
 
@@ -556,7 +556,8 @@ def check_bonds_kept(pairs, symbols, reference_angstrom, positions_angstrom, *, 
     Raises
     ------
     ModelFailureError
-        A bond moved more than :data:`BROKEN_BOND_FRACTION` (or a length is not finite).
+        A bond moved more than :data:`BROKEN_BOND_FRACTION` (or a length is not finite);
+        its ``bond`` and ``change`` say which and how far.
     """
     rel = bond_changes(pairs, reference_angstrom, positions_angstrom)
     if not len(rel):
@@ -570,7 +571,9 @@ def check_bonds_kept(pairs, symbols, reference_angstrom, positions_angstrom, *, 
         raise ModelFailureError(
             f"{where} moved bond {label} {how} from the input geometry (more than {BROKEN_BOND_FRACTION:.0%}): "
             "the model failed on this molecule, unless the input geometry was far from any minimum "
-            "(the models' limits are in docs/accuracy.md)"
+            "(the models' limits are in docs/accuracy.md)",
+            bond=label,
+            change=float(rel[k]),
         )
     return float(rel[k]), label
 

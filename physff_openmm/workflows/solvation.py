@@ -35,7 +35,7 @@ from rdkit import Chem
 from ..errors import ConfigError, MoleculeError, MoleculeFileError
 from ..forcefield import PhysFFTemplateGenerator
 from ..graph import ELEMENTS
-from ..molecule import combine_molecules, ensure_conformer, load_molecule, positions_angstrom
+from ..molecule import closest_pair, combine_molecules, ensure_conformer, load_molecule, positions_angstrom
 from ..units import ANGSTROM_TO_NM, in_units
 from .simulation import check_constraints, check_positive, topology_from_mol
 
@@ -206,8 +206,7 @@ def _check_placement(modeller: app.Modeller, ligand_pos, source: str) -> None:
                            if not _is_water(a.residue)])
     if not len(receptor):
         return
-    lig = np.asarray(ligand_pos.value_in_unit(unit.nanometer))
-    closest = min(float(np.linalg.norm(receptor - x, axis=1).min()) for x in lig)
+    closest = closest_pair(np.asarray(ligand_pos.value_in_unit(unit.nanometer)), receptor)[0]
     if closest > FAR_FROM_RECEPTOR_NM or closest < 0.1:
         how = "overlaps" if closest < 0.1 else "is far from"
         warnings.warn(f"the ligand {how} the receptor {source} (closest atoms {closest * 10:.1f} Angstrom apart); "
