@@ -72,7 +72,7 @@ from .system import (
 )
 from .units import ANGSTROM_TO_NM, KCAL_TO_KJ
 
-__all__ = ["PhysFFTemplateGenerator", "atom_lennard_jones", "TYPE_PREFIX", "WALL_ENERGY_KCAL"]
+__all__ = ["PhysFFTemplateGenerator", "atom_lennard_jones", "wall_lennard_jones", "TYPE_PREFIX", "WALL_ENERGY_KCAL"]
 
 #: Atom types and residue templates of physff molecules are named ``physff-<tag>[-<atom index>]``.
 TYPE_PREFIX = "physff"
@@ -94,6 +94,10 @@ _HYDROGEN_SIGMA_NM = 0.1
 #: attraction between them: it gets a small core, sigma 1 Angstrom (nm) and epsilon 0.0157 kcal/mol
 #: (Amber's hydrogen well depth, kJ/mol).
 _NEGATIVE_HYDROGEN_LJ = (0.1, 0.0157 * KCAL_TO_KJ)
+#: With a model's lj_net, every hydrogen starts from this small core, sigma 1 Angstrom (nm) and epsilon
+#: 0.001 kcal/mol (kJ/mol), and a heavy atom's epsilon from at least the same floor, before the factors.
+_HEAD_HYDROGEN_LJ = (0.1, 0.001 * KCAL_TO_KJ)
+_HEAD_EPSILON_FLOOR = 0.001 * KCAL_TO_KJ
 
 
 def _same_class_energy(params: ParameterSet, cls: int, r_a: np.ndarray) -> np.ndarray:
@@ -122,6 +126,45 @@ def _wall_distance(params: ParameterSet, cls: int) -> float | None:
 
 def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
     """Per-atom Lennard-Jones parameters of a molecule for its pairs with other molecules.
+
+    With a model that has an lj_net (``params.class_lj`` set), these are :func:`wall_lennard_jones`
+    (every hydrogen there a small core, sigma 1 Angstrom and epsilon 0.001 kcal/mol, and every
+    epsilon at least 0.001 kcal/mol) times the net's factors for the atom's class,
+    sigma_i exp(f_sigma) and epsilon_i exp(f_epsilon), with |f_sigma| <= ``lj_sigma_range`` and
+    |f_epsilon| <= ``lj_epsilon_range`` of the model config. lj_net reads the atom's
+    embedding; it is trained after the rest of the model, on NCIAtlas interaction energies with
+    these terms and the physff charges between the monomers (water as TIP3P)
+    (:mod:`physff_openmm.training.lj_head`). Without an lj_net, :func:`wall_lennard_jones`.
+
+    Parameters
+    ----------
+    params : ParameterSet
+        One molecule's parameters.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        sigma (n,) in nm and epsilon (n,) in kJ/mol, in the molecule's atom order.
+    """
+    if params.class_lj is None:
+        return wall_lennard_jones(params)
+    sigma, eps = lj_head_base(params)
+    f = params.class_lj[params.atom_classes]
+    return sigma * np.exp(f[:, 0]), eps * np.exp(f[:, 1])
+
+
+def lj_head_base(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
+    """sigma (nm) and epsilon (kJ/mol) that a model's lj_net factors multiply: :func:`wall_lennard_jones`,
+    every hydrogen a small core (sigma 1 Angstrom, epsilon 0.001 kcal/mol), no epsilon below 0.001 kcal/mol."""
+    sigma, eps = wall_lennard_jones(params)
+    hydrogen = np.array([s == "H" for s in params.symbols], dtype=bool)
+    sigma = np.where(hydrogen, _HEAD_HYDROGEN_LJ[0], sigma)
+    eps = np.where(hydrogen, _HEAD_HYDROGEN_LJ[1], np.maximum(eps, _HEAD_EPSILON_FLOOR))
+    return sigma, eps
+
+
+def wall_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
+    """Per-atom Lennard-Jones parameters read off the model's pair terms between molecules.
 
     The rule, for each atom i and the model's pair parameters between two atoms of i's class
     in different molecules (the class table's diagonal, C(ii)):

@@ -66,6 +66,13 @@ class ModelConfig:
         above its energy at r_e, kcal/mol, whatever the weights.
     covalent_amplitude_max : float
         Bound on each Gaussian amplitude of a covalent pair, kcal/mol.
+    lj_hidden : int
+        Width of lj_net, the head that adjusts each atom's Lennard-Jones sigma and epsilon
+        for pairs with other force fields' atoms (:func:`physff_openmm.forcefield.atom_lennard_jones`);
+        0: no head.
+    lj_sigma_range, lj_epsilon_range : float
+        lj_net changes ln(sigma) by at most ``lj_sigma_range`` and ln(epsilon) by at most
+        ``lj_epsilon_range`` from the rule's values.
     """
 
     hidden: int = 128
@@ -82,6 +89,9 @@ class ModelConfig:
     covalent_depth_ref: float = 20.0
     covalent_bound: float = 11.0
     covalent_amplitude_max: float = 100.0
+    lj_hidden: int = 0
+    lj_sigma_range: float = 0.2
+    lj_epsilon_range: float = 2.0
     atom_features: int = ATOM_FEATURES
     bond_features: int = BOND_FEATURES
     pair_features: int = PAIR_FEATURES
@@ -98,6 +108,8 @@ class ModelConfig:
             raise ConfigError(f"covalent_window must lie in [0, 0.25), got {self.covalent_window}")
         if self.covalent_depth_floor <= 0 or self.covalent_bound <= 0 or self.covalent_amplitude_max < 0:
             raise ConfigError("covalent_depth_floor and covalent_bound must be positive, covalent_amplitude_max >= 0")
+        if int(self.lj_hidden) < 0 or self.lj_sigma_range < 0 or self.lj_epsilon_range < 0:
+            raise ConfigError("lj_hidden, lj_sigma_range and lj_epsilon_range must not be negative")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -190,6 +202,13 @@ class PhysFFModel(nn.Module):
         # stage 2 heads
         self.charge_net = _mlp(c.hidden, c.hidden, 1)
         self.feats_net = _mlp(2 * c.hidden + c.pair_features, c.pair_hidden, energy.N_PARAMETERS)
+        # head of the per-atom Lennard-Jones terms with other force fields' atoms (optional)
+        self.lj_net = None
+        if c.lj_hidden > 0:
+            self.lj_net = nn.Sequential(nn.Linear(c.hidden, c.lj_hidden), nn.SiLU(), nn.Linear(c.lj_hidden, 2))
+            with torch.no_grad():  # an untrained head leaves the rule's values as they are
+                self.lj_net[-1].weight.zero_()
+                self.lj_net[-1].bias.zero_()
         with torch.no_grad():  # start from small parameters; feats_net's last layer near zero
             self.feats_net[-1].weight.mul_(0.01)
             self.feats_net[-1].bias.zero_()
@@ -241,6 +260,16 @@ class PhysFFModel(nn.Module):
         count = torch.zeros(n_frag, dtype=q.dtype, device=q.device).index_add_(0, fragment_index, torch.ones_like(q))
         shift = (fragment_charge.to(q.dtype) - total) / count
         return q + shift[fragment_index]
+
+    def lj_log_factors(self, h: Tensor) -> Tensor | None:
+        """(n, 2) float64: ln of the factors on each atom's Lennard-Jones sigma and epsilon of the
+        per-atom rule (:func:`physff_openmm.forcefield.atom_lennard_jones`), bounded by the config's
+        ranges; None for a model without lj_net."""
+        if self.lj_net is None:
+            return None
+        c = self.config
+        t = torch.tanh(self.lj_net(h).to(torch.float64))
+        return t * torch.tensor([c.lj_sigma_range, c.lj_epsilon_range], dtype=torch.float64, device=t.device)
 
     def pair_parameters(self, h_i: Tensor, h_j: Tensor, e_ij: Tensor) -> Tensor:
         """C_0..C_13 (P, 14), float64, in kcal/mol and Angstrom; symmetric in i and j.

@@ -36,7 +36,7 @@ __all__ = ["ParameterSet", "parameterize", "default_cache_dir", "CLASS_TOLERANCE
 
 #: Two atoms share a class when their embeddings differ by less than this (max abs).
 CLASS_TOLERANCE: float = 1e-6
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 @dataclass
@@ -68,6 +68,11 @@ class ParameterSet:
         (r_on, r_off) of the short-range terms, Angstrom.
     fragments : list[tuple[int, ...]]
         Atom indices of each connected fragment.
+    class_lj : np.ndarray or None
+        (n_classes, 2) ln of the factors on the Lennard-Jones sigma and epsilon of each class's
+        atoms in the per-atom rule for pairs with other force fields' atoms
+        (:func:`physff_openmm.forcefield.atom_lennard_jones`), from the model's lj_net; None
+        for a model without one.
     """
 
     symbols: list[str]
@@ -84,6 +89,7 @@ class ParameterSet:
     model_name: str = ""
     model_hash: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    class_lj: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -158,7 +164,10 @@ class ParameterSet:
 
     # --- persistence ------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in self._ARRAYS}
+        out = {k: getattr(self, k) for k in self._ARRAYS}
+        if self.class_lj is not None:
+            out["class_lj"] = self.class_lj
+        return out
 
     def _header(self) -> dict[str, Any]:
         return {
@@ -194,6 +203,7 @@ class ParameterSet:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
                 arrays = {k: z[k] for k in cls._ARRAYS}
+                arrays["class_lj"] = z["class_lj"] if "class_lj" in z.files else None
         except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise PhysFFError(f"cannot read parameter file {str(path)!r}: {type(exc).__name__}: {exc}") from None
         return cls(
@@ -231,6 +241,8 @@ class ParameterSet:
             model_name=d["model"]["name"],
             model_hash=d["model"]["sha256"],
             metadata=dict(d.get("metadata", {})),
+            class_lj=None if d.get("class_lj_log_factors") is None
+            else np.asarray(d["class_lj_log_factors"], dtype=np.float64).reshape(-1, 2),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,6 +261,7 @@ class ParameterSet:
             "atom_classes": self.atom_classes.tolist(),
             "class_parameters": self.class_parameters.tolist(),
             "parameter_units": ["kcal/mol A^6", "kcal/mol A^12"] + ["kcal/mol", "A"] * 6,
+            "class_lj_log_factors": None if self.class_lj is None else self.class_lj.tolist(),
             "metadata": self.metadata,
         }
 
@@ -293,21 +306,31 @@ PAIR_BLOCK = 20_000
 
 
 @torch.no_grad()
-def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False) -> dict[str, Any]:
-    """Charges, classes, class table and intramolecular pair parameters of ``mol`` (input atom order)."""
-    model = _float64_copy(model)
-    g = mol_to_graph(mol)
+def class_embeddings(g, model: PhysFFModel) -> tuple[np.ndarray, torch.Tensor]:
+    """Each atom's class (n,) and one embedding per class (n_classes, hidden), the mean of its atoms',
+    as parameterization computes them; ``g`` from :func:`physff_openmm.graph.mol_to_graph`, ``model``
+    in float64."""
     h = model.embed(g.x.double(), g.edge_index, g.edge_attr.double())
     classes = _assign_classes(h.double().numpy(), CLASS_TOLERANCE)
     n_cls = int(classes.max()) + 1 if len(classes) else 0
     # one embedding per class (the mean), so class members get bit-identical parameters
     hc = torch.zeros(n_cls, h.shape[1], dtype=h.dtype).index_add_(0, torch.from_numpy(classes), h)
     hc /= torch.bincount(torch.from_numpy(classes), minlength=n_cls).to(h.dtype).unsqueeze(1)
+    return classes, hc
+
+
+@torch.no_grad()
+def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False) -> dict[str, Any]:
+    """Charges, classes, class table and intramolecular pair parameters of ``mol`` (input atom order)."""
+    model = _float64_copy(model)
+    g = mol_to_graph(mol)
+    classes, hc = class_embeddings(g, model)
+    n_cls = hc.shape[0]
     h_sym = hc[torch.from_numpy(classes)]
     q = model.charges(hc, g.fragment_index, g.fragment_charge, classes=torch.from_numpy(classes)).numpy()
     # pairs between fragments: a class table from the upper triangle of class pairs
     ci, cj = np.triu_indices(n_cls)
-    e_inter = torch.from_numpy(intermolecular_pair_features()).to(h.dtype).expand(len(ci), -1)
+    e_inter = torch.from_numpy(intermolecular_pair_features()).to(hc.dtype).expand(len(ci), -1)
     tri = model.pair_parameters(hc[ci], hc[cj], e_inter).numpy()
     table = np.zeros((n_cls, n_cls, N_PARAMETERS))
     table[ci, cj] = tri
@@ -316,7 +339,7 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
     pairs = intramolecular_pairs(mol)
     intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
-        feats = torch.from_numpy(pair_features(mol, pairs)).to(h.dtype)
+        feats = torch.from_numpy(pair_features(mol, pairs)).to(hc.dtype)
         show = progress if len(pairs) > PAIR_BLOCK else False  # a drug-like molecule takes milliseconds
         with progress_bar(len(pairs), "pair", show, desc="parameterizing") as bar:
             for a in range(0, len(pairs), PAIR_BLOCK):
@@ -325,7 +348,9 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
                 bar.update(len(intra[b]))
     species = g.species
     e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))
-    return {"charges": q, "classes": classes, "table": table, "pairs": pairs, "intra": intra, "e_lin": e_lin}
+    lj = model.lj_log_factors(hc)
+    lj = np.zeros((0, 2)) if lj is None else lj.numpy()
+    return {"charges": q, "classes": classes, "table": table, "pairs": pairs, "intra": intra, "e_lin": e_lin, "lj": lj}
 
 
 # --- disk cache -------------------------------------------------------------------------
@@ -351,7 +376,7 @@ def _canonical(mol: Chem.Mol) -> tuple[str, np.ndarray]:
 
 
 #: Arrays of a cache entry (:func:`_cache_store`).
-_CACHE_KEYS = ("charges", "classes", "table", "pairs", "intra", "e_lin")
+_CACHE_KEYS = ("charges", "classes", "table", "pairs", "intra", "e_lin", "lj")
 
 
 def _cache_store(path: Path, result: dict[str, Any], ranks: np.ndarray) -> None:
@@ -371,6 +396,7 @@ def _cache_store(path: Path, result: dict[str, Any], ranks: np.ndarray) -> None:
         pairs=pairs[order],
         intra=result["intra"][order],
         e_lin=np.asarray(result["e_lin"]),
+        lj=result["lj"],
     )
     tmp.replace(path)
 
@@ -411,6 +437,7 @@ def _cache_load(path: Path, mol: Chem.Mol, ranks: np.ndarray) -> dict[str, Any] 
         "pairs": pairs,
         "intra": intra,
         "e_lin": float(c["e_lin"]),
+        "lj": c["lj"],
     }
 
 
@@ -489,4 +516,5 @@ def parameterize(
         model_name=net.name or "",
         model_hash=net_hash,
         metadata={"cache_hit": hit, "seconds": time.perf_counter() - t0},
+        class_lj=np.asarray(result["lj"], dtype=np.float64).reshape(-1, 2) if len(result["lj"]) else None,
     )

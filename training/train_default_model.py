@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with ``pip install -e .[train]``)::
 
-    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|all] [--install]
+    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|lj|all] [--install]
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
@@ -15,7 +15,12 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
   :func:`physff_openmm.training.recipe.public_splits`), the xTB frames and the
   charged molecules;
 - ``finetune``: a second stage-2 phase from those weights with the torsion
-  drives added, then the MD check and the model file.
+  drives added;
+- ``lj``: the model's lj_net (per-atom Lennard-Jones terms with other force
+  fields' atoms, :mod:`physff_openmm.training.lj_head`) on the NCIAtlas training
+  dimers, the rest of the model frozen (where ``lj_head.hidden`` > 0);
+
+then the MD check and the model file.
 
 A phase reads only the shards its config labels, so that one recipe's run
 is not changed by another's shards left in a shared ``work_dir``. No molecule
@@ -196,6 +201,8 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
     export_model(result.model, paths["energy"] / "stage2.pt", meta, config=cfg.stage2)
     if cfg.finetune is None:
+        if cfg.lj_head.hidden:
+            return lj_phase(cfg, splits, install, recipe)
         return _finish(cfg, splits, result, {"stage2": _summary(result.metrics)}, install, recipe)
     return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
 
@@ -210,10 +217,11 @@ def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
 
 
 def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
-    """The fine-tuning phase from stage 2's weights, then the checks and the model file."""
+    """The fine-tuning phase from stage 2's weights; then the lj_net phase, or the checks and the model file."""
     import torch
 
     from physff_openmm.model import file_sha256, load_model_file
+    from physff_openmm.training.export import export_model
     from physff_openmm.training.stage2 import train_stage2
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -223,7 +231,39 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dic
     dm = _datamodule(cfg, splits, cfg.finetune, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)])
     result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
-    return _finish(cfg, splits, result, _phase_history(start.metadata, "finetune", summary), install, recipe)
+    phases = _phase_history(start.metadata, "finetune", summary)
+    if not cfg.lj_head.hidden:
+        return _finish(cfg, splits, result, phases, install, recipe)
+    meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases,
+            "data": result.provenance}
+    export_model(result.model, Path(cfg.work_dir) / LJ_START, meta, config=cfg.finetune)
+    return lj_phase(cfg, splits, install, recipe)
+
+
+#: The lj_net phase starts from the fine-tuning phase's model file (in ``work_dir``).
+LJ_START = "finetune/finetune.pt"
+
+
+def lj_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
+    """The lj_net on the NCIAtlas training dimers, the rest of the model frozen; then the checks and the model file."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from physff_openmm.model import file_sha256, load_model_file
+    from physff_openmm.training.lj_head import train_lj_head
+
+    if not cfg.lj_head.hidden:
+        raise PhysFFError("the lj stage needs lj_head.hidden > 0 in the config")
+    torch.set_num_threads(os.cpu_count() or 1)
+    start_path = Path(cfg.work_dir) / (LJ_START if cfg.finetune is not None else "energy/stage2.pt")
+    model = load_model_file(start_path)
+    start_meta = dict(model.metadata)
+    lj = train_lj_head(model, splits.train["ncia"], splits.val["ncia"], cfg.lj_head)
+    metrics = {k: v for k, v in start_meta.get("metrics", {}).items() if k not in ("phases", "md_stability")}
+    summary = {"lj_head": lj, "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
+    result = SimpleNamespace(model=model, metrics={**metrics, "lj_head": lj}, provenance=start_meta.get("data", {}))
+    return _finish(cfg, splits, result, _phase_history(start_meta, "lj_head", summary), install, recipe)
 
 
 def _phase_history(start_metadata: dict, name: str, summary: dict) -> dict:
@@ -270,7 +310,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config")
-    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "all"), default="all")
+    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "lj", "all"), default="all")
     p.add_argument("--install", action="store_true", help="register the model in physff_openmm/models/index.json")
     p.add_argument("--output", help="model file to write instead of the config's output")
     args = p.parse_args(argv)
@@ -297,6 +337,8 @@ def _run(args) -> int:
         print(json.dumps(energy(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
     if args.stage in ("finetune", "all") and cfg.finetune is not None:
         print(json.dumps(finetune(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
+    if args.stage == "lj":
+        print(json.dumps(lj_phase(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "KDDataConfig",
     "ChargedConfig",
     "TorsionScanConfig",
+    "LJHeadConfig",
     "DefaultModelConfig",
     "load_config",
     "config_from_dict",
@@ -450,6 +451,47 @@ class KDDataConfig:
 
 
 @dataclass
+class LJHeadConfig:
+    """The lj_net phase (:func:`~physff_openmm.training.lj_head.train_lj_head`): the per-atom
+    Lennard-Jones factors for pairs with other force fields' atoms, fitted on NCIAtlas
+    interaction energies with the rest of the model frozen.
+
+    Attributes
+    ----------
+    hidden : int
+        Width of lj_net (0: no lj_net, no phase).
+    sigma_range, epsilon_range : float
+        Largest change of ln(sigma) and ln(epsilon) from the rule's values.
+    steps : int
+        Full-batch Adam steps.
+    lr : float
+    huber_delta : float
+        kcal/mol: the loss is quadratic in the error below this, linear above.
+    energy_scale : float
+        kcal/mol: a frame's weight is 1 / (1 + |E_ref| / energy_scale).
+    seed : int
+    """
+
+    hidden: int = 0
+    sigma_range: float = 0.2
+    epsilon_range: float = 2.0
+    steps: int = 1000
+    lr: float = 3.0e-3
+    huber_delta: float = 5.0
+    energy_scale: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden < 0 or self.steps < 0 or self.lr <= 0 or self.huber_delta <= 0 or self.energy_scale <= 0:
+            raise ConfigError(
+                "lj_head: need hidden >= 0, steps >= 0 and positive lr, huber_delta and energy_scale, got "
+                f"{self.hidden}, {self.steps}, {self.lr}, {self.huber_delta}, {self.energy_scale}"
+            )
+        if self.sigma_range < 0 or self.epsilon_range < 0:
+            raise ConfigError("lj_head: sigma_range and epsilon_range must not be negative")
+
+
+@dataclass
 class DefaultModelConfig:
     """The default model's recipe: public data, labels made here, stage 1, stage 2, checks.
 
@@ -478,6 +520,8 @@ class DefaultModelConfig:
     finetune : Stage2Config or None
         A second stage-2 phase that starts from the first one's weights and adds
         the torsion drives to the training data (None: no second phase).
+    lj_head : LJHeadConfig
+        The lj_net phase after the last stage-2 phase (``hidden`` 0: none).
     md_check : MDCheckConfig
     """
 
@@ -494,6 +538,7 @@ class DefaultModelConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     finetune: Stage2Config | None = None
+    lj_head: LJHeadConfig = field(default_factory=LJHeadConfig)
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 
 
