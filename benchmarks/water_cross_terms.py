@@ -48,9 +48,11 @@ if not DEFAULT_DATA.is_dir():
 TARGET_RMSE = 1.5
 #: kcal/mol: a method collapses when E(shortest distance) < min(reference over the scan) - this.
 COLLAPSE_MARGIN = 1.0
-CROSS_TERM_RULE = ("physff charges; heavy atoms: sigma where the model's own same-class pair energy between "
-                   "molecules (no Coulomb) falls to WALL_ENERGY_KCAL, epsilon = C_0(ii)^2/(4 C_1(ii)); hydrogens: no LJ; "
-                   "Lorentz-Berthelot with TIP3P (physff_openmm.forcefield.atom_lennard_jones)")
+CROSS_TERM_RULE = ("physff charges and per-atom Lennard-Jones (physff_openmm.forcefield.atom_lennard_jones): heavy atoms "
+                   "sigma where the model's own same-class pair energy between molecules (no Coulomb) falls to "
+                   "WALL_ENERGY_KCAL, epsilon = C_0(ii)^2/(4 C_1(ii)); hydrogens no LJ; a model with an lj_net: hydrogens "
+                   "a core of sigma 1 A and epsilon 0.001 kcal/mol, epsilon at least 0.001, then sigma and epsilon times "
+                   "the lj_net's factors of the atom's class; Lorentz-Berthelot with TIP3P")
 METHODS = {"tip3p_physff": "TIP3P water + physff partner", "physff": "all physff", "mmff94": "all MMFF94"}
 
 
@@ -299,12 +301,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def markdown(summary: dict[str, Any], info, model_info, n_records: int, wall: float) -> str:
+def markdown(summary: dict[str, Any], info, model_info, n_records: int, wall: float, lj_net: bool) -> str:
     lines = [header_markdown("Cross terms with TIP3P water: NCIAtlas dimers with a water vs CCSD(T)/CBS", info, model_info,
                              [f"- Dimers with a water: {n_records}; target: TIP3P + physff RMSE <= {TARGET_RMSE} kcal/mol "
                               f"at equilibrium (scaling 1.00), no collapses (the method's energy at the shortest scaling "
                               f"more than {COLLAPSE_MARGIN} kcal/mol below the lowest reference energy of the scan)",
-                              f"- Cross-term rule: {CROSS_TERM_RULE}; WALL_ENERGY_KCAL = {wall} kcal/mol"]), ""]
+                              f"- Cross-term rule: {CROSS_TERM_RULE}; WALL_ENERGY_KCAL = {wall} kcal/mol; "
+                              f"this model {'has' if lj_net else 'has no'} lj_net"]), ""]
     for label in ("all", "test"):
         s = summary[label]
         lines += [f"## {label} dimers ({s['n_dimers']})", ""]
@@ -350,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": model_info,
         "targets": {"rmse_equilibrium_kcal_mol": TARGET_RMSE, "collapses": 0, "collapse_margin_kcal_mol": COLLAPSE_MARGIN},
         "cross_term_rule": CROSS_TERM_RULE,
+        "lj_net": getattr(model, "lj_net", None) is not None,
         "wall_energy_kcal_mol": forcefield.WALL_ENERGY_KCAL,
         "summary": summary,
         "per_dimer": rows,
@@ -358,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                         else f"water_cross_terms_{model_info['name']}" + (f"_limit{args.limit}" if args.limit else ""))
     if args.wall is not None and args.out is None:
         stem += f"_wall{args.wall:g}"
-    paths = write_results(stem, payload, markdown(summary, info, model_info, len(records), forcefield.WALL_ENERGY_KCAL))
+    paths = write_results(stem, payload, markdown(summary, info, model_info, len(records), forcefield.WALL_ENERGY_KCAL,
+                                                  payload["lj_net"]))
     eq = summary["all"]["equilibrium"]["tip3p_physff"]
     print(f"TIP3P + physff at equilibrium: RMSE {eq['rmse']:.2f} kcal/mol over {eq['n']} dimers "
           f"(target {TARGET_RMSE}); collapses {len(summary['all']['collapses']['tip3p_physff'])}; wrote "

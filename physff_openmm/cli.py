@@ -529,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
         except KeyboardInterrupt as exc:
             if isinstance(exc, RunInterrupted):  # MD stopped at a clean point and says what it kept
-                print(f"{PROG}: {_one_line(exc)}".replace("continue with restart", "continue with --restart"), file=sys.stderr)
+                resume = f"; continue with --restart {exc.checkpoint}" if exc.checkpoint else ""
+                print(f"{PROG}: {_one_line(exc)}{resume}", file=sys.stderr)
             else:
                 print(f"{PROG}: interrupted; no partial output was kept", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -103,4 +103,9 @@ class ModelFailureError(SimulationError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C at a clean point; the message says what was kept."""
+    """A run stopped by Ctrl-C at a clean point; the message says what was kept, ``checkpoint``
+    the checkpoint file that continues it (None when none was written at the stop)."""
+
+    def __init__(self, message: str = "", checkpoint: str | None = None):
+        super().__init__(message)
+        self.checkpoint = checkpoint

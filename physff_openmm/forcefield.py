@@ -27,7 +27,8 @@ the System holds:
   molecules and other copies of itself): the physff charges, and per-atom
   Lennard-Jones parameters from :func:`atom_lennard_jones` (heavy atoms: the size of the
   model's own repulsive wall between two atoms of their class and the depth of its C6/C12
-  term; hydrogens: none), combined with the
+  term; hydrogens: none; both scaled within bounds by the model's lj_net where it has
+  one, fitted on NCIAtlas dimers with the charges), combined with the
   other atoms' parameters by the System's own rule (Lorentz-Berthelot in
   OpenMM's NonbondedForce) under its nonbonded method (cutoff, PME, LJPME,
   dispersion correction). The model's Gaussians between molecules are left out.
@@ -184,16 +185,7 @@ def wall_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
     and any other force field's atoms alike. A heavy atom whose energy never reaches the wall
     level (or whose C6/C12 term has no Lennard-Jones form) falls back to sigma_i^6 = C_1(ii)/C_0(ii)
     (epsilon 0 without a form). Accuracy against CCSD(T)/CBS with TIP3P water: docs/solvation.md.
-
-    Parameters
-    ----------
-    params : ParameterSet
-        One molecule's parameters.
-
-    Returns
-    -------
-    (numpy.ndarray, numpy.ndarray)
-        sigma (n,) in nm and epsilon (n,) in kJ/mol, in the molecule's atom order.
+    Arguments and units as :func:`atom_lennard_jones`.
     """
     cls = params.atom_classes
     diag = params.class_parameters[cls, cls]

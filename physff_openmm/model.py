@@ -390,8 +390,12 @@ def save_model_file(model: PhysFFModel, path: str | Path, metadata: dict[str, An
     return file_sha256(path)
 
 
-def load_model_file(path: str | Path) -> PhysFFModel:
-    """Load a model file written by :func:`save_model_file` (evaluation mode, float32 weights)."""
+def load_model_file(path: str | Path, *, sha256: str | None = None) -> PhysFFModel:
+    """Load a model file written by :func:`save_model_file` (evaluation mode, float32 weights).
+
+    ``sha256``: the file's hash when the caller has just computed it (the registry checks
+    shipped files against their recorded hash before reading them); otherwise it is computed.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist")
@@ -424,6 +428,6 @@ def load_model_file(path: str | Path) -> PhysFFModel:
     except RuntimeError as exc:
         raise ModelError(f"model file {str(path)!r} does not match its config: {exc}") from None
     model.metadata = dict(payload.get("metadata", {}))
-    model.file_hash = file_sha256(path)
+    model.file_hash = sha256 or file_sha256(path)
     model.eval()
     return model

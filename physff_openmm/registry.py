@@ -108,6 +108,7 @@ def load_model(model: str | Path | PhysFFModel = "default") -> PhysFFModel:
     with _lock:
         if key not in _cache:
             expected = _shipped().get(name, {}).get("sha256") if path.parent == MODELS_DIR else None
+            actual = None
             if expected:  # checked before reading: a damaged shipped file is named with its expected hash
                 actual = file_sha256(path)
                 if actual != expected:
@@ -115,7 +116,7 @@ def load_model(model: str | Path | PhysFFModel = "default") -> PhysFFModel:
                         f"shipped model {name!r} ({str(path)!r}) has sha256 {actual}, but models/index.json "
                         f"records {expected}: the file is damaged or was replaced; reinstall physff-openmm"
                     )
-            m = load_model_file(path)
+            m = load_model_file(path, sha256=actual)  # hashed once
             m.name = m.metadata.get("name", name)
             _cache[key] = m
         return _cache[key]

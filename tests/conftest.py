@@ -56,6 +56,23 @@ def test_model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def head_model_path(tmp_path_factory, test_model_path):
+    """The random test model with a random lj_net (per-atom Lennard-Jones factors far from zero), in a file."""
+    from physff_openmm.model import ModelConfig, PhysFFModel, load_model_file, save_model_file
+
+    base = load_model_file(test_model_path)
+    model = PhysFFModel(ModelConfig.from_dict({**base.config.to_dict(), "lj_hidden": 16}))
+    model.load_state_dict(base.state_dict(), strict=False)
+    torch.manual_seed(99)
+    with torch.no_grad():
+        model.lj_net[-1].weight.normal_(0.0, 1.0)
+        model.lj_net[-1].bias.normal_(0.0, 0.5)
+    path = tmp_path_factory.mktemp("head-model") / "test-head.pt"
+    save_model_file(model, path, {"name": "test-random-lj"})
+    return path
+
+
+@pytest.fixture(scope="session")
 def bound_model_path(tmp_path_factory):
     """The workflow tests' small random model whose bonds hold in MD (``test_workflows.write_bound_model``), in a file."""
     from test_workflows import write_bound_model

@@ -98,3 +98,22 @@ def test_water_charges_and_hydrogen_bond(NAME):
     assert q[0] < -0.3 and np.all(q[1:] > 0.15) and abs(q.sum()) < 1e-9
     res = wf.interaction_energy(water_dimer(), model=NAME, minimize=False, platform="Reference")
     assert -8.0 < res["interaction_energy_kcal_mol"] < -2.0, res
+
+
+def test_a_shipped_model_is_hashed_once_when_loaded(monkeypatch):
+    """The registry checks a shipped file's SHA-256 before reading it and hands that hash to the loader."""
+    import physff_openmm.model as model_module
+    import physff_openmm.registry as registry
+
+    calls = []
+
+    def counting(path):
+        calls.append(path)
+        return original(path)
+
+    original = model_module.file_sha256
+    monkeypatch.setattr(registry, "file_sha256", counting)
+    monkeypatch.setattr(model_module, "file_sha256", counting)
+    monkeypatch.setattr(registry, "_cache", {})
+    model = registry.load_model("default")
+    assert len(calls) == 1 and model.file_hash == INDEX[resolve_model("default")[0]]["sha256"]

@@ -207,9 +207,52 @@ def test_atom_lennard_jones_follows_the_stated_rule(generator, ligand, test_mode
         assert np.all((eps_kcal[~heavy] == 0) == (params.charges[~heavy] > 0))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ligand_water_interaction_is_coulomb_plus_lorentz_berthelot(generator, ligand, seed):
-    """Paracetamol + 4 TIP3P waters at 2.6-4 A from its atoms: E(complex) - E(ligand) - E(waters) = the rule."""
+def lj_net_reference(model_path, mol):
+    """ln factors (n, 2) of a model's lj_net for each atom, from its own float64 embedding (not the class mean)."""
+    import copy
+
+    import torch
+
+    from physff_openmm.graph import mol_to_graph
+    from physff_openmm.model import load_model_file
+
+    model = copy.deepcopy(load_model_file(model_path)).double()
+    g = mol_to_graph(mol)
+    with torch.no_grad():
+        h = model.embed(g.x.double(), g.edge_index, g.edge_attr.double())
+        t = torch.tanh(model.lj_net(h)).numpy()
+    return t * np.array([model.config.lj_sigma_range, model.config.lj_epsilon_range])
+
+
+def test_lj_net_scales_the_rule_within_its_bounds(head_model_path, ligand):
+    """A model with an lj_net: the wall rule (hydrogens a 1 A, 0.001 kcal/mol core; epsilon >= 0.001) times exp(factors)."""
+    from physff_openmm.forcefield import WALL_ENERGY_KCAL
+
+    for mol in (ligand, load_molecule("CC(=O)[O-]"), load_molecule("C[NH3+]")):
+        params = pf.parameterize(mol, model=head_model_path)
+        assert params.class_lj is not None
+        sigma_a, eps_kcal = physff_atom_lj(params)
+        ref_sigma, ref_eps = rule_reference(params, WALL_ENERGY_KCAL)
+        hydrogen = np.array([s == "H" for s in params.symbols])
+        ref_sigma[hydrogen], ref_eps[hydrogen] = 1.0, 0.001
+        ref_eps = np.maximum(ref_eps, 0.001)
+        f = lj_net_reference(head_model_path, mol)
+        np.testing.assert_allclose(sigma_a, ref_sigma * np.exp(f[:, 0]), atol=2e-3)
+        np.testing.assert_allclose(eps_kcal, ref_eps * np.exp(f[:, 1]), rtol=1e-6)
+        assert np.all(np.abs(f[:, 0]) <= 0.2) and np.all(np.abs(f[:, 1]) <= 2.0)
+        assert np.abs(f).max() > 0.05  # the random head moves the values: the factors are applied, not ignored
+
+
+@pytest.fixture(scope="module")
+def head_generator(head_model_path, ligand):
+    return pf.PhysFFTemplateGenerator([ligand], model=head_model_path)
+
+
+@pytest.mark.parametrize("which,seed", [("wall", 0), ("wall", 1), ("wall", 2), ("lj_net", 0)])
+def test_ligand_water_interaction_is_coulomb_plus_lorentz_berthelot(generator, head_generator, ligand, which, seed):
+    """Paracetamol + 4 TIP3P waters at 2.6-4 A from its atoms: E(complex) - E(ligand) - E(waters) = the rule
+    (a model without an lj_net and one with)."""
+    generator = head_generator if which == "lj_net" else generator
     rng = np.random.default_rng(seed)
     lig_pos = positions_angstrom(ligand)
     top_l = topology_from_mol(ligand)

@@ -188,6 +188,32 @@ def test_parameter_set_save_load_roundtrip(test_model_path, tmp_path):
     assert not list(tmp_path.glob("*partial*"))
 
 
+def test_lj_net_factors_survive_the_cache_files_and_the_model_file(head_model_path, test_model_path, tmp_path):
+    """A model's lj_net factors (one row per class) go through the cache, .npz, .json and a model file unchanged."""
+    from physff_openmm.model import load_model_file, save_model_file
+
+    mol = load_molecule("CC(=O)Nc1ccc(O)cc1")
+    first = pf.parameterize(mol, model=head_model_path, cache=tmp_path / "cache")
+    assert first.class_lj.shape == (first.n_classes, 2) and np.any(first.class_lj != 0)
+    perm = np.random.default_rng(5).permutation(mol.GetNumAtoms()).tolist()
+    hit = pf.parameterize(Chem.RenumberAtoms(mol, perm), model=head_model_path, cache=tmp_path / "cache")
+    assert hit.metadata["cache_hit"] is True
+    np.testing.assert_array_equal(hit.class_lj[hit.atom_classes], first.class_lj[first.atom_classes][perm])
+    for name in ("p.npz", "p.json"):
+        first.save(tmp_path / name)
+        np.testing.assert_array_equal(pf.ParameterSet.load(tmp_path / name).class_lj, first.class_lj)
+    assert pf.parameterize(mol, model=test_model_path).class_lj is None  # no lj_net: none, and none on disk
+    plain = pf.parameterize(mol, model=test_model_path)
+    plain.save(tmp_path / "plain.npz")
+    plain.save(tmp_path / "plain.json")
+    assert pf.ParameterSet.load(tmp_path / "plain.npz").class_lj is None
+    assert pf.ParameterSet.load(tmp_path / "plain.json").class_lj is None
+    model = load_model_file(head_model_path)
+    save_model_file(model, tmp_path / "again.pt")
+    again = pf.parameterize(mol, model=tmp_path / "again.pt", cache=False)
+    np.testing.assert_array_equal(again.class_lj, pf.parameterize(mol, model=head_model_path, cache=False).class_lj)
+
+
 def test_reference_energy_uses_energy_offset(test_model_path):
     mol = ensure_conformer(load_molecule("CCO"))
     p = pf.parameterize(mol, model=test_model_path)

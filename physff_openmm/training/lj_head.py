@@ -40,7 +40,15 @@ from ..units import ANGSTROM_TO_NM, COULOMB_KCAL_ANGSTROM, HARTREE_TO_KCAL, KJ_T
 from .config import LJHeadConfig
 from .dataset import MoleculeRecord
 
-__all__ = ["tip3p_water", "DimerBatch", "dimer_batch", "interaction_energies", "dimer_errors", "train_lj_head"]
+__all__ = [
+    "tip3p_water",
+    "DimerBatch",
+    "dimer_batch",
+    "rule_sigma_epsilon",
+    "interaction_energies",
+    "dimer_errors",
+    "train_lj_head",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +183,9 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
     )
 
 
-def _sigma_epsilon(model: PhysFFModel, batch: DimerBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def rule_sigma_epsilon(model: PhysFFModel, batch: DimerBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each atom's sigma (Angstrom) and epsilon (kcal/mol): the rule's base times ``model``'s lj_net factors
+    (float64 lj_net), TIP3P's own for water."""
     f = model.lj_log_factors(batch.h)
     sigma = torch.where(batch.learned, batch.base_sigma * torch.exp(f[:, 0]), batch.base_sigma)
     eps = torch.where(batch.learned, batch.base_epsilon * torch.exp(f[:, 1]), batch.base_epsilon)
@@ -244,7 +254,7 @@ def train_lj_head(
 
     def errors() -> dict[str, Any]:
         with torch.no_grad():
-            return {k: dimer_errors(b, interaction_energies(b, *_sigma_epsilon(model, b)))
+            return {k: dimer_errors(b, interaction_energies(b, *rule_sigma_epsilon(model, b)))
                     for k, b in batches.items() if b is not None}
 
     before = errors()
@@ -254,7 +264,7 @@ def train_lj_head(
     loss = torch.tensor(math.nan)
     for step in range(cfg.steps):
         opt.zero_grad()
-        e = interaction_energies(b, *_sigma_epsilon(model, b))
+        e = interaction_energies(b, *rule_sigma_epsilon(model, b))
         loss = (weight * torch.nn.functional.huber_loss(e, b.reference, reduction="none", delta=cfg.huber_delta)).mean()
         loss.backward()
         opt.step()

@@ -479,11 +479,13 @@ def run_md(
                     done += n
                     bar.update(n)
                     if interrupted() and done < steps:
-                        saved = ""
+                        saved, path = "", None
                         if checkpoint is not None:
                             save_checkpoint(sim, outputs["checkpoint"])
-                            saved = f"; the checkpoint {str(outputs['checkpoint'])!r} holds step {sim.currentStep}: continue with restart"
-                        raise RunInterrupted(f"interrupted at step {sim.currentStep}; {kept(sim.currentStep)}{saved}")
+                            path = str(outputs["checkpoint"])
+                            saved = f"; the checkpoint {path!r} holds step {sim.currentStep}"
+                        raise RunInterrupted(f"interrupted at step {sim.currentStep}; {kept(sim.currentStep)}{saved}",
+                                             checkpoint=path)
             if watch.failure is not None:
                 raise ModelFailureError(f"{watch.failure}; the run stopped, {kept(sim.currentStep)}",
                                         bond=watch.failure.bond, change=watch.failure.change)

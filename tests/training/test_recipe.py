@@ -48,6 +48,9 @@ def test_default_recipe_config_loads():
                         DefaultModelConfig)
     assert extra.finetune.loss.relative_forces_weight > 0 and extra.finetune.refit_linear
     assert set(cfg.public.fractions) == {"conformers", "torsions", "ncia"}
+    assert cfg.lj_head.hidden > 0 and empty.lj_head.hidden == 0  # the lj_net phase: where the recipe asks for it
+    with pytest.raises(ConfigError, match="lj_head: need"):
+        load_config({"lj_head": {"hidden": 8, "lr": 0.0}}, DefaultModelConfig)
     with pytest.raises(ConfigError, match="public.fractionz"):
         load_config({"public": {"fractionz": {}}}, DefaultModelConfig)
     with pytest.raises(ConfigError, match="torsion_scans: need"):
@@ -78,6 +81,7 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
     assert script.FINETUNE_SHARDS == ("torsion_scans",)
+    assert script.LJ_START == "finetune/finetune.pt"  # the lj_net phase starts from the fine-tuned model
     # a continued model keeps the phases of the file it started from, wherever that file keeps them
     one = {"mae": 1.0}
     assert script._phase_history({"metrics": {"test": 2.0}}, "finetune", one) == {"stage2": {"test": 2.0}, "finetune": one}
