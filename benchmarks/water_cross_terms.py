@@ -50,7 +50,8 @@ TARGET_RMSE = 1.5
 COLLAPSE_MARGIN = 1.0
 CROSS_TERM_RULE = ("physff charges and per-atom Lennard-Jones (physff_openmm.forcefield.atom_lennard_jones): heavy atoms "
                    "sigma where the model's own same-class pair energy between molecules (no Coulomb) falls to "
-                   "WALL_ENERGY_KCAL, epsilon = C_0(ii)^2/(4 C_1(ii)); hydrogens no LJ; a model with an lj_net: hydrogens "
+                   "WALL_ENERGY_KCAL, epsilon = C_0(ii)^2/(4 C_1(ii)); hydrogens no LJ (a 1 A / 0.0157 kcal/mol core where "
+                   "the charge is not positive); a model with an lj_net: hydrogens "
                    "a core of sigma 1 A and epsilon 0.001 kcal/mol, epsilon at least 0.001, then sigma and epsilon times "
                    "the lj_net's factors of the atom's class; Lorentz-Berthelot with TIP3P")
 METHODS = {"tip3p_physff": "TIP3P water + physff partner", "physff": "all physff", "mmff94": "all MMFF94"}

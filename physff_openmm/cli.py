@@ -33,6 +33,7 @@ import importlib
 import json
 import math
 import os
+import shlex
 import sys
 import traceback
 import warnings
@@ -529,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
         except KeyboardInterrupt as exc:
             if isinstance(exc, RunInterrupted):  # MD stopped at a clean point and says what it kept
-                resume = f"; continue with --restart {exc.checkpoint}" if exc.checkpoint else ""
+                resume = f"; continue with --restart {shlex.quote(exc.checkpoint)}" if exc.checkpoint else ""
                 print(f"{PROG}: {_one_line(exc)}{resume}", file=sys.stderr)
             else:
                 print(f"{PROG}: interrupted; no partial output was kept", file=sys.stderr)

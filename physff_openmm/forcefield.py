@@ -27,8 +27,9 @@ the System holds:
   molecules and other copies of itself): the physff charges, and per-atom
   Lennard-Jones parameters from :func:`atom_lennard_jones` (heavy atoms: the size of the
   model's own repulsive wall between two atoms of their class and the depth of its C6/C12
-  term; hydrogens: none; both scaled within bounds by the model's lj_net where it has
-  one, fitted on NCIAtlas dimers with the charges), combined with the
+  term; hydrogens: none, or a small core where the charge is not positive; with a model's
+  lj_net, hydrogens a small core and everything scaled within bounds by the net, fitted on
+  NCIAtlas dimers with the charges), combined with the
   other atoms' parameters by the System's own rule (Lorentz-Berthelot in
   OpenMM's NonbondedForce) under its nonbonded method (cutoff, PME, LJPME,
   dispersion correction). The model's Gaussians between molecules are left out.

@@ -72,7 +72,8 @@ class ModelConfig:
         0: no head.
     lj_sigma_range, lj_epsilon_range : float
         lj_net changes ln(sigma) by at most ``lj_sigma_range`` and ln(epsilon) by at most
-        ``lj_epsilon_range`` from the rule's values.
+        ``lj_epsilon_range`` from the base values it scales
+        (:func:`physff_openmm.forcefield.lj_head_base`).
     """
 
     hidden: int = 128
@@ -268,7 +269,8 @@ class PhysFFModel(nn.Module):
         if self.lj_net is None:
             return None
         c = self.config
-        t = torch.tanh(self.lj_net(h).to(torch.float64))
+        w = next(self.lj_net.parameters())
+        t = torch.tanh(self.lj_net(h.to(w.dtype)).to(torch.float64))
         return t * torch.tensor([c.lj_sigma_range, c.lj_epsilon_range], dtype=torch.float64, device=t.device)
 
     def pair_parameters(self, h_i: Tensor, h_j: Tensor, e_ij: Tensor) -> Tensor:

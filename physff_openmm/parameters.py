@@ -415,7 +415,7 @@ def _cache_load(path: Path, mol: Chem.Mol, ranks: np.ndarray) -> dict[str, Any] 
             stacklevel=3,
         )
         return None
-    if len(c["charges"]) != len(ranks):
+    if len(c["charges"]) != len(ranks) or len(c["lj"]) not in (0, len(c["table"])):
         return None
     pairs = intramolecular_pairs(mol)
     if len(pairs) != len(c["pairs"]):

@@ -117,3 +117,18 @@ def test_a_shipped_model_is_hashed_once_when_loaded(monkeypatch):
     monkeypatch.setattr(registry, "_cache", {})
     model = registry.load_model("default")
     assert len(calls) == 1 and model.file_hash == INDEX[resolve_model("default")[0]]["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("NAME", SHIPPED)
+def test_the_shipped_model_runs_a_ligand_in_water(NAME, tmp_path):
+    """Paracetamol in TIP3P with the shipped model's own per-atom rule (lj_net): 4 ps NPT, bonds kept, water-like box."""
+    from physff_openmm import workflows as wf
+
+    res = wf.run_md("CC(=O)Nc1ccc(O)cc1", 2000, model=NAME, solvent="tip3p", padding_nm=0.8, platform="CPU",
+                    seed=7, report_interval=100, report_csv=tmp_path / "md.csv")
+    assert abs(res["max_bond_change"]) < 0.3
+    report = wf.read_report_csv(tmp_path / "md.csv")
+    late = report["Time (ps)"] >= 2.0
+    assert 0.9 < float(np.mean(report["Density (g/mL)"][late])) < 1.1  # 4 ps: near water's density, not yet equilibrated
+    assert np.all(np.isfinite(report["Potential Energy (kJ/mole)"]))

@@ -239,8 +239,8 @@ def test_lj_net_scales_the_rule_within_its_bounds(head_model_path, ligand):
         f = lj_net_reference(head_model_path, mol)
         np.testing.assert_allclose(sigma_a, ref_sigma * np.exp(f[:, 0]), atol=2e-3)
         np.testing.assert_allclose(eps_kcal, ref_eps * np.exp(f[:, 1]), rtol=1e-6)
-        assert np.all(np.abs(f[:, 0]) <= 0.2) and np.all(np.abs(f[:, 1]) <= 2.0)
-        assert np.abs(f).max() > 0.05  # the random head moves the values: the factors are applied, not ignored
+        assert np.all(np.abs(params.class_lj[:, 0]) <= 0.2) and np.all(np.abs(params.class_lj[:, 1]) <= 2.0)
+        assert np.abs(params.class_lj).max() > 0.05  # the random head moves the values: applied, not ignored
 
 
 @pytest.fixture(scope="module")

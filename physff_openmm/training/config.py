@@ -461,7 +461,8 @@ class LJHeadConfig:
     hidden : int
         Width of lj_net (0: no lj_net, no phase).
     sigma_range, epsilon_range : float
-        Largest change of ln(sigma) and ln(epsilon) from the rule's values.
+        Largest change of ln(sigma) and ln(epsilon) from the base values
+        (:func:`physff_openmm.forcefield.lj_head_base`).
     steps : int
         Full-batch Adam steps.
     lr : float

@@ -232,7 +232,11 @@ def train_lj_head(
 ) -> dict[str, Any]:
     """Give ``model`` an lj_net of ``config.hidden`` fitted on the ``train`` dimers (rest of the model frozen).
 
-    Returns the errors (kcal/mol) on ``train`` and ``val`` before and after, with the settings.
+    ``model`` is changed in place (pass a copy to keep the original): it gets the head, its
+    config the head's settings, and it is no longer the model of its file (``file_hash``
+    None, so its parameters are not taken from the disk cache). Returns the errors
+    (kcal/mol) on ``train`` and ``val`` with the base values (``before``: head at zero) and
+    after fitting, with the settings.
     """
     cfg = config
     if cfg.hidden <= 0:
@@ -262,18 +266,21 @@ def train_lj_head(
     weight = 1.0 / (1.0 + b.reference.abs() / cfg.energy_scale)
     opt = torch.optim.Adam(model.lj_net.parameters(), lr=cfg.lr)
     loss = torch.tensor(math.nan)
-    for step in range(cfg.steps):
-        opt.zero_grad()
-        e = interaction_energies(b, *rule_sigma_epsilon(model, b))
-        loss = (weight * torch.nn.functional.huber_loss(e, b.reference, reduction="none", delta=cfg.huber_delta)).mean()
-        loss.backward()
-        opt.step()
-        if step % 100 == 0:
-            logger.info("lj_head step %d: loss %.4f", step, float(loss.detach()))
-    after = errors()
-    model.lj_net = model.lj_net.float()
-    for p in model.lj_net.parameters():
-        p.requires_grad_(False)
+    try:
+        for step in range(cfg.steps):
+            opt.zero_grad()
+            e = interaction_energies(b, *rule_sigma_epsilon(model, b))
+            loss = (weight * torch.nn.functional.huber_loss(e, b.reference, reduction="none",
+                                                            delta=cfg.huber_delta)).mean()
+            loss.backward()
+            opt.step()
+            if step % 100 == 0:
+                logger.info("lj_head step %d: loss %.4f", step, float(loss.detach()))
+        after = errors()
+    finally:  # float32 like the rest of the weights, whatever happened
+        model.lj_net = model.lj_net.float()
+        for p in model.lj_net.parameters():
+            p.requires_grad_(False)
     logger.info("lj_head: %s", {k: {m: v[m] for m in ("rmse_equilibrium", "rmse_equilibrium_water")} for k, v in after.items()})
     return {"before": before, "after": after, "final_loss": float(loss.detach()), "steps": cfg.steps,
             "seconds": time.perf_counter() - t0}

@@ -492,9 +492,11 @@ def run_md(
         except RunInterrupted:
             raise
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: at once, mid-step
+            saved = checkpoint is not None and Path(outputs["checkpoint"]).is_file()
             raise RunInterrupted(
                 f"interrupted at step {sim.currentStep}; {kept(sim.currentStep)}"
-                + (f"; the checkpoint {str(outputs['checkpoint'])!r} holds the last periodic save" if checkpoint else "")
+                + (f"; the checkpoint {str(outputs['checkpoint'])!r} holds the last periodic save" if saved else ""),
+                checkpoint=str(outputs["checkpoint"]) if saved else None,
             ) from None
         except (ValueError, openmm.OpenMMException) as exc:  # StateDataReporter: "Energy is NaN"; NaN coordinates
             raise SimulationError(

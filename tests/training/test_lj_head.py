@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import openmm
 import pytest
@@ -103,7 +101,7 @@ def test_phase_energies_are_the_runtime_rule(head_model_path, partner):
     model = load_model_file(head_model_path)
     batch = dimer_batch([rec], model)
     with torch.no_grad():
-        mine = interaction_energies(batch, *rule_sigma_epsilon(copy.deepcopy(model).double(), batch)).numpy()
+        mine = interaction_energies(batch, *rule_sigma_epsilon(model, batch)).numpy()  # float32 head, float64 data
     # the partner's atoms come first in the record, as in the OpenMM topology
     expected = _openmm_interaction(partner, head_model_path, np.asarray(rec.positions))
     np.testing.assert_allclose(mine, expected, rtol=ENERGY_TOL, atol=1e-8)
@@ -115,13 +113,14 @@ def test_fitting_lowers_the_error_and_marks_the_model_changed(test_model_path):
     val = [_dimer("CCO", "v0", 7)]
     model = load_model_file(test_model_path)
     assert model.lj_net is None and model.file_hash is not None
+    assert pf.parameterize("CCO", model=model).class_lj is None  # leaves a cache entry and a float64 twin behind
     cfg = LJHeadConfig(hidden=8, steps=60, lr=1e-2, sigma_range=0.3, epsilon_range=1.5)
     out = train_lj_head(model, train, val, cfg)
     before, after = out["before"]["train"], out["after"]["train"]
     assert after["rmse_all_frames"] < before["rmse_all_frames"]
     assert model.lj_net is not None and model.config.lj_hidden == 8
     assert model.file_hash is None  # no longer the file's model: parameters are not taken from the cache
-    params = pf.parameterize("CCO", model=model)
+    params = pf.parameterize("CCO", model=model)  # neither the cache entry nor the twin of before is used
     assert params.class_lj is not None and params.class_lj.shape == (params.n_classes, 2)
     assert np.all(np.abs(params.class_lj[:, 0]) <= 0.3) and np.all(np.abs(params.class_lj[:, 1]) <= 1.5)
     assert np.any(params.class_lj != 0.0)
