@@ -206,10 +206,7 @@ class PhysFFModel(nn.Module):
         # head of the per-atom Lennard-Jones terms with other force fields' atoms (optional)
         self.lj_net = None
         if c.lj_hidden > 0:
-            self.lj_net = nn.Sequential(nn.Linear(c.hidden, c.lj_hidden), nn.SiLU(), nn.Linear(c.lj_hidden, 2))
-            with torch.no_grad():  # an untrained head leaves the rule's values as they are
-                self.lj_net[-1].weight.zero_()
-                self.lj_net[-1].bias.zero_()
+            self.add_lj_net(c.lj_hidden, c.lj_sigma_range, c.lj_epsilon_range)
         with torch.no_grad():  # start from small parameters; feats_net's last layer near zero
             self.feats_net[-1].weight.mul_(0.01)
             self.feats_net[-1].bias.zero_()
@@ -261,6 +258,17 @@ class PhysFFModel(nn.Module):
         count = torch.zeros(n_frag, dtype=q.dtype, device=q.device).index_add_(0, fragment_index, torch.ones_like(q))
         shift = (fragment_charge.to(q.dtype) - total) / count
         return q + shift[fragment_index]
+
+    def add_lj_net(self, hidden: int, sigma_range: float, epsilon_range: float) -> None:
+        """Give the model a new lj_net of width ``hidden`` (config updated), its output layer at zero,
+        so that it leaves the rule's base values as they are until trained."""
+        self.config.lj_hidden = int(hidden)
+        self.config.lj_sigma_range = float(sigma_range)
+        self.config.lj_epsilon_range = float(epsilon_range)
+        self.lj_net = nn.Sequential(nn.Linear(self.config.hidden, int(hidden)), nn.SiLU(), nn.Linear(int(hidden), 2))
+        with torch.no_grad():
+            self.lj_net[-1].weight.zero_()
+            self.lj_net[-1].bias.zero_()
 
     def lj_log_factors(self, h: Tensor) -> Tensor | None:
         """(n, 2) float64: ln of the factors on each atom's Lennard-Jones sigma and epsilon of the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from openmm import app
 
 #: A hydrogen-bonded water dimer: O...O 2.91 A, the donor O-H pointing at the acceptor O.
 #: Atom order as ``load_molecule("O.O")`` gives it: O, O, then the hydrogens of the first and of the second.
@@ -24,3 +25,32 @@ def water_dimer():
     water = load_molecule("O.O")
     assert [a.GetSymbol() for a in water.GetAtoms()] == ["O", "O", "H", "H", "H", "H"]
     return with_positions(water, WATER_DIMER_XYZ)
+
+
+def water_residue(top: app.Topology, chain=None):
+    """Append a TIP3P-named water (HOH: O, H1, H2, two bonds) to a Topology."""
+    chain = chain or top.addChain()
+    res = top.addResidue("HOH", chain)
+    o = top.addAtom("O", app.element.oxygen, res)
+    h1 = top.addAtom("H1", app.element.hydrogen, res)
+    h2 = top.addAtom("H2", app.element.hydrogen, res)
+    top.addBond(o, h1)
+    top.addBond(o, h2)
+    return res
+
+
+def merged(*parts):
+    """One Topology from several (Topology, positions) parts, atoms in order."""
+    top = app.Topology()
+    pos = []
+    for part_top, part_pos in parts:
+        chain = top.addChain()
+        atoms = {}
+        for res in part_top.residues():
+            new = top.addResidue(res.name, chain)
+            for atom in res.atoms():
+                atoms[atom] = top.addAtom(atom.name, atom.element, new)
+        for a, b in part_top.bonds():
+            top.addBond(atoms[a], atoms[b])
+        pos.append(np.asarray(part_pos))
+    return top, np.concatenate(pos)

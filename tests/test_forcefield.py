@@ -23,6 +23,7 @@ from physff_openmm.molecule import ensure_conformer, load_molecule, positions_an
 from physff_openmm.workflows.simulation import topology_from_mol
 
 from reference_energy import KE, gaussians, reference_energy, switch
+from structures import merged, water_residue
 
 # tolerances, with units
 REL_ENERGY_TOL = 1e-6  # relative: ForceField System vs create_system (the contract), Reference platform
@@ -60,18 +61,6 @@ def state(system, positions_a, platform="Reference"):
     return e, np.asarray(f)
 
 
-def water_residue(top: app.Topology, chain=None):
-    """Append a TIP3P-named water (HOH: O, H1, H2, two bonds) to a Topology."""
-    chain = chain or top.addChain()
-    res = top.addResidue("HOH", chain)
-    o = top.addAtom("O", app.element.oxygen, res)
-    h1 = top.addAtom("H1", app.element.hydrogen, res)
-    h2 = top.addAtom("H2", app.element.hydrogen, res)
-    top.addBond(o, h1)
-    top.addBond(o, h2)
-    return res
-
-
 def water_positions(o_a, rng) -> np.ndarray:
     """(3, 3) Angstrom: a TIP3P-shaped water with its O at ``o_a``, randomly oriented."""
     half = math.radians(TIP3P_HOH_DEG / 2)
@@ -79,23 +68,6 @@ def water_positions(o_a, rng) -> np.ndarray:
                       [-TIP3P_OH_A * math.sin(half), 0, TIP3P_OH_A * math.cos(half)]])
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     return local @ q.T + np.asarray(o_a)
-
-
-def merged(*parts):
-    """One Topology from several (Topology, positions) parts, atoms in order."""
-    top = app.Topology()
-    pos = []
-    for part_top, part_pos in parts:
-        chain = top.addChain()
-        atoms = {}
-        for res in part_top.residues():
-            new = top.addResidue(res.name, chain)
-            for atom in res.atoms():
-                atoms[atom] = top.addAtom(atom.name, atom.element, new)
-        for a, b in part_top.bonds():
-            top.addBond(atoms[a], atoms[b])
-        pos.append(np.asarray(part_pos))
-    return top, np.concatenate(pos)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ validation part is reported), read by :func:`physff_openmm.training.recipe.read_
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -35,7 +34,7 @@ from ..errors import PhysFFError
 from ..forcefield import lj_head_base
 from ..graph import mol_to_graph
 from ..model import PhysFFModel
-from ..parameters import class_embeddings, parameterize
+from ..parameters import _float64_copy, class_embeddings, parameterize
 from ..units import ANGSTROM_TO_NM, COULOMB_KCAL_ANGSTROM, HARTREE_TO_KCAL, KJ_TO_KCAL
 from .config import LJHeadConfig
 from .dataset import MoleculeRecord
@@ -121,10 +120,6 @@ class DimerBatch:
 def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerBatch:
     """The dimers of ``records`` (two fragments, ``interaction_energy`` set) with ``model``'s charges,
     class embeddings and base Lennard-Jones values; a dimer the model cannot parameterize is left out."""
-    frozen = copy.deepcopy(model).double().eval()
-    frozen.__dict__.pop("_float64_copy", None)  # parameterize makes its own from these weights
-    for p in frozen.parameters():
-        p.requires_grad_(False)
     tip = tip3p_water()
     cols: dict[str, list] = {k: [] for k in ("h", "bs", "be", "learned", "pa", "pb", "pf", "r", "coul", "ref", "s", "rec")}
     names, water = [], []
@@ -133,11 +128,11 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
     for rec in records:
         mol = rec.to_rdkit()
         try:
-            params = parameterize(mol, model=frozen, cache=False)
+            params = parameterize(mol, model=model, cache=False)
         except PhysFFError:
             skipped += 1
             continue
-        classes, hc = class_embeddings(mol_to_graph(mol), frozen)
+        classes, hc = class_embeddings(mol_to_graph(mol), _float64_copy(model))  # parameterize's own float64 twin
         sigma, eps = lj_head_base(params)
         sigma, eps, q = sigma / ANGSTROM_TO_NM, eps * KJ_TO_KCAL, params.charges.copy()
         symbols = params.symbols
@@ -244,14 +239,8 @@ def train_lj_head(
     t0 = time.perf_counter()
     batches = {"train": dimer_batch(train, model), "val": dimer_batch(val, model) if len(val) else None}
     torch.manual_seed(cfg.seed)
-    model.config.lj_hidden = int(cfg.hidden)
-    model.config.lj_sigma_range = float(cfg.sigma_range)
-    model.config.lj_epsilon_range = float(cfg.epsilon_range)
-    head = torch.nn.Sequential(torch.nn.Linear(model.config.hidden, cfg.hidden), torch.nn.SiLU(), torch.nn.Linear(cfg.hidden, 2))
-    with torch.no_grad():  # start from the rule's own values
-        head[-1].weight.zero_()
-        head[-1].bias.zero_()
-    model.lj_net = head.double()
+    model.add_lj_net(cfg.hidden, cfg.sigma_range, cfg.epsilon_range)  # starts from the base values
+    model.lj_net = model.lj_net.double()
     # the model is no longer the one its file holds: no cached parameters or float64 twin of that file
     model.file_hash = None
     model.__dict__.pop("_float64_copy", None)

@@ -19,6 +19,7 @@ from physff_openmm.training.lj_head import (
     tip3p_water,
     train_lj_head,
 )
+from structures import merged, water_residue
 
 # TIP3P as openmm/app/data/amber14/tip3p.xml states it (Jorgensen et al. 1983)
 TIP3P = {"O": (-0.834, 3.1507524065751241, 0.635968 / 4.184), "H": (0.417, 10.0, 0.0)}  # H: sigma 1 nm, epsilon 0
@@ -67,20 +68,9 @@ def _openmm_interaction(partner: str, model_path, frames: np.ndarray) -> np.ndar
     ff.registerTemplateGenerator(gen.generator)
     top_a = topology_from_mol(mol)
     top_w = app.Topology()
-    res = top_w.addResidue("HOH", top_w.addChain())
-    o = top_w.addAtom("O", app.element.oxygen, res)
-    for n in ("H1", "H2"):
-        top_w.addBond(o, top_w.addAtom(n, app.element.hydrogen, res))
-    top = app.Topology()
-    for part in (top_a, top_w):
-        chain, new = top.addChain(), {}
-        for r in part.residues():
-            nr = top.addResidue(r.name, chain)
-            for at in r.atoms():
-                new[at] = top.addAtom(at.name, at.element, nr)
-        for x, y in part.bonds():
-            top.addBond(new[x], new[y])
+    water_residue(top_w)
     n_a = mol.GetNumAtoms()
+    top, _ = merged((top_a, frames[0, :n_a]), (top_w, frames[0, n_a:]))
 
     def energies(t, xs):
         system = ff.createSystem(t, nonbondedMethod=app.NoCutoff, rigidWater=False)
