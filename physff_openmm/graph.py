@@ -10,6 +10,10 @@ bond features, the topological distance class (1, 2, 3, 4, 5, >= 6 bonds within
 one molecule, or different molecules), whether i and j share a ring, and, for
 covalent pairs, the reference length of the bond (:func:`reference_bond_length`,
 Angstrom; 0 otherwise), around which the covalent core's minimum is placed.
+
+Path atoms (:func:`path_atoms`): for a 1-3 pair the middle atom, for a 1-4 pair the
+two atoms of the central bond, averaged over the shortest paths between i and j;
+a model built with ``path_embeddings`` adds their embeddings to feats_net's input.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "pair_features",
     "intramolecular_pairs",
     "intermolecular_pair_features",
+    "path_atoms",
     "bond_features",
     "covalent_pairs",
     "mol_to_graph",
@@ -210,6 +215,50 @@ def intramolecular_pairs(mol: Chem.Mol) -> np.ndarray:
     return np.stack([iu[same], ju[same]], axis=1).astype(np.int64).reshape(-1, 2)
 
 
+def path_atoms(mol: Chem.Mol, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inner atoms of the shortest paths of 1-3 and 1-4 pairs, as a sparse (P, n) matrix.
+
+    Returns ``(row, atom, weight)``: pair ``pairs[row]`` has inner atom ``atom`` with weight
+    ``weight`` (float32), the atom's share of the pair's shortest paths (1 for the middle atom
+    of a 1-3 pair with one path; 1 for each atom of the central bond of a 1-4 pair with one
+    path; divided by the number of paths where there are several, as across a ring). Other
+    pairs have no entries. Symmetric in i and j; the path embedding of pair ``p`` is
+    ``sum(weight * h[atom])`` over its entries.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    rows: list[int] = []
+    atoms: list[int] = []
+    weights: list[float] = []
+    if not len(pairs):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    dist = _topology(mol)[0][pairs[:, 0], pairs[:, 1]]
+    neighbours = [frozenset(n.GetIdx() for n in a.GetNeighbors()) for a in mol.GetAtoms()]
+    for p in np.flatnonzero((dist == 2) | (dist == 3)).tolist():  # a few per atom: the loop is short
+        i, j = int(pairs[p, 0]), int(pairs[p, 1])
+        middle = neighbours[i] & neighbours[j]
+        if middle:  # 1-3
+            for k in sorted(middle):
+                rows.append(p)
+                atoms.append(k)
+                weights.append(1.0 / len(middle))
+            continue
+        paths = [(k, l) for k in sorted(neighbours[i]) for l in sorted(neighbours[k] & neighbours[j]) if l != i]
+        if paths:  # 1-4 (i-k-l-j)
+            share: dict[int, float] = {}
+            for k, l in paths:
+                share[k] = share.get(k, 0.0) + 1.0 / len(paths)
+                share[l] = share.get(l, 0.0) + 1.0 / len(paths)
+            for a in sorted(share):
+                rows.append(p)
+                atoms.append(a)
+                weights.append(share[a])
+    return (
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(atoms, dtype=np.int64),
+        np.asarray(weights, dtype=np.float32),
+    )
+
+
 def intermolecular_pair_features() -> np.ndarray:
     """(PAIR_FEATURES,) float32 features of a pair of atoms in different molecules (all such pairs share them)."""
     out = np.zeros(PAIR_FEATURES, dtype=np.float32)
@@ -227,8 +276,10 @@ class MolGraph(Data):
         return super().__cat_dim__(key, value, *args, **kwargs)
 
     def __inc__(self, key, value, *args, **kwargs):
-        if key in ("bond_index", "pair_index", "edge_index"):
+        if key in ("bond_index", "pair_index", "edge_index", "path_atom"):
             return self.num_nodes
+        if key == "path_pair":
+            return self.pair_index.shape[0]
         if key == "fragment_index":
             return self.fragment_charge.numel()
         return 0
@@ -243,7 +294,9 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
         Molecule with explicit hydrogens (one or several fragments).
     with_pairs : bool
         Also store every atom pair i < j (``pair_index`` (P, 2) and its pair
-        features ``pair_attr`` (P, PAIR_FEATURES)), as training needs for whole-molecule energies.
+        features ``pair_attr`` (P, PAIR_FEATURES)) and their path atoms (``path_pair``,
+        ``path_atom``, ``path_weight``, :func:`path_atoms`), as training needs for
+        whole-molecule energies.
 
     Returns
     -------
@@ -285,4 +338,6 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
         pair_index = np.stack([iu, ju], axis=1).astype(np.int64).reshape(-1, 2)
         data.pair_index = torch.from_numpy(pair_index)
         data.pair_attr = torch.from_numpy(pair_features(mol, pair_index))
+        row, atom, weight = path_atoms(mol, pair_index)
+        data.path_pair, data.path_atom, data.path_weight = map(torch.from_numpy, (row, atom, weight))
     return data

@@ -70,6 +70,9 @@ class ModelConfig:
         Width of lj_net, the head that adjusts each atom's Lennard-Jones sigma and epsilon
         for pairs with other force fields' atoms (:func:`physff_openmm.forcefield.atom_lennard_jones`);
         0: no head.
+    path_embeddings : bool
+        feats_net also sees the embeddings of the inner atoms of a 1-3 or 1-4 pair's shortest
+        paths (:func:`physff_openmm.graph.path_atoms`): the middle atom, the central bond.
     lj_sigma_range, lj_epsilon_range : float
         lj_net changes ln(sigma) by at most ``lj_sigma_range`` and ln(epsilon) by at most
         ``lj_epsilon_range`` from the base values it scales
@@ -90,6 +93,7 @@ class ModelConfig:
     covalent_depth_ref: float = 20.0
     covalent_bound: float = 11.0
     covalent_amplitude_max: float = 100.0
+    path_embeddings: bool = False
     lj_hidden: int = 0
     lj_sigma_range: float = 0.2
     lj_epsilon_range: float = 2.0
@@ -202,7 +206,8 @@ class PhysFFModel(nn.Module):
         self.bond_head = _mlp(2 * c.hidden + c.bond_features, c.hidden, 1)
         # stage 2 heads
         self.charge_net = _mlp(c.hidden, c.hidden, 1)
-        self.feats_net = _mlp(2 * c.hidden + c.pair_features, c.pair_hidden, energy.N_PARAMETERS)
+        n_path = c.hidden if c.path_embeddings else 0
+        self.feats_net = _mlp(2 * c.hidden + c.pair_features + n_path, c.pair_hidden, energy.N_PARAMETERS)
         # head of the per-atom Lennard-Jones terms with other force fields' atoms (optional)
         self.lj_net = None
         if c.lj_hidden > 0:
@@ -231,9 +236,40 @@ class PhysFFModel(nn.Module):
         return h
 
     @staticmethod
-    def _pair_input(h_i: Tensor, h_j: Tensor, e_ij: Tensor) -> Tensor:
-        # symmetric in i and j by construction
-        return torch.cat([h_i + h_j, h_i * h_j, e_ij], dim=-1)
+    def _pair_input(h_i: Tensor, h_j: Tensor, e_ij: Tensor, h_path: Tensor | None = None) -> Tensor:
+        # symmetric in i and j by construction (h_path is: a sum over the pair's shortest paths)
+        parts = [h_i + h_j, h_i * h_j, e_ij.to(h_i.dtype)]
+        if h_path is not None:
+            parts.append(h_path)
+        return torch.cat(parts, dim=-1)
+
+    def path_embeddings(self, h: Tensor, path_pair: Tensor, path_atom: Tensor, path_weight: Tensor, n_pairs: int) -> Tensor | None:
+        """(n_pairs, hidden) the weighted sum of each pair's path atoms' embeddings
+        (:func:`physff_openmm.graph.path_atoms`); None for a model built without them."""
+        if not self.config.path_embeddings:
+            return None
+        out = torch.zeros(n_pairs, h.shape[1], dtype=h.dtype, device=h.device)
+        return out.index_add_(0, path_pair, h[path_atom] * path_weight.to(h.dtype).unsqueeze(1))
+
+    def graph_path_embeddings(self, h: Tensor, data) -> Tensor | None:
+        """:meth:`path_embeddings` of every pair of a graph or batch built with ``with_pairs=True``."""
+        if not self.config.path_embeddings:
+            return None
+        return self.path_embeddings(h, data.path_pair, data.path_atom, data.path_weight, data.pair_index.shape[0])
+
+    def add_path_embeddings(self) -> None:
+        """Widen feats_net's input for path embeddings (config updated); the new input weights
+        start at zero, so that the model's parameters stay as they are until trained."""
+        if self.config.path_embeddings:
+            return
+        old = self.feats_net[0]
+        new = nn.Linear(old.in_features + self.config.hidden, old.out_features).to(old.weight.dtype)
+        with torch.no_grad():
+            new.weight.zero_()
+            new.weight[:, : old.in_features] = old.weight
+            new.bias.copy_(old.bias)
+        self.feats_net[0] = new
+        self.config.path_embeddings = True
 
     # --- stage 1 --------------------------------------------------------------------
     def kinetic_terms(self, h: Tensor, species: Tensor, bond_index: Tensor, bond_attr: Tensor) -> tuple[Tensor, Tensor]:
@@ -281,16 +317,21 @@ class PhysFFModel(nn.Module):
         t = torch.tanh(self.lj_net(h.to(w.dtype)).to(torch.float64))
         return t * torch.tensor([c.lj_sigma_range, c.lj_epsilon_range], dtype=torch.float64, device=t.device)
 
-    def pair_parameters(self, h_i: Tensor, h_j: Tensor, e_ij: Tensor) -> Tensor:
+    def pair_parameters(self, h_i: Tensor, h_j: Tensor, e_ij: Tensor, h_path: Tensor | None = None) -> Tensor:
         """C_0..C_13 (P, 14), float64, in kcal/mol and Angstrom; symmetric in i and j.
 
-        ``e_ij`` (P, PAIR_FEATURES): pair features (:func:`physff_openmm.graph.pair_features`).
+        ``e_ij`` (P, PAIR_FEATURES): pair features (:func:`physff_openmm.graph.pair_features`);
+        ``h_path`` (P, hidden): path embeddings (:meth:`path_embeddings`), for a model built with them.
         C_0, C_1 >= 0 (C6, C12 coefficients), C_{2k} Gaussian amplitudes, C_{2k+1} widths >= 0.
         Covalent pairs (distance class 1) get the covalent core (:func:`covalent_core`)
         and Gaussian amplitudes bounded by ``covalent_amplitude_max``.
         """
         c = self.config
-        raw = self.feats_net(self._pair_input(h_i, h_j, e_ij)).to(torch.float64)
+        if self.config.path_embeddings and h_path is None:
+            raise ValueError("this model's feats_net needs the pairs' path embeddings (h_path)")
+        if not self.config.path_embeddings:
+            h_path = None
+        raw = self.feats_net(self._pair_input(h_i, h_j, e_ij, h_path)).to(torch.float64)
         cov = e_ij[:, PAIR_COVALENT] > 0.5
         amp = c.amplitude_ref * raw[:, 2::2]
         if c.covalent_amplitude_max > 0:
@@ -327,7 +368,7 @@ class PhysFFModel(nn.Module):
         h = self.embed(data.x, data.edge_index, data.edge_attr)
         q = self.charges(h, data.fragment_index, data.fragment_charge)
         i, j = data.pair_index[:, 0], data.pair_index[:, 1]
-        return q, self.pair_parameters(h[i], h[j], data.pair_attr)
+        return q, self.pair_parameters(h[i], h[j], data.pair_attr, self.graph_path_embeddings(h, data))
 
     def energy(self, data, positions: Tensor, terms: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Total energies (kcal/mol) of a batch of graphs built with ``with_pairs=True``.

@@ -28,7 +28,14 @@ from rdkit import Chem
 
 from .energy import N_PARAMETERS
 from .errors import ModelError, PhysFFError
-from .graph import covalent_pairs, intermolecular_pair_features, intramolecular_pairs, mol_to_graph, pair_features
+from .graph import (
+    covalent_pairs,
+    intermolecular_pair_features,
+    intramolecular_pairs,
+    mol_to_graph,
+    pair_features,
+    path_atoms,
+)
 from ._progress import progress_bar
 from .model import PhysFFModel
 
@@ -331,7 +338,8 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
     # pairs between fragments: a class table from the upper triangle of class pairs
     ci, cj = np.triu_indices(n_cls)
     e_inter = torch.from_numpy(intermolecular_pair_features()).to(hc.dtype).expand(len(ci), -1)
-    tri = model.pair_parameters(hc[ci], hc[cj], e_inter).numpy()
+    no_path = torch.zeros(len(ci), hc.shape[1], dtype=hc.dtype) if model.config.path_embeddings else None
+    tri = model.pair_parameters(hc[ci], hc[cj], e_inter, no_path).numpy()  # no path between molecules
     table = np.zeros((n_cls, n_cls, N_PARAMETERS))
     table[ci, cj] = tri
     table[cj, ci] = tri
@@ -340,11 +348,16 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
     intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
         feats = torch.from_numpy(pair_features(mol, pairs)).to(hc.dtype)
+        h_path = None
+        if model.config.path_embeddings:
+            row, atom, weight = (torch.from_numpy(a) for a in path_atoms(mol, pairs))
+            h_path = model.path_embeddings(h_sym, row, atom, weight, len(pairs))
         show = progress if len(pairs) > PAIR_BLOCK else False  # a drug-like molecule takes milliseconds
         with progress_bar(len(pairs), "pair", show, desc="parameterizing") as bar:
             for a in range(0, len(pairs), PAIR_BLOCK):
                 b = slice(a, a + PAIR_BLOCK)
-                intra[b] = model.pair_parameters(h_sym[pairs[b, 0]], h_sym[pairs[b, 1]], feats[b]).numpy()
+                path = None if h_path is None else h_path[b]
+                intra[b] = model.pair_parameters(h_sym[pairs[b, 0]], h_sym[pairs[b, 1]], feats[b], path).numpy()
                 bar.update(len(intra[b]))
     species = g.species
     e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))

@@ -73,6 +73,22 @@ def head_model_path(tmp_path_factory, test_model_path):
 
 
 @pytest.fixture(scope="session")
+def path_model_path(tmp_path_factory, test_model_path):
+    """The random test model with path embeddings (feats_net sees the middle atom of 1-3 pairs and
+    the central bond of 1-4 pairs), their input weights random, in a file."""
+    from physff_openmm.model import load_model_file, save_model_file
+
+    model = load_model_file(test_model_path)
+    model.add_path_embeddings()
+    torch.manual_seed(7)
+    with torch.no_grad():
+        model.feats_net[0].weight[:, -model.config.hidden :].normal_(0.0, 0.3)
+    path = tmp_path_factory.mktemp("path-model") / "test-path.pt"
+    save_model_file(model, path, {"name": "test-random-path"})
+    return path
+
+
+@pytest.fixture(scope="session")
 def bound_model_path(tmp_path_factory):
     """The workflow tests' small random model whose bonds hold in MD (``test_workflows.write_bound_model``), in a file."""
     from test_workflows import write_bound_model

@@ -25,7 +25,9 @@ def openmm_energy(params, pos, backend="native"):
     return e + params.energy_offset
 
 
-def test_contract_shapes_and_symmetry(test_model_path):
+@pytest.mark.parametrize("model_fixture", ["test_model_path", "path_model_path"])
+def test_contract_shapes_and_symmetry(model_fixture, request):
+    test_model_path = request.getfixturevalue(model_fixture)
     smi = "OC(=O)c1ccc(Cl)cc1SC[NH3+]"
     mol = load_molecule(smi)
     p = pf.parameterize(smi, model=test_model_path)
@@ -74,7 +76,9 @@ def test_rotation_translation_invariance(test_model_path):
         assert openmm_energy(p, moved, backend) == pytest.approx(e0, rel=1e-9)
 
 
-def test_permutation_invariance(test_model_path):
+@pytest.mark.parametrize("model_fixture", ["test_model_path", "path_model_path"])
+def test_permutation_invariance(model_fixture, request):
+    test_model_path = request.getfixturevalue(model_fixture)
     mol = ensure_conformer(load_molecule("OC(=O)c1ccc(Cl)cc1SC[NH3+]"))
     p = pf.parameterize(mol, model=test_model_path, cache=False)
     perm = np.random.default_rng(7).permutation(mol.GetNumAtoms()).tolist()
@@ -88,7 +92,9 @@ def test_permutation_invariance(test_model_path):
     assert e_p == pytest.approx(e, rel=1e-6)
 
 
-def test_far_apart_fragments_are_additive(test_model_path):
+@pytest.mark.parametrize("model_fixture", ["test_model_path", "path_model_path"])
+def test_far_apart_fragments_are_additive(model_fixture, request):
+    test_model_path = request.getfixturevalue(model_fixture)
     """Two neutral molecules 80 A apart: E(AB) = E(A) + E(B); parameters independent of the partner."""
     a = ensure_conformer(load_molecule("CC(=O)NC"))
     b = ensure_conformer(load_molecule("c1ccc(Cl)cc1O"))
@@ -110,6 +116,75 @@ def test_far_apart_fragments_are_additive(test_model_path):
     # dipole-dipole coupling at 80 A is below 1e-3 kcal/mol
     assert e_ab == pytest.approx(e_a + e_b, abs=1e-3)
     assert p_ab.energy_offset == pytest.approx(p_a.energy_offset + p_b.energy_offset, abs=1e-9)
+
+
+def test_path_atoms_are_the_middle_atom_and_the_central_bond():
+    from physff_openmm.graph import intramolecular_pairs, path_atoms
+
+    def entries(mol, i, j):
+        pairs = intramolecular_pairs(mol)
+        rows, atoms, weights = path_atoms(mol, pairs)
+        both = []
+        for a, b in ((i, j), (j, i)):  # either order of the pair gives the same entries
+            row, atom, weight = path_atoms(mol, np.array([[a, b]]))
+            both.append(dict(zip(atom.tolist(), weight.tolist())))
+        p = int(np.flatnonzero((pairs[:, 0] == min(i, j)) & (pairs[:, 1] == max(i, j)))[0])
+        assert dict(zip(atoms[rows == p].tolist(), weights[rows == p].tolist())) == both[0] == both[1]
+        return both[0]
+
+    butane = Chem.AddHs(Chem.MolFromSmiles("CCCC"))
+    assert entries(butane, 0, 1) == {}  # covalent
+    assert entries(butane, 0, 2) == {1: 1.0}  # 1-3: the middle atom
+    assert entries(butane, 0, 3) == {1: 1.0, 2: 1.0}  # 1-4: the central bond
+    h = [a.GetIdx() for a in butane.GetAtomWithIdx(0).GetNeighbors() if a.GetSymbol() == "H"][0]
+    assert entries(butane, h, 3) == {}
+    assert entries(butane, h, 2) == {0: 1.0, 1: 1.0}
+    benzene = Chem.AddHs(Chem.MolFromSmiles("c1ccccc1"))
+    assert entries(benzene, 0, 3) == {1: 0.5, 2: 0.5, 4: 0.5, 5: 0.5}  # para: two shortest paths
+    cyclobutane = Chem.AddHs(Chem.MolFromSmiles("C1CCC1"))
+    assert entries(cyclobutane, 0, 2) == {1: 0.5, 3: 0.5}  # across the ring: two middle atoms
+
+
+def test_path_embeddings_start_at_zero_and_training_graphs_give_the_parameters_parameterize_gives(
+    test_model_path, path_model_path
+):
+    """A model widened for path embeddings keeps its parameters until trained; with trained (random)
+    path weights, the training graph's pair terms equal parameterize's, one molecule or a batch."""
+    from torch_geometric.data import Batch
+
+    from physff_openmm.graph import mol_to_graph
+    from physff_openmm.model import load_model_file
+
+    smi = "OC(=O)C1CCN(C)CC1"  # 1-4 pairs across the ring have two shortest paths
+    base = load_model_file(test_model_path)
+    grown = load_model_file(test_model_path)
+    grown.add_path_embeddings()
+    grown.file_hash = None
+    assert grown.config.path_embeddings and grown.feats_net[0].in_features == base.feats_net[0].in_features + 32
+    p0 = pf.parameterize(smi, model=base, cache=False)
+    p1 = pf.parameterize(smi, model=grown, cache=False)
+    np.testing.assert_allclose(p1.pair_parameters(), p0.pair_parameters(), rtol=1e-12, atol=1e-9)
+
+    model = load_model_file(path_model_path)
+    assert model.config.path_embeddings
+    p = pf.parameterize(smi, model=model, cache=False)
+    assert not np.allclose(p.pair_parameters(), p0.pair_parameters(), rtol=1e-3)
+    mol = load_molecule(smi)
+    # the random model tells apart every pair of atoms that symmetry does not make equal, so that
+    # parameterize's class embeddings are the training graph's own
+    assert p.n_classes == len(set(Chem.CanonicalRankAtoms(mol, breakTies=False)))
+    twin = model.double()
+    graphs = [mol_to_graph(load_molecule(s), with_pairs=True) for s in ("CCO", smi)]
+    for g in graphs:
+        g.x, g.edge_attr, g.pair_attr = g.x.double(), g.edge_attr.double(), g.pair_attr.double()
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        _, single = twin.pair_terms(graphs[1])
+        _, batched = twin.pair_terms(batch)
+    n_first = graphs[0].pair_index.shape[0]
+    np.testing.assert_allclose(batched[n_first:].numpy(), single.numpy(), rtol=1e-12, atol=1e-12)
+    i, j = graphs[1].pair_index[:, 0].numpy(), graphs[1].pair_index[:, 1].numpy()
+    np.testing.assert_allclose(single.numpy(), p.pair_parameters()[i, j], rtol=1e-9, atol=1e-9)
 
 
 def test_pair_features_carry_topology():

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with ``pip install -e .[train]``)::
 
-    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|lj|all] [--install]
+    python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|refine|lj|all] [--install]
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
@@ -16,6 +16,8 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
   charged molecules;
 - ``finetune``: a second stage-2 phase from those weights with the torsion
   drives added;
+- ``refine``: a third phase from the fine-tuning phase's weights on the same data
+  (where the config has ``refine``), e.g. with path embeddings added;
 - ``lj``: the model's lj_net (per-atom Lennard-Jones terms with other force
   fields' atoms, :mod:`physff_openmm.training.lj_head`) on the NCIAtlas training
   dimers, the rest of the model frozen (where ``lj_head.hidden`` > 0);
@@ -66,7 +68,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "kd": w / "kd.h5", "charged": w / "charged.h5", "torsion_scans": w / "torsion_scans.h5",
-        "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune",
+        "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune", "refine": w / "refine",
     }
 
 
@@ -207,8 +209,8 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
 
 
-#: The fine-tuning phase: the model file it starts from (in ``work_dir``) and the shards it adds.
-FINETUNE_START, FINETUNE_SHARDS = "energy/stage2.pt", ("torsion_scans",)
+#: The shards the fine-tuning phases add.
+FINETUNE_SHARDS = ("torsion_scans",)
 
 
 def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
@@ -216,8 +218,9 @@ def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
     return bool(getattr(cfg, key).n_molecules)
 
 
-def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
-    """The fine-tuning phase from stage 2's weights; then the lj_net phase, or the checks and the model file."""
+def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str, phase: str = "finetune") -> dict:
+    """A fine-tuning phase (``finetune`` from stage 2's weights, ``refine`` from the fine-tuning
+    phase's); then the next phase, or the checks and the model file."""
     import torch
 
     from physff_openmm.model import file_sha256, load_model_file
@@ -226,22 +229,36 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dic
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
-    start_path = Path(cfg.work_dir) / FINETUNE_START
+    stage_cfg = getattr(cfg, phase)
+    start_path = Path(cfg.work_dir) / PHASE_START[phase]
     start = load_model_file(start_path)
-    dm = _datamodule(cfg, splits, cfg.finetune, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)])
-    result = train_stage2(dm, paths["finetune"], cfg.finetune, embed=start)
+    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)])
+    result = train_stage2(dm, paths[phase], stage_cfg, embed=start)
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
-    phases = _phase_history(start.metadata, "finetune", summary)
-    if not cfg.lj_head.hidden:
+    phases = _phase_history(start.metadata, phase, summary)
+    last = _last_stage2_phase(cfg) == phase
+    if last and not cfg.lj_head.hidden:
         return _finish(cfg, splits, result, phases, install, recipe)
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases,
             "data": result.provenance}
-    export_model(result.model, Path(cfg.work_dir) / LJ_START, meta, config=cfg.finetune)
+    out = paths[phase] / f"{phase}.pt"
+    export_model(result.model, out, meta, config=stage_cfg)
+    if not last:
+        return {phase: _summary(result.metrics), "file": str(out)}
     return lj_phase(cfg, splits, install, recipe)
 
 
-#: The lj_net phase starts from the fine-tuning phase's model file (in ``work_dir``).
-LJ_START = "finetune/finetune.pt"
+#: The model file (in ``work_dir``) each fine-tuning phase starts from.
+PHASE_START = {"finetune": "energy/stage2.pt", "refine": "finetune/finetune.pt"}
+
+
+def _last_stage2_phase(cfg: DefaultModelConfig) -> str:
+    """``refine``, ``finetune`` or ``stage2``: the last stage-2 phase the config has."""
+    return "refine" if cfg.refine is not None else "finetune" if cfg.finetune is not None else "stage2"
+
+
+#: The lj_net phase starts from the last stage-2 phase's model file (in ``work_dir``).
+LJ_START = {"stage2": "energy/stage2.pt", "finetune": "finetune/finetune.pt", "refine": "refine/refine.pt"}
 
 
 def lj_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
@@ -256,7 +273,7 @@ def lj_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dic
     if not cfg.lj_head.hidden:
         raise PhysFFError("the lj stage needs lj_head.hidden > 0 in the config")
     torch.set_num_threads(os.cpu_count() or 1)
-    start_path = Path(cfg.work_dir) / (LJ_START if cfg.finetune is not None else "energy/stage2.pt")
+    start_path = Path(cfg.work_dir) / LJ_START[_last_stage2_phase(cfg)]
     model = load_model_file(start_path)
     start_meta = dict(model.metadata)
     lj = train_lj_head(model, splits.train["ncia"], splits.val["ncia"], cfg.lj_head)
@@ -301,7 +318,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
             "config": config_to_dict(cfg),
         },
     }
-    sha = export_model(result.model, cfg.output, metadata, config=cfg.finetune or cfg.stage2)
+    sha = export_model(result.model, cfg.output, metadata, config=getattr(cfg, _last_stage2_phase(cfg)))
     if install:
         install_model(cfg.output, cfg.name, description=cfg.description, alias=cfg.alias or None)
     return {"file": cfg.output, "sha256": sha, "metrics": metadata["metrics"]}
@@ -310,7 +327,7 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config")
-    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "lj", "all"), default="all")
+    p.add_argument("--stage", choices=("label", "embed", "energy", "finetune", "refine", "lj", "all"), default="all")
     p.add_argument("--install", action="store_true", help="register the model in physff_openmm/models/index.json")
     p.add_argument("--output", help="model file to write instead of the config's output")
     args = p.parse_args(argv)
@@ -324,6 +341,8 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     cfg = load_config(args.config, DefaultModelConfig)
+    if cfg.refine is not None and cfg.finetune is None:
+        raise PhysFFError(f"{args.config}: a refine phase needs the finetune phase it starts from")
     if args.output:
         cfg.output = args.output
     splits = _splits(cfg)
@@ -335,8 +354,9 @@ def _run(args) -> int:
     recipe = Path(os.path.relpath(args.config)).as_posix()  # "training/default_model.yaml" from the repository root
     if args.stage in ("energy", "all"):
         print(json.dumps(energy(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
-    if args.stage in ("finetune", "all") and cfg.finetune is not None:
-        print(json.dumps(finetune(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
+    for phase in ("finetune", "refine"):
+        if args.stage in (phase, "all") and getattr(cfg, phase) is not None:
+            print(json.dumps(finetune(cfg, splits, args.install, recipe, phase), indent=1, default=str), flush=True)
     if args.stage == "lj":
         print(json.dumps(lj_phase(cfg, splits, args.install, recipe), indent=1, default=str), flush=True)
     return 0

@@ -233,10 +233,16 @@ class Stage2Config:
         forces (the QM conformers). The total-energy term then no longer holds
         the covalent wells at the depth that the first E_lin fit left them:
         E_lin follows the pair terms as they deepen.
+    path_embeddings : bool
+        Give a start model that lacks them path embeddings
+        (:meth:`physff_openmm.model.PhysFFModel.add_path_embeddings`: feats_net also sees
+        the middle atom of 1-3 pairs and the central bond of 1-4 pairs, its new input
+        weights starting at zero), or a new model.
     data, optim, trainer, loss
     """
 
     model: ModelConfig | None = None
+    path_embeddings: bool = False
     freeze_embedding: bool = False
     fit_linear: bool = True
     refit_linear: bool = False
@@ -521,6 +527,8 @@ class DefaultModelConfig:
     finetune : Stage2Config or None
         A second stage-2 phase that starts from the first one's weights and adds
         the torsion drives to the training data (None: no second phase).
+    refine : Stage2Config or None
+        A third phase on the fine-tuning phase's data, from its weights (None: none).
     lj_head : LJHeadConfig
         The lj_net phase after the last stage-2 phase (``hidden`` 0: none).
     md_check : MDCheckConfig
@@ -539,6 +547,7 @@ class DefaultModelConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     finetune: Stage2Config | None = None
+    refine: Stage2Config | None = None
     lj_head: LJHeadConfig = field(default_factory=LJHeadConfig)
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
 

@@ -91,7 +91,8 @@ def shared_pair_terms(model: PhysFFModel, batch) -> tuple[torch.Tensor, torch.Te
     rows = torch.arange(i.numel(), device=i.device)
     source = offset[first[pair_graph]] + (rows - offset[pair_graph])  # the same pair in the first conformer
     own = torch.nonzero(first[pair_graph] == pair_graph).squeeze(1)
-    computed = model.pair_parameters(h[i[own]], h[j[own]], batch.pair_attr[own])
+    h_path = model.graph_path_embeddings(h, batch)
+    computed = model.pair_parameters(h[i[own]], h[j[own]], batch.pair_attr[own], None if h_path is None else h_path[own])
     slot = torch.full((i.numel(),), -1, dtype=torch.long, device=i.device)
     slot[own] = torch.arange(own.numel(), device=i.device)
     return q, computed[slot[source]]
@@ -372,6 +373,8 @@ def train_stage2(
     else:
         model = PhysFFModel(cfg.model or ModelConfig())
         stage1_meta = {}
+    if cfg.path_embeddings:
+        model.add_path_embeddings()
     cfg.model = model.config
     metrics: dict[str, Any] = {"stage": "energy", **stage1_meta}
     if cfg.fit_linear:

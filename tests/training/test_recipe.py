@@ -81,7 +81,13 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
     assert script.FINETUNE_SHARDS == ("torsion_scans",)
-    assert script.LJ_START == "finetune/finetune.pt"  # the lj_net phase starts from the fine-tuned model
+    # each phase starts from the one before; the lj_net phase from the last stage-2 phase the config has
+    assert script.PHASE_START == {"finetune": "energy/stage2.pt", "refine": "finetune/finetune.pt"}
+    two = load_config({"finetune": {}}, DefaultModelConfig)
+    three = load_config({"finetune": {}, "refine": {"path_embeddings": True}}, DefaultModelConfig)
+    assert [script._last_stage2_phase(c) for c in (bare, two, three)] == ["stage2", "finetune", "refine"]
+    assert script.LJ_START["finetune"] == "finetune/finetune.pt" and script.LJ_START["refine"] == "refine/refine.pt"
+    assert three.refine.path_embeddings and not three.finetune.path_embeddings
     # a continued model keeps the phases of the file it started from, wherever that file keeps them
     one = {"mae": 1.0}
     assert script._phase_history({"metrics": {"test": 2.0}}, "finetune", one) == {"stage2": {"test": 2.0}, "finetune": one}

@@ -149,13 +149,13 @@ def test_split_by_molecule_keeps_conformers_together():
 
 
 # ============================================================================ physics of the losses
-def _graph_and_model(smiles: str = "CCO.O", seed: int = 0):
+def _graph_and_model(smiles: str = "CCO.O", seed: int = 0, path_embeddings: bool = False):
     from physff_openmm.graph import mol_to_graph
     from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
 
     torch.manual_seed(seed)
     mol = ensure_conformer(load_molecule(smiles))
-    model = PhysFFModel(ModelConfig(**TINY_MODEL))
+    model = PhysFFModel(ModelConfig(**TINY_MODEL, path_embeddings=path_embeddings))
     with torch.no_grad():  # parameters of a visible size, so the check is not trivial
         model.feats_net[-1].weight.mul_(30.0)
         model.charge_net[-1].weight.mul_(10.0)
@@ -164,10 +164,11 @@ def _graph_and_model(smiles: str = "CCO.O", seed: int = 0):
     return model.eval(), g, x
 
 
-def test_forces_are_minus_gradient_of_model_energy():
+@pytest.mark.parametrize("path_embeddings", [False, True])
+def test_forces_are_minus_gradient_of_model_energy(path_embeddings):
     from physff_openmm.training.stage2 import energy_and_forces
 
-    model, g, x = _graph_and_model()
+    model, g, x = _graph_and_model("CCC(=O)O.O", path_embeddings=path_embeddings)
     e, f = energy_and_forces(model, g, x.clone())
     assert f.shape == x.shape and torch.isfinite(f).all()
     fd = torch.zeros_like(x)
@@ -183,7 +184,7 @@ def test_forces_are_minus_gradient_of_model_energy():
 
 
 def test_force_loss_gradient_reaches_parameters():
-    """create_graph: the force term of the loss trains the pair parameters."""
+    """create_graph: the force term of the loss trains the pair parameters, path-embedding weights included."""
     from physff_openmm.training.config import Stage2Config, load_config
     from physff_openmm.training.data import make_loader, records_to_graphs
     from physff_openmm.training.stage2 import EnergyModule
@@ -191,12 +192,16 @@ def test_force_loss_gradient_reaches_parameters():
     recs = _synthetic_records(2, 2)
     graphs = records_to_graphs(recs)
     cfg = load_config({"model": TINY_MODEL, "loss": {"energy_weight": 0.0, "force_weight": 1.0, "noise_sigma": 0.0}}, Stage2Config)
-    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    model = PhysFFModel(cfg.model)
+    model.add_path_embeddings()  # its new input weights start at zero; they get gradients all the same
+    module = EnergyModule(model, cfg)
     batch = next(iter(make_loader(graphs, 4)))
     out = module.compute(batch, train=True)
     out["loss"].backward()
     grad = module.model.feats_net[-1].weight.grad
     assert grad is not None and float(grad.abs().max()) > 0
+    path_grad = module.model.feats_net[0].weight.grad[:, -model.config.hidden :]
+    assert float(path_grad.abs().max()) > 0
 
 
 def test_interaction_energy_equals_fragment_difference():
