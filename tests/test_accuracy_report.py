@@ -373,3 +373,18 @@ def test_md_minimize_nve_sections_from_the_command_line(report, bound_model_path
     assert "## 1. Relative conformer energies" not in text
     for name in ("md_bond_deviation", "nve_energy_drift"):
         assert (figs / f"{name}.png").is_file() and f"(fig/{name}.png)" in text
+
+
+def test_compare_validation_scores_models_on_the_validation_split(load_benchmark, path_model_path, tmp_path, capsys):
+    """benchmarks/compare_validation.py: one column per model, finite numbers, every number in the JSON."""
+    data = shared_data()
+    if not (data / "conformer-benchmark").is_dir():
+        pytest.skip(f"no reference data at {data}")
+    cmp = load_benchmark("compare_validation")
+    out = tmp_path / "cmp.json"
+    assert cmp.main([str(path_model_path), "--data", str(data), "--limit", "60", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["model"] for r in rows] == [str(path_model_path)]
+    assert rows[0]["conformers"]["n_molecules"] > 0 and math.isfinite(rows[0]["conformers"]["rmse"])
+    assert math.isfinite(rows[0]["torsions_train_rmse"])
+    assert "| conformers RMSE (largest) |" in capsys.readouterr().out

@@ -1,0 +1,110 @@
+"""Compare candidate models on the *validation* split of the public reference sets.
+
+Model selection happens here, never on the test split (which
+``accuracy_report.py`` scores once per shipped model). For each model file or
+name, with the accuracy report's own evaluation path (``parameterize`` ->
+native OpenMM System, no GFN2-xTB):
+
+- relative conformer energies against B3LYP-D3BJ/def2-SVP on the validation
+  molecules of the conformer benchmark (RMSE, MAE, largest error);
+- torsion drives of the validation split, and of the training split (how
+  closely the model fits what it was shown);
+- NCIAtlas dimers of the validation split at equilibrium, hydrogen-bonded and
+  dispersion groups (RMSE);
+- the validation metrics the training run stored in the model file, where present.
+
+The split comes from each model's own metadata (fractions and seed), as in the
+accuracy report. Run from the repository root::
+
+    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--out FILE.json]
+
+``--limit N`` reads only N records of each set (quick runs; the split then differs).
+
+Prints one table (kcal/mol, forces kcal/mol/Angstrom) and, with ``--out``, writes every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import accuracy_report as ar  # noqa: E402
+
+
+def score(model_name: str, sets: dict, data_dir: Path) -> dict:
+    """Validation numbers of one model (see the module docstring)."""
+    import physff_openmm as pf
+    from physff_openmm.training.recipe import public_splits
+
+    model = pf.load_model(model_name)
+    fractions, seed, _ = ar.split_settings(model)
+    splits = public_splits(sets, fractions, seed)
+    ev = ar.Energies(model, ar.Timer(), use_xtb=False)
+    conformers = ar.conformer_section(list(splits.val["conformers"]), ev)[0]["stats"]["model_vs_dft"]
+    drives = {part: ar.torsion_section(list(getattr(splits, part)["torsions"]), ev, data_dir)["stats"]["model"]
+              for part in ("val", "train")}
+    dimers = [r for r in splits.val["ncia"] if ar.equilibrium_index(r) is not None]
+    groups = ar.ncia_section(dimers, ev)["groups"]
+    stored = model.metadata.get("metrics", {}).get("validation", {})
+    return {
+        "model": model_name,
+        "sha256": model.file_hash,
+        "conformers": {k: conformers[k] for k in ("rmse", "mae", "max_abs", "n_molecules")},
+        "torsions_val_rmse": drives["val"]["rmse"],
+        "torsions_train_rmse": drives["train"]["rmse"],
+        "ncia_hydrogen_bonded_rmse": groups["hydrogen_bonded"]["model"]["rmse"],
+        "ncia_dispersion_rmse": groups["dispersion"]["model"]["rmse"],
+        "stored_validation": {k: stored[k] for k in ("relative_energy_kcal_mol", "forces_kcal_mol_angstrom",
+                                                      "interaction_kcal_mol") if k in stored},
+    }
+
+
+def table(rows: list[dict]) -> str:
+    """A markdown table of the headline numbers, one column per model."""
+    def stored(r, key, stat):
+        v = r["stored_validation"].get(key, {}).get(stat)
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = ["| validation split | " + " | ".join(Path(r["model"]).name for r in rows) + " |",
+             "|---" * (len(rows) + 1) + "|"]
+    spec = [
+        ("conformers RMSE (largest)", lambda r: f"{r['conformers']['rmse']:.2f} ({r['conformers']['max_abs']:.1f})"),
+        ("torsion drives, validation", lambda r: f"{r['torsions_val_rmse']:.2f}"),
+        ("torsion drives, training", lambda r: f"{r['torsions_train_rmse']:.2f}"),
+        ("NCIA H-bonded", lambda r: f"{r['ncia_hydrogen_bonded_rmse']:.2f}"),
+        ("NCIA dispersion", lambda r: f"{r['ncia_dispersion_rmse']:.2f}"),
+        ("stored: relative energies MAE", lambda r: stored(r, "relative_energy_kcal_mol", "mae")),
+        ("stored: forces MAE", lambda r: stored(r, "forces_kcal_mol_angstrom", "mae")),
+        ("stored: interaction RMSE", lambda r: stored(r, "interaction_kcal_mol", "rmse")),
+    ]
+    for name, cell in spec:
+        lines.append(f"| {name} | " + " | ".join(cell(r) for r in rows) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="+", help="model names or files")
+    p.add_argument("--data", default="../shared/data", help="the shared data folder")
+    p.add_argument("--out", help="write every number to this JSON file")
+    p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs)")
+    args = p.parse_args(argv)
+    from physff_openmm.training.recipe import read_public_sets
+
+    logging.disable(logging.WARNING)  # reader notes on skipped records: the accuracy report lists them
+    data_dir = Path(args.data)
+    sets = read_public_sets(data_dir, limit=args.limit)
+    rows = [score(m, sets, data_dir) for m in args.models]
+    print(table(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps(ar.jsonable(rows), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
