@@ -96,10 +96,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from physff_openmm.training.recipe import read_public_sets
 
-    logging.disable(logging.WARNING)  # reader notes on skipped records: the accuracy report lists them
     data_dir = Path(args.data)
-    sets = read_public_sets(data_dir, limit=args.limit)
-    rows = [score(m, sets, data_dir) for m in args.models]
+    logging.disable(logging.WARNING)  # reader notes on skipped records: the accuracy report lists them
+    try:
+        sets = read_public_sets(data_dir, limit=args.limit)
+        rows = [score(m, sets, data_dir) for m in args.models]
+    finally:
+        logging.disable(logging.NOTSET)
     print(table(rows))
     if args.out:
         Path(args.out).write_text(json.dumps(ar.jsonable(rows), indent=1) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import sys
 import warnings
@@ -388,3 +389,4 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert rows[0]["conformers"]["n_molecules"] > 0 and math.isfinite(rows[0]["conformers"]["rmse"])
     assert math.isfinite(rows[0]["torsions_train_rmse"])
     assert "| conformers RMSE (largest) |" in capsys.readouterr().out
+    assert logging.root.manager.disable == logging.NOTSET  # the script leaves logging as it found it
