@@ -222,8 +222,8 @@ def path_atoms(mol: Chem.Mol, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     ``weight`` (float32), the atom's share of the pair's shortest paths (1 for the middle atom
     of a 1-3 pair with one path; 1 for each atom of the central bond of a 1-4 pair with one
     path; divided by the number of paths where there are several, as across a ring). Other
-    pairs have no entries. Symmetric in i and j; the path embedding of pair ``p`` is
-    ``sum(weight * h[atom])`` over its entries.
+    pairs have no entries; ``row`` is ascending. Symmetric in i and j; the path embedding of
+    pair ``p`` is ``sum(weight * h[atom])`` over its entries.
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     rows: list[int] = []

@@ -251,12 +251,6 @@ class PhysFFModel(nn.Module):
         out = torch.zeros(n_pairs, h.shape[1], dtype=h.dtype, device=h.device)
         return out.index_add_(0, path_pair, h[path_atom] * path_weight.to(h.dtype).unsqueeze(1))
 
-    def graph_path_embeddings(self, h: Tensor, data) -> Tensor | None:
-        """:meth:`path_embeddings` of every pair of a graph or batch built with ``with_pairs=True``."""
-        if not self.config.path_embeddings:
-            return None
-        return self.path_embeddings(h, data.path_pair, data.path_atom, data.path_weight, data.pair_index.shape[0])
-
     def add_path_embeddings(self) -> None:
         """Widen feats_net's input for path embeddings (config updated); the new input weights
         start at zero, so that the model's parameters stay as they are until trained."""
@@ -368,7 +362,10 @@ class PhysFFModel(nn.Module):
         h = self.embed(data.x, data.edge_index, data.edge_attr)
         q = self.charges(h, data.fragment_index, data.fragment_charge)
         i, j = data.pair_index[:, 0], data.pair_index[:, 1]
-        return q, self.pair_parameters(h[i], h[j], data.pair_attr, self.graph_path_embeddings(h, data))
+        h_path = None
+        if self.config.path_embeddings:  # only a path model reads the graph's path atoms
+            h_path = self.path_embeddings(h, data.path_pair, data.path_atom, data.path_weight, i.numel())
+        return q, self.pair_parameters(h[i], h[j], data.pair_attr, h_path)
 
     def energy(self, data, positions: Tensor, terms: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Total energies (kcal/mol) of a batch of graphs built with ``with_pairs=True``.

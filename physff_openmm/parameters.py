@@ -348,16 +348,20 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
     intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
         feats = torch.from_numpy(pair_features(mol, pairs)).to(hc.dtype)
-        h_path = None
-        if model.config.path_embeddings:
-            row, atom, weight = (torch.from_numpy(a) for a in path_atoms(mol, pairs))
-            h_path = model.path_embeddings(h_sym, row, atom, weight, len(pairs))
+        path = path_atoms(mol, pairs) if model.config.path_embeddings else None  # rows ascending
         show = progress if len(pairs) > PAIR_BLOCK else False  # a drug-like molecule takes milliseconds
         with progress_bar(len(pairs), "pair", show, desc="parameterizing") as bar:
             for a in range(0, len(pairs), PAIR_BLOCK):
                 b = slice(a, a + PAIR_BLOCK)
-                path = None if h_path is None else h_path[b]
-                intra[b] = model.pair_parameters(h_sym[pairs[b, 0]], h_sym[pairs[b, 1]], feats[b], path).numpy()
+                h_path = None
+                if path is not None:  # the block's own path embeddings: memory stays bounded by the block
+                    row, atom, weight = path
+                    e = slice(*np.searchsorted(row, [a, a + PAIR_BLOCK]))
+                    h_path = model.path_embeddings(
+                        h_sym, torch.from_numpy(row[e] - a), torch.from_numpy(atom[e]), torch.from_numpy(weight[e]),
+                        len(pairs[b]),
+                    )
+                intra[b] = model.pair_parameters(h_sym[pairs[b, 0]], h_sym[pairs[b, 1]], feats[b], h_path).numpy()
                 bar.update(len(intra[b]))
     species = g.species
     e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))

@@ -146,7 +146,7 @@ def test_path_atoms_are_the_middle_atom_and_the_central_bond():
 
 
 def test_path_embeddings_start_at_zero_and_training_graphs_give_the_parameters_parameterize_gives(
-    test_model_path, path_model_path
+    test_model_path, path_model_path, monkeypatch
 ):
     """A model widened for path embeddings keeps its parameters until trained; with trained (random)
     path weights, the training graph's pair terms equal parameterize's, one molecule or a batch."""
@@ -185,6 +185,10 @@ def test_path_embeddings_start_at_zero_and_training_graphs_give_the_parameters_p
     np.testing.assert_allclose(batched[n_first:].numpy(), single.numpy(), rtol=1e-12, atol=1e-12)
     i, j = graphs[1].pair_index[:, 0].numpy(), graphs[1].pair_index[:, 1].numpy()
     np.testing.assert_allclose(single.numpy(), p.pair_parameters()[i, j], rtol=1e-9, atol=1e-9)
+    # in blocks of a few pairs (as a large molecule is parameterized), each block with its own path rows
+    monkeypatch.setattr("physff_openmm.parameters.PAIR_BLOCK", 7)
+    blocked = pf.parameterize(smi, model=model, cache=False)
+    np.testing.assert_allclose(blocked.pair_parameters(), p.pair_parameters(), rtol=1e-12, atol=1e-12)
 
 
 def test_pair_features_carry_topology():

@@ -241,15 +241,17 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str, phase:
         return _finish(cfg, splits, result, phases, install, recipe)
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "phases": phases,
             "data": result.provenance}
-    out = paths[phase] / f"{phase}.pt"
+    out = Path(cfg.work_dir) / PHASE_FILE[phase]
     export_model(result.model, out, meta, config=stage_cfg)
     if not last:
         return {phase: _summary(result.metrics), "file": str(out)}
     return lj_phase(cfg, splits, install, recipe)
 
 
-#: The model file (in ``work_dir``) each fine-tuning phase starts from.
-PHASE_START = {"finetune": "energy/stage2.pt", "refine": "finetune/finetune.pt"}
+#: The model file (in ``work_dir``) each stage-2 phase writes, in the order the phases run.
+PHASE_FILE = {"stage2": "energy/stage2.pt", "finetune": "finetune/finetune.pt", "refine": "refine/refine.pt"}
+#: Each fine-tuning phase starts from the file of the phase before it.
+PHASE_START = {"finetune": PHASE_FILE["stage2"], "refine": PHASE_FILE["finetune"]}
 
 
 def _last_stage2_phase(cfg: DefaultModelConfig) -> str:
@@ -257,8 +259,8 @@ def _last_stage2_phase(cfg: DefaultModelConfig) -> str:
     return "refine" if cfg.refine is not None else "finetune" if cfg.finetune is not None else "stage2"
 
 
-#: The lj_net phase starts from the last stage-2 phase's model file (in ``work_dir``).
-LJ_START = {"stage2": "energy/stage2.pt", "finetune": "finetune/finetune.pt", "refine": "refine/refine.pt"}
+#: The lj_net phase starts from the last stage-2 phase's model file.
+LJ_START = PHASE_FILE
 
 
 def lj_phase(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:

@@ -91,10 +91,15 @@ def shared_pair_terms(model: PhysFFModel, batch) -> tuple[torch.Tensor, torch.Te
     rows = torch.arange(i.numel(), device=i.device)
     source = offset[first[pair_graph]] + (rows - offset[pair_graph])  # the same pair in the first conformer
     own = torch.nonzero(first[pair_graph] == pair_graph).squeeze(1)
-    h_path = model.graph_path_embeddings(h, batch)
-    computed = model.pair_parameters(h[i[own]], h[j[own]], batch.pair_attr[own], None if h_path is None else h_path[own])
     slot = torch.full((i.numel(),), -1, dtype=torch.long, device=i.device)
     slot[own] = torch.arange(own.numel(), device=i.device)
+    h_path = None
+    if model.config.path_embeddings:  # only the rows feats_net runs on
+        keep = slot[batch.path_pair] >= 0
+        h_path = model.path_embeddings(
+            h, slot[batch.path_pair[keep]], batch.path_atom[keep], batch.path_weight[keep], own.numel()
+        )
+    computed = model.pair_parameters(h[i[own]], h[j[own]], batch.pair_attr[own], h_path)
     return q, computed[slot[source]]
 
 

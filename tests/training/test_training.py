@@ -204,6 +204,25 @@ def test_force_loss_gradient_reaches_parameters():
     assert float(path_grad.abs().max()) > 0
 
 
+def test_shared_pair_terms_equal_the_full_pair_terms_with_path_embeddings():
+    """Stage 2 runs feats_net once per molecule of a batch (path embeddings of those rows only);
+    every conformer's rows equal what the model computes for all pairs."""
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.stage2 import shared_pair_terms
+
+    torch.manual_seed(3)
+    model = PhysFFModel(ModelConfig(**TINY_MODEL, path_embeddings=True))
+    with torch.no_grad():
+        model.feats_net[0].weight.normal_(0.0, 0.3)
+    batch = next(iter(make_loader(records_to_graphs(_synthetic_records(3, 3)), 9)))
+    assert torch.unique(batch.mol_id).numel() < batch.mol_id.numel()  # conformers share a molecule
+    with torch.no_grad():
+        q_full, full = model.pair_terms(batch)
+        q, shared = shared_pair_terms(model, batch)
+    torch.testing.assert_close(q, q_full)
+    torch.testing.assert_close(shared, full, rtol=1e-12, atol=1e-12)
+
+
 def test_interaction_energy_equals_fragment_difference():
     from physff_openmm.graph import mol_to_graph
     from physff_openmm.molecule import load_molecule
