@@ -11,12 +11,16 @@ native OpenMM System, no GFN2-xTB):
   closely the model fits what it was shown);
 - NCIAtlas dimers of the validation split at equilibrium, hydrogen-bonded and
   dispersion groups (RMSE);
-- the validation metrics the training run stored in the model file, where present.
+- the validation metrics the training run stored in the model file, where present;
+- with ``--recipe CONFIG``: the validation molecules of each charged-molecule
+  shard the recipe labels (``charged``, ``ions``; split as the recipe splits
+  them), GFN2-xTB relative energies (each molecule's frames about their mean)
+  and forces, with the training code's evaluation path.
 
 The split comes from each model's own metadata (fractions and seed), as in the
 accuracy report. Run from the repository root::
 
-    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--out FILE.json]
+    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--recipe training/default_model.yaml] [--out FILE.json]
 
 ``--limit N`` reads only N records of each set (quick runs; the split then differs).
 
@@ -64,6 +68,40 @@ def score(model_name: str, sets: dict, data_dir: Path) -> dict:
     }
 
 
+#: The recipe's sections of charged molecules, each labelled into ``work_dir/<key>.h5``.
+CHARGED_SHARDS = ("charged", "ions")
+
+
+def charged_validation(recipe: str | Path) -> dict[str, list]:
+    """Validation records of each charged shard the recipe labels and has labelled (split as the recipe does)."""
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+    from physff_openmm.training.dataset import read_dataset, split_by_molecule
+
+    cfg = load_config(recipe, DefaultModelConfig)
+    out = {}
+    for key in CHARGED_SHARDS:
+        c = getattr(cfg, key)
+        path = Path(cfg.work_dir) / f"{key}.h5"
+        if c.n_molecules and c.val_fraction and path.is_file():
+            out[key] = split_by_molecule(read_dataset(path), (1.0 - c.val_fraction, c.val_fraction, 0.0), c.seed)[1]
+    return out
+
+
+def score_shards(model_name: str, shards: dict[str, list]) -> dict:
+    """GFN2-xTB relative energies and forces of the shards' validation molecules."""
+    import physff_openmm as pf
+    from physff_openmm.training.data import records_to_graphs
+    from physff_openmm.training.evaluate import evaluate_graphs
+
+    model = pf.load_model(model_name)
+    out = {}
+    for key, records in shards.items():
+        m = evaluate_graphs(model, records_to_graphs(records, require="any"))
+        out[key] = {"relative_energy": m["relative_energy_kcal_mol"], "forces": m["forces_kcal_mol_angstrom"],
+                    "n_molecules": m["n_molecules"]}
+    return out
+
+
 def table(rows: list[dict]) -> str:
     """A markdown table of the headline numbers, one column per model."""
     def stored(r, key, stat):
@@ -82,6 +120,12 @@ def table(rows: list[dict]) -> str:
         ("stored: forces MAE", lambda r: stored(r, "forces_kcal_mol_angstrom", "mae")),
         ("stored: interaction RMSE", lambda r: stored(r, "interaction_kcal_mol", "rmse")),
     ]
+    for key in rows[0].get("shards", {}):
+        n = rows[0]["shards"][key]["n_molecules"]
+        spec += [
+            (f"{key} ({n} molecules): relative energies RMSE", lambda r, k=key: f"{r['shards'][k]['relative_energy']['rmse']:.2f}"),
+            (f"{key}: forces MAE", lambda r, k=key: f"{r['shards'][k]['forces']['mae']:.2f}"),
+        ]
     for name, cell in spec:
         lines.append(f"| {name} | " + " | ".join(cell(r) for r in rows) + " |")
     return "\n".join(lines)
@@ -93,6 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="../shared/data", help="the shared data folder")
     p.add_argument("--out", help="write every number to this JSON file")
     p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs)")
+    p.add_argument("--recipe", help="also score the validation molecules of this recipe's charged shards (in its work_dir)")
     args = p.parse_args(argv)
     from physff_openmm.training.recipe import read_public_sets
 
@@ -101,6 +146,10 @@ def main(argv=None) -> int:
     try:
         sets = read_public_sets(data_dir, limit=args.limit)
         rows = [score(m, sets, data_dir) for m in args.models]
+        shards = charged_validation(args.recipe) if args.recipe else {}
+        for row in rows:
+            if shards:
+                row["shards"] = score_shards(row["model"], shards)
     finally:
         logging.disable(logging.NOTSET)
     print(table(rows))

@@ -381,12 +381,37 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     data = shared_data()
     if not (data / "conformer-benchmark").is_dir():
         pytest.skip(f"no reference data at {data}")
+    pytest.importorskip("h5py")
+    import numpy as np
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from physff_openmm.training.dataset import MoleculeRecord, write_dataset
+
     cmp = load_benchmark("compare_validation")
+    # a recipe whose work_dir holds a small shard of ions: its validation half is scored too
+    records = []
+    for k, smi in enumerate(["CC(=O)[O-]", "[O-]c1ccccc1", "C[N-]S(C)(=O)=O", "O=C[O-]"]):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+        ids = list(AllChem.EmbedMultipleConfs(mol, 2, randomSeed=k))
+        x = np.stack([mol.GetConformer(i).GetPositions() for i in ids])
+        records.append(MoleculeRecord.from_rdkit(mol, f"a{k}", positions=x, energy=[-10.0, -9.0],
+                                                 forces=np.ones_like(x), level="gfn2-xtb"))
+    write_dataset(records, tmp_path / "ions.h5")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"work_dir: {tmp_path}\nions: {{n_molecules: 4, val_fraction: 0.5}}\n")
+    val = cmp.charged_validation(recipe)
+    assert list(val) == ["ions"] and 0 < len(val["ions"]) < 4
     out = tmp_path / "cmp.json"
-    assert cmp.main([str(path_model_path), "--data", str(data), "--limit", "60", "--out", str(out)]) == 0
+    assert cmp.main([str(path_model_path), "--data", str(data), "--limit", "60", "--out", str(out),
+                     "--recipe", str(recipe)]) == 0
     rows = json.loads(out.read_text())
     assert [r["model"] for r in rows] == [str(path_model_path)]
     assert rows[0]["conformers"]["n_molecules"] > 0 and math.isfinite(rows[0]["conformers"]["rmse"])
     assert math.isfinite(rows[0]["torsions_train_rmse"])
-    assert "| conformers RMSE (largest) |" in capsys.readouterr().out
+    shard = rows[0]["shards"]["ions"]
+    n = len(val["ions"])
+    assert shard["n_molecules"] == n and shard["relative_energy"]["n"] == 2 * n and math.isfinite(shard["forces"]["mae"])
+    printed = capsys.readouterr().out
+    assert "| conformers RMSE (largest) |" in printed and f"| ions ({n} molecules): relative energies RMSE |" in printed
     assert logging.root.manager.disable == logging.NOTSET  # the script leaves logging as it found it

@@ -6,8 +6,8 @@ Usage (from the repository root, with ``pip install -e .[train]``)::
 
 Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
-- ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0),
-  torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
+- ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0,
+  and more ions where ``ions.n_molecules`` > 0), torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
   and the stage-1 kinetic-energy labels (QM9 and small training molecules, where
   ``kd`` asks for them);
 - ``embed``: stage 1 on those labels;
@@ -17,7 +17,8 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 - ``finetune``: a second stage-2 phase from those weights with the torsion
   drives added;
 - ``refine``: a third phase from the fine-tuning phase's weights on the same data
-  (where the config has ``refine``), e.g. with path embeddings added;
+  and the ``ions`` shard (where the config has ``refine``), e.g. with path
+  embeddings added;
 - ``lj``: the model's lj_net (per-atom Lennard-Jones terms with other force
   fields' atoms, :mod:`physff_openmm.training.lj_head`) on the NCIAtlas training
   dimers, the rest of the model frozen (where ``lj_head.hidden`` > 0);
@@ -67,7 +68,7 @@ def _splits(cfg: DefaultModelConfig):
 def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
-        "kd": w / "kd.h5", "charged": w / "charged.h5", "torsion_scans": w / "torsion_scans.h5",
+        "kd": w / "kd.h5", "charged": w / "charged.h5", "ions": w / "ions.h5", "torsion_scans": w / "torsion_scans.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune", "refine": w / "refine",
     }
 
@@ -86,17 +87,19 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
         print(json.dumps(out), flush=True)
 
-    c = cfg.charged
-    if _labelled(cfg, "charged"):
+    for key in CHARGED_SHARDS:
+        c = getattr(cfg, key)
+        if not _labelled(cfg, key):
+            continue
         sampling = charged_sampling(
             n_conformers=c.n_conformers, opt_steps=c.opt_steps, n_md=c.n_md, md_temperature_k=c.md_temperature_k,
             md_stride=c.md_stride, n_noise=c.n_noise, noise_sigmas=c.noise_sigmas, n_bond_scans=c.n_bond_scans,
             compress=c.compress, stretch=c.stretch, solvent=c.solvent or None, max_energy_kcal_mol=c.max_energy_kcal_mol,
             seed=c.seed,
         )
-        run("charged", xtb_charged,
-            paths["charged"], c.source or cfg.xtb_frames.path or None, c.n_molecules, max_atoms=c.max_atoms,
-            sampling=sampling, workers=c.workers, seed=c.seed,
+        run(key, xtb_charged,
+            paths[key], c.source or cfg.xtb_frames.path or None, c.n_molecules, max_atoms=c.max_atoms,
+            sampling=sampling, workers=c.workers, seed=c.seed, small=c.small, kinds=c.kinds,
         )
     d = cfg.torsion_scans
     if _labelled(cfg, "torsion_scans"):
@@ -140,15 +143,19 @@ def _xtb_frames(cfg: DefaultModelConfig) -> tuple[list, list]:
     return train, val
 
 
-def _charged(cfg: DefaultModelConfig) -> tuple[list, list]:
-    """Training and validation records of the charged molecules (none unless the config labels them)."""
+#: The shards of charged molecules (config sections of :class:`ChargedConfig`), each split by its own ``val_fraction``.
+CHARGED_SHARDS = ("charged", "ions")
+
+
+def _charged(cfg: DefaultModelConfig, key: str) -> tuple[list, list]:
+    """Training and validation records of charged shard ``key`` (none unless the config labels it)."""
     from physff_openmm.training.dataset import read_dataset, split_by_molecule
 
-    path = _paths(cfg)["charged"]
-    if not _labelled(cfg, "charged") or not path.is_file():
+    path = _paths(cfg)[key]
+    if not _labelled(cfg, key) or not path.is_file():
         return [], []
-    v = cfg.charged.val_fraction
-    train, val, _ = split_by_molecule(read_dataset(path), (1.0 - v, v, 0.0), cfg.charged.seed)
+    c = getattr(cfg, key)
+    train, val, _ = split_by_molecule(read_dataset(path), (1.0 - c.val_fraction, c.val_fraction, 0.0), c.seed)
     return train, val
 
 
@@ -164,17 +171,21 @@ def _skeletons(records) -> set[str]:
     return out
 
 
-def _datamodule(cfg, splits, stage_cfg, shards):
-    """Public splits, the xTB frames and the labelled shards; a record of a validation molecule stays in validation."""
+def _datamodule(cfg, splits, stage_cfg, shards, charged=("charged",)):
+    """Public splits, the xTB frames, the ``charged`` shards (each split by molecule) and the labelled
+    ``shards``; a record of a validation molecule stays in validation."""
     from physff_openmm.training.data import PhysFFDataModule
     from physff_openmm.training.dataset import read_dataset
 
     train, val, test = splits.part("train"), splits.part("val"), splits.part("test")
     xtb_train, xtb_val = _xtb_frames(cfg)
-    charged_train, charged_val = _charged(cfg)
     held_out = _skeletons(test)  # a molecule of the public test split never trains, whatever its source
-    train += [r for r in xtb_train + charged_train if not _skeletons([r]) & held_out]
-    val += xtb_val + charged_val
+    train += [r for r in xtb_train if not _skeletons([r]) & held_out]
+    val += xtb_val
+    for key in charged:
+        charged_train, charged_val = _charged(cfg, key)
+        train += [r for r in charged_train if not _skeletons([r]) & held_out]
+        val += charged_val
     names_val = {r.name for r in val}
     for path in shards:
         if Path(path).is_file():
@@ -232,7 +243,8 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str, phase:
     stage_cfg = getattr(cfg, phase)
     start_path = Path(cfg.work_dir) / PHASE_START[phase]
     start = load_model_file(start_path)
-    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)])
+    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)],
+                     charged=PHASE_CHARGED[phase])
     result = train_stage2(dm, paths[phase], stage_cfg, embed=start)
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
     phases = _phase_history(start.metadata, phase, summary)
@@ -250,6 +262,8 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str, phase:
 
 #: The model file (in ``work_dir``) each stage-2 phase writes, in the order the phases run.
 PHASE_FILE = {"stage2": "energy/stage2.pt", "finetune": "finetune/finetune.pt", "refine": "refine/refine.pt"}
+#: The charged shards each fine-tuning phase reads (stage 2 reads ``charged`` only).
+PHASE_CHARGED = {"finetune": ("charged",), "refine": CHARGED_SHARDS}
 #: Each fine-tuning phase starts from the file of the phase before it.
 PHASE_START = {"finetune": PHASE_FILE["stage2"], "refine": PHASE_FILE["finetune"]}
 

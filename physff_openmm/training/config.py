@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..model import ModelConfig
+from .sources import CHARGED_KINDS
 
 __all__ = [
     "DataConfig",
@@ -344,6 +345,12 @@ class ChargedConfig:
         xtb-frames folder whose neutral molecules are charged ("": ``xtb_frames.path``).
     max_atoms : int
         Largest molecule, hydrogens included.
+    kinds : list of str
+        Kinds of charged variant, in the order they are taken
+        (:data:`~physff_openmm.training.sources.CHARGED_KINDS`: zwitterion,
+        carboxylate, ammonium, sulfonamide, phenolate, aromatic_n).
+    small : bool
+        Start with the small ions (:data:`~physff_openmm.training.sources.SMALL_CHARGED`).
     n_conformers, opt_steps, n_md, md_temperature_k, md_stride, n_noise, noise_sigmas, n_bond_scans, compress, stretch, solvent
         Frames per molecule (:func:`~physff_openmm.training.recipe.charged_sampling`):
         per RDKit conformer a short GFN2-xTB relaxation of ``opt_steps`` L-BFGS steps,
@@ -363,6 +370,8 @@ class ChargedConfig:
     n_molecules: int = 0
     source: str = ""
     max_atoms: int = 60
+    kinds: list[str] = field(default_factory=lambda: ["zwitterion", "carboxylate", "ammonium"])
+    small: bool = True
     n_conformers: int = 2
     opt_steps: int = 20
     n_md: int = 2
@@ -389,6 +398,8 @@ class ChargedConfig:
             raise ConfigError(f"charged: compress and stretch are [low, high] ranges, got {self.compress}, {self.stretch}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"charged.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.kinds or set(self.kinds) - set(CHARGED_KINDS):
+            raise ConfigError(f"charged.kinds must be some of {', '.join(CHARGED_KINDS)}, got {self.kinds}")
 
 
 @dataclass
@@ -518,6 +529,10 @@ class DefaultModelConfig:
     charged : ChargedConfig
         Charged molecules with GFN2-xTB forces (shard ``charged.h5``), read by
         every stage-2 phase; none unless ``charged.n_molecules`` > 0.
+    ions : ChargedConfig
+        More charged molecules (shard ``ions.h5``; by default sulfonamide
+        anions, phenolates and protonated pyridine-type aromatic N, no small
+        ions), read by the refining phase only; none unless ``ions.n_molecules`` > 0.
     torsion_scans : TorsionScanConfig
         Torsion drives with GFN2-xTB forces (shard ``torsion_scans.h5``), read
         by the fine-tuning phase; none unless ``torsion_scans.n_molecules`` > 0.
@@ -542,6 +557,9 @@ class DefaultModelConfig:
     public: PublicDataConfig = field(default_factory=PublicDataConfig)
     xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)
     charged: ChargedConfig = field(default_factory=ChargedConfig)
+    ions: ChargedConfig = field(
+        default_factory=lambda: ChargedConfig(kinds=["sulfonamide", "phenolate", "aromatic_n"], small=False)
+    )
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)

@@ -149,7 +149,7 @@ def kd_inputs(records: Sequence[MoleculeRecord], *, max_atoms: int = 40, per_rec
 
 
 # ============================================================================ charged states
-#: Order in which :func:`charged_molecules` takes the variants: the rare kinds first.
+#: Order in which :func:`charged_molecules` takes the variants by default: the rare kinds first.
 _CHARGED_KIND_ORDER = ("zwitterion", "carboxylate", "ammonium")
 
 
@@ -160,6 +160,7 @@ def charged_molecules(
     max_atoms: int = 60,
     seed: int = 0,
     small: bool = True,
+    kinds: Sequence[str] = _CHARGED_KIND_ORDER,
 ) -> list[tuple[str, str]]:
     """(name, SMILES) of charged molecules to label with GFN2-xTB.
 
@@ -167,7 +168,8 @@ def charged_molecules(
     (named ``charged_<name>``), then the charged variants
     (:func:`.sources.charged_variants`) of the xtb-frames molecules, named
     ``charged_<group>_<kind>_<site>`` (e.g. ``charged_m000123_ammonium_7``):
-    zwitterions, then carboxylates, then ammonium ions (anions and zwitterions
+    one kind after the other in the order of ``kinds`` (by default
+    zwitterions, then carboxylates, then ammonium ions: anions and zwitterions
     are rare), each kind in the order of a seeded shuffle of the molecules.
     A variant whose canonical SMILES came earlier is left out. The list for a
     larger ``n_molecules`` extends the smaller one, so a shard labelled for the
@@ -186,6 +188,8 @@ def charged_molecules(
         Shuffle seed.
     small : bool
         Start with :data:`.sources.SMALL_CHARGED`.
+    kinds : sequence of str
+        Kinds of variant (of :data:`.sources.CHARGED_KINDS`), in the order they are taken.
 
     Returns
     -------
@@ -194,10 +198,13 @@ def charged_molecules(
     """
     from rdkit import Chem
 
-    from .sources import SMALL_CHARGED, charged_variants, xtb_frames_smiles
+    from .sources import CHARGED_KINDS, SMALL_CHARGED, charged_variants, xtb_frames_smiles
 
     if n_molecules < 0 or max_atoms < 1:
         raise ConfigError(f"need n_molecules >= 0 and max_atoms >= 1, got {n_molecules}, {max_atoms}")
+    unknown = sorted(set(kinds) - set(CHARGED_KINDS))
+    if unknown or not kinds:
+        raise ConfigError(f"charged kinds must be some of {', '.join(CHARGED_KINDS)}, got {list(kinds)}")
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
 
@@ -213,15 +220,17 @@ def charged_molecules(
         return out[:n_molecules]
     groups = xtb_frames_smiles(xtb_frames)
     order = np.random.default_rng(seed).permutation(len(groups))
-    by_kind: dict[str, list[tuple[str, str]]] = {k: [] for k in _CHARGED_KIND_ORDER}
+    by_kind: dict[str, list[tuple[str, str]]] = {k: [] for k in kinds}
+    flags = {"amines": "ammonium" in kinds, "acids": "carboxylate" in kinds, "zwitterions": "zwitterion" in kinds,
+             "sulfonamides": "sulfonamide" in kinds, "phenols": "phenolate" in kinds, "aromatic_n": "aromatic_n" in kinds}
     for g in order.tolist():
         gname, mapped = groups[g]
-        for v in charged_variants([mapped]):
+        for v in charged_variants([mapped], **flags):
             if v.smiles in seen or n_atoms(v.smiles) > max_atoms:
                 continue
             seen.add(v.smiles)
             by_kind[v.kind].append((f"charged_{gname}_{v.kind}_{'_'.join(map(str, v.site))}", v.smiles))
-    for kind in _CHARGED_KIND_ORDER:
+    for kind in kinds:
         out.extend(by_kind[kind])
     return out[:n_molecules]
 
@@ -273,11 +282,13 @@ def xtb_charged(
     sampling: XTBSampling | None = None,
     workers: int = 1,
     seed: int = 0,
+    small: bool = True,
+    kinds: Sequence[str] = _CHARGED_KIND_ORDER,
 ) -> dict[str, Any]:
     """Label charged molecules with GFN2-xTB energies and forces into a shard (resumable).
 
     The molecules of :func:`charged_molecules` (``xtb_frames``, ``n_molecules``,
-    ``max_atoms``, ``seed``), sampled as ``sampling`` says (default
+    ``max_atoms``, ``seed``, ``small``, ``kinds``), sampled as ``sampling`` says (default
     :func:`charged_sampling` with ``seed``) by :func:`.data.label_xtb`: each
     molecule is written as soon as it is labelled, and molecules already
     complete in the shard are skipped. Level ``gfn2-xtb``: training uses their
@@ -288,7 +299,7 @@ def xtb_charged(
     dict
         ``molecules`` listed, ``molecules_labelled`` now, ``geometries_written``, ``skipped`` names.
     """
-    molecules = charged_molecules(xtb_frames, n_molecules, max_atoms=max_atoms, seed=seed)
+    molecules = charged_molecules(xtb_frames, n_molecules, max_atoms=max_atoms, seed=seed, small=small, kinds=kinds)
     info = label_xtb(molecules, out_path, sampling or charged_sampling(seed=seed), workers=workers)
     return {"molecules": len(molecules), **info}
 

@@ -50,6 +50,7 @@ __all__ = [
     "read_xtb_frames",
     "read_structures",
     "connectivity_matches",
+    "CHARGED_KINDS",
     "charged_variants",
     "ChargedVariant",
     "SMALL_CHARGED",
@@ -1080,6 +1081,13 @@ AMINE_PROTONATION = (
 )
 #: Carboxylic acid (formic acid included; carbamic and carbonic acids not) to carboxylate.
 ACID_DEPROTONATION = "[CX3;!$(C(=O)(O)[!#6]):1](=[OX1:2])[OX2;H1;+0:3]>>[C:1](=[O:2])[O-:3]"
+#: Primary or secondary sulfonamide N-H to its N anion.
+SULFONAMIDE_DEPROTONATION = "[NX3;!H0;+0:1]-[SX4:2](=[OX1:3])=[OX1:4]>>[N-:1]-[S:2](=[O:3])=[O:4]"
+#: Phenol (an OH on an aromatic carbon) to phenolate.
+PHENOL_DEPROTONATION = "[c:1]-[OX2;H1;+0:2]>>[c:1]-[O-:2]"
+#: A pyridine-type aromatic N (pyridines, pyrimidines, quinolines, imidazoles, oxazoles, thiazoles; not one
+#: bonded to another aromatic N, as in pyrazoles, triazoles and pyridazines) to its cation.
+AROMATIC_N_PROTONATION = "[nX2;+0;H0;!$(n:n):1]>>[nH+:1]"
 
 #: Small charged molecules that the acceptance checks and the physics need:
 #: (name, SMILES). Ammonium ions, carboxylates, amino-acid zwitterions,
@@ -1108,6 +1116,10 @@ SMALL_CHARGED: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Every kind of :class:`ChargedVariant`.
+CHARGED_KINDS = ("zwitterion", "carboxylate", "ammonium", "sulfonamide", "phenolate", "aromatic_n")
+
+
 @dataclass(frozen=True)
 class ChargedVariant:
     """One charged state of a neutral molecule (:func:`charged_variants`).
@@ -1118,12 +1130,14 @@ class ChargedVariant:
         Canonical isomeric SMILES of the charged state, hydrogens implicit.
     parent : str
         Canonical isomeric SMILES of the neutral molecule it was made from.
-    kind : {"ammonium", "carboxylate", "zwitterion"}
-        Which change: one amine protonated (charge +1), one carboxylic acid
-        deprotonated (-1), or one of each (0, charge-separated).
+    kind : {"ammonium", "carboxylate", "zwitterion", "sulfonamide", "phenolate", "aromatic_n"}
+        Which change: one amine or pyridine-type aromatic N protonated (charge
+        +1), one carboxylic acid, sulfonamide N-H or phenol deprotonated (-1), or
+        an amine protonated and an acid deprotonated (0, charge-separated).
     site : tuple of int
         Heavy-atom indices, in the parent's canonical SMILES order, of the changed
-        N (ammonium), O (carboxylate), or both (zwitterion: N first).
+        N (ammonium, sulfonamide, aromatic_n), O (carboxylate, phenolate), or both
+        (zwitterion: N first).
     """
 
     smiles: str
@@ -1134,7 +1148,7 @@ class ChargedVariant:
     @property
     def charge(self) -> int:
         """Total charge, e."""
-        return {"ammonium": 1, "carboxylate": -1, "zwitterion": 0}[self.kind]
+        return 0 if self.kind == "zwitterion" else 1 if self.kind in ("ammonium", "aromatic_n") else -1
 
 
 def _reaction(smarts: str):
@@ -1190,14 +1204,20 @@ def charged_variants(
     amines: bool = True,
     acids: bool = True,
     zwitterions: bool = True,
+    sulfonamides: bool = False,
+    phenols: bool = False,
+    aromatic_n: bool = False,
 ) -> list[ChargedVariant]:
-    """Charged states of neutral molecules: protonated amines, carboxylates, zwitterions.
+    """Charged states of neutral molecules: protonated amines, carboxylates, zwitterions, other anions.
 
     Each variant changes one site of a neutral molecule, by the reaction SMARTS
     :data:`AMINE_PROTONATION` (an aliphatic primary, secondary or tertiary amine
     to its ammonium ion, +1; never amides, anilines, sulfonamides, amidines,
-    enamines or aromatic N) or :data:`ACID_DEPROTONATION` (a carboxylic acid to
-    its carboxylate, -1). A molecule with both sites also gets one zwitterion:
+    enamines or aromatic N), :data:`ACID_DEPROTONATION` (a carboxylic acid to
+    its carboxylate, -1), :data:`SULFONAMIDE_DEPROTONATION` (a sulfonamide N-H
+    to its N anion, -1), :data:`PHENOL_DEPROTONATION` (a phenol to its
+    phenolate, -1) or :data:`AROMATIC_N_PROTONATION` (a pyridine-type aromatic
+    N to its cation, +1). A molecule with an amine and an acid also gets one zwitterion:
     its first amine protonated and its first acid deprotonated (canonical atom
     order). Variants are deduplicated by canonical isomeric SMILES across the
     whole list (symmetric sites give one variant), first occurrence kept.
@@ -1208,18 +1228,22 @@ def charged_variants(
     smiles_list : iterable of str
         Neutral molecules; mapped SMILES with explicit hydrogens (as in the
         xtb-frames ``mapped_smiles``) are accepted.
-    amines, acids, zwitterions : bool
+    amines, acids, zwitterions, sulfonamides, phenols, aromatic_n : bool
         Which kinds of variant to make.
 
     Returns
     -------
     list of ChargedVariant
-        In input order, then site order, then the zwitterion.
+        In input order; per molecule ammonium ions, carboxylates, the
+        zwitterion, sulfonamide anions, phenolates, aromatic cations, each kind in site order.
     """
     from rdkit import Chem
 
     protonate = _reaction(AMINE_PROTONATION)
     deprotonate = _reaction(ACID_DEPROTONATION)
+    sulfonamide = _reaction(SULFONAMIDE_DEPROTONATION)
+    phenol = _reaction(PHENOL_DEPROTONATION)
+    azine = _reaction(AROMATIC_N_PROTONATION)
     seen: set[str] = set()
     out: list[ChargedVariant] = []
 
@@ -1251,6 +1275,11 @@ def charged_variants(
                 if o2 == o_in_cation:
                     add(both, parent, "zwitterion", (n, o))
                     break
+        for wanted, rxn, kind in ((sulfonamides, sulfonamide, "sulfonamide"), (phenols, phenol, "phenolate"),
+                                  (aromatic_n, azine, "aromatic_n")):
+            if wanted:
+                for site, product in sorted(_react_once(rxn, mol), key=lambda t: t[0]):
+                    add(product, parent, kind, (site,))
     return out
 
 

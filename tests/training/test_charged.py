@@ -51,6 +51,31 @@ def test_charged_variants_protonate_basic_amines_and_deprotonate_acids():
     assert kinds == ["ammonium", "ammonium", "carboxylate", "zwitterion"]
 
 
+def test_sulfonamide_phenol_and_aromatic_n_ions_only_where_asked():
+    from rdkit import Chem
+
+    from physff_openmm.training.sources import charged_variants
+
+    smiles = ["NS(=O)(=O)c1ccc(O)cc1", "CNS(C)(=O)=O", "CN(C)S(C)(=O)=O", "OCC", "CC(=O)O", "Cn1ccnc1", "c1ccnnc1"]
+    assert [v.kind for v in charged_variants(smiles)] == ["carboxylate"]  # the default kinds are unchanged
+    got = charged_variants(smiles, amines=False, acids=False, zwitterions=False, sulfonamides=True, phenols=True,
+                           aromatic_n=True)
+    assert [(v.smiles, v.kind, v.site, v.charge) for v in got] == [
+        ("[NH-]S(=O)(=O)c1ccc(O)cc1", "sulfonamide", (0,), -1),
+        ("NS(=O)(=O)c1ccc([O-])cc1", "phenolate", (8,), -1),
+        ("C[N-]S(C)(=O)=O", "sulfonamide", (1,), -1),
+        ("Cn1cc[nH+]c1", "aromatic_n", (4,), 1),
+    ]  # a tertiary sulfonamide, an aliphatic alcohol, a pyridazine and (not asked for) an acid give none
+    for v in got:
+        mol = Chem.MolFromSmiles(v.smiles)
+        parent = Chem.MolFromSmiles(v.parent)
+        (site,) = v.site
+        assert parent.GetAtomWithIdx(site).GetTotalNumHs() + v.charge == sum(
+            a.GetTotalNumHs() for a in mol.GetAtoms() if a.GetFormalCharge() == v.charge
+        )
+        assert Chem.AddHs(mol).GetNumAtoms() == Chem.AddHs(parent).GetNumAtoms() + v.charge
+
+
 def test_charged_variants_are_deduplicated_and_skip_charged_inputs():
     # symmetric sites give one variant; the same molecule written twice (or as mapped SMILES with explicit H) once
     mapped_gly = "[N:1]([C:2]([C:3](=[O:4])[O:5][H:10])([H:8])[H:9])([H:6])[H:7]"
@@ -89,6 +114,17 @@ def test_charged_molecules_start_with_small_ions_then_rare_kinds_and_extend(tmp_
     assert len(charged_molecules(frames, 100, max_atoms=80)) == len(everything) + 1
     with pytest.raises(ConfigError):
         charged_molecules(frames, -1)
+    # other kinds, in the order asked for, without the small ions
+    with h5py.File(frames, "a") as f:
+        for g, smi in (("m5", "NS(=O)(=O)c1ccc(O)cc1"), ("m6", "Oc1ccccc1")):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            f.create_group(g).attrs["mapped_smiles"] = Chem.MolToSmiles(mol)
+    anions = charged_molecules(frames, 100, small=False, kinds=("sulfonamide", "phenolate"))
+    assert anions[0] == ("charged_m5_sulfonamide_0", "[NH-]S(=O)(=O)c1ccc(O)cc1")  # one kind after the other
+    assert sorted(n for n, _ in anions[1:]) == ["charged_m5_phenolate_8", "charged_m6_phenolate_0"]
+    assert charged_molecules(frames, 100, max_atoms=30) == everything  # the default list is unchanged
+    with pytest.raises(ConfigError, match="kinds"):
+        charged_molecules(frames, 10, kinds=("sulfonate",))
 
 
 def test_label_methylammonium_three_frames_with_x_h_scans(tmp_path):
@@ -155,7 +191,7 @@ def test_recipe_reads_the_charged_shard_only_where_the_config_labels_it(monkeypa
     off = load_config({"work_dir": str(tmp_path)}, DefaultModelConfig)
     on = load_config({"work_dir": str(tmp_path), "charged": {"n_molecules": 40, "val_fraction": 0.5}}, DefaultModelConfig)
     assert not script._labelled(off, "charged") and script._labelled(on, "charged")
-    assert script._charged(on) == ([], [])  # not labelled yet
+    assert script._charged(on, "charged") == ([], [])  # not labelled yet
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
@@ -166,8 +202,13 @@ def test_recipe_reads_the_charged_shard_only_where_the_config_labels_it(monkeypa
         x = mol.GetConformer().GetPositions()[None]
         records.append(MoleculeRecord.from_rdkit(mol, f"c{k}", positions=x, energy=[-10.0], forces=np.zeros_like(x), level="gfn2-xtb"))
     write_dataset(records, tmp_path / "charged.h5")
-    train, val = script._charged(on)
+    train, val = script._charged(on, "charged")
     assert sorted(r.name for r in train + val) == [f"c{k}" for k in range(6)] and train and val
-    assert script._charged(off) == ([], [])
+    assert script._charged(off, "charged") == ([], [])
+    assert script._charged(on, "ions") == ([], [])  # its own shard and section
     with pytest.raises(ConfigError, match="val_fraction"):
         load_config({"charged": {"val_fraction": 1.0}}, DefaultModelConfig)
+    with pytest.raises(ConfigError, match="kinds"):
+        load_config({"ions": {"kinds": ["sulfonate"]}}, DefaultModelConfig)
+    assert off.ions.kinds == ["sulfonamide", "phenolate", "aromatic_n"] and not off.ions.small
+    assert off.charged.kinds == ["zwitterion", "carboxylate", "ammonium"] and off.charged.small

@@ -77,10 +77,12 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     spec.loader.exec_module(script)
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     bare = load_config({"work_dir": str(tmp_path / "bare")}, DefaultModelConfig)
-    keys = ("charged", "torsion_scans")
-    assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
+    keys = ("charged", "ions", "torsion_scans")
+    assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "ions", "torsion_scans"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
     assert script.FINETUNE_SHARDS == ("torsion_scans",)
+    # the extra ions train the refining phase only
+    assert script.PHASE_CHARGED == {"finetune": ("charged",), "refine": ("charged", "ions")}
     # each phase starts from the one before; the lj_net phase from the last stage-2 phase the config has
     assert script.PHASE_START == {"finetune": "energy/stage2.pt", "refine": "finetune/finetune.pt"}
     two = load_config({"finetune": {}}, DefaultModelConfig)
