@@ -12,6 +12,9 @@ native OpenMM System, no GFN2-xTB):
 - NCIAtlas dimers of the validation split at equilibrium, hydrogen-bonded and
   dispersion groups (RMSE);
 - the validation metrics the training run stored in the model file, where present;
+- with ``--md N``: 100 ps (``--md-ps``) of Langevin MD at 300 K and 1 fs without
+  constraints (the accuracy report's own MD check) of the first N validation
+  molecules of the conformer benchmark, by name: how many keep every bond;
 - with ``--recipe CONFIG``: the validation molecules of each charged-molecule
   shard the recipe labels (``charged``, ``ions``; split as the recipe splits
   them), GFN2-xTB relative energies (each molecule's frames about their mean)
@@ -20,7 +23,7 @@ native OpenMM System, no GFN2-xTB):
 The split comes from each model's own metadata (fractions and seed), as in the
 accuracy report. Run from the repository root::
 
-    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--recipe training/default_model.yaml] [--out FILE.json]
+    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--md 12] [--recipe training/default_model.yaml] [--out FILE.json]
 
 ``--limit N`` reads only N records of each set (quick runs; the split then differs).
 
@@ -40,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy_report as ar  # noqa: E402
 
 
-def score(model_name: str, sets: dict, data_dir: Path) -> dict:
+def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float = 100.0, threads: int = 1) -> dict:
     """Validation numbers of one model (see the module docstring)."""
     import physff_openmm as pf
     from physff_openmm.training.recipe import public_splits
@@ -55,6 +58,13 @@ def score(model_name: str, sets: dict, data_dir: Path) -> dict:
     dimers = [r for r in splits.val["ncia"] if ar.equilibrium_index(r) is not None]
     groups = ar.ncia_section(dimers, ev)["groups"]
     stored = model.metadata.get("metrics", {}).get("validation", {})
+    md_rows = {}
+    if md:
+        pool = sorted(splits.val["conformers"], key=lambda r: r.name)
+        md_rows = ar.md_section(pool, model, md, md_ps, threads, ar.Timer())
+        md_rows = {"n_molecules": md_rows["n_molecules"], "n_stable": md_rows["n_stable"], "simulated_ps": md_ps,
+                   "failures": [f"{r['name']} {r['status']} {r.get('worst_bond')} at {r.get('failure_time_ps')} ps"
+                                for r in md_rows["per_molecule"] if r["status"] != "stable"]}
     return {
         "model": model_name,
         "sha256": model.file_hash,
@@ -65,6 +75,7 @@ def score(model_name: str, sets: dict, data_dir: Path) -> dict:
         "ncia_dispersion_rmse": groups["dispersion"]["model"]["rmse"],
         "stored_validation": {k: stored[k] for k in ("relative_energy_kcal_mol", "forces_kcal_mol_angstrom",
                                                       "interaction_kcal_mol") if k in stored},
+        "md": md_rows,
     }
 
 
@@ -120,6 +131,9 @@ def table(rows: list[dict]) -> str:
         ("stored: forces MAE", lambda r: stored(r, "forces_kcal_mol_angstrom", "mae")),
         ("stored: interaction RMSE", lambda r: stored(r, "interaction_kcal_mol", "rmse")),
     ]
+    if rows[0]["md"]:
+        spec.append((f"MD {rows[0]['md']['simulated_ps']:g} ps at 1 fs, stable of {rows[0]['md']['n_molecules']}",
+                     lambda r: str(r["md"]["n_stable"])))
     for key in rows[0].get("shards", {}):
         n = rows[0]["shards"][key]["n_molecules"]
         spec += [
@@ -137,6 +151,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="../shared/data", help="the shared data folder")
     p.add_argument("--out", help="write every number to this JSON file")
     p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs)")
+    p.add_argument("--md", type=int, default=0, help="MD of the first N validation molecules (0: none)")
+    p.add_argument("--md-ps", type=float, default=100.0, help="length of each MD run, ps")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of the MD runs")
     p.add_argument("--recipe", help="also score the validation molecules of this recipe's charged shards (in its work_dir)")
     args = p.parse_args(argv)
     from physff_openmm.training.recipe import read_public_sets
@@ -145,7 +162,7 @@ def main(argv=None) -> int:
     logging.disable(logging.WARNING)  # reader notes on skipped records: the accuracy report lists them
     try:
         sets = read_public_sets(data_dir, limit=args.limit)
-        rows = [score(m, sets, data_dir) for m in args.models]
+        rows = [score(m, sets, data_dir, args.md, args.md_ps, args.threads) for m in args.models]
         shards = charged_validation(args.recipe) if args.recipe else {}
         for row in rows:
             if shards:
@@ -153,6 +170,9 @@ def main(argv=None) -> int:
     finally:
         logging.disable(logging.NOTSET)
     print(table(rows))
+    for r in rows:
+        for failure in r["md"].get("failures", []):
+            print(f"{Path(r['model']).name}: MD {failure}")
     if args.out:
         Path(args.out).write_text(json.dumps(ar.jsonable(rows), indent=1) + "\n")
     return 0

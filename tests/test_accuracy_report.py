@@ -404,7 +404,7 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert list(val) == ["ions"] and 0 < len(val["ions"]) < 4
     out = tmp_path / "cmp.json"
     assert cmp.main([str(path_model_path), "--data", str(data), "--limit", "60", "--out", str(out),
-                     "--recipe", str(recipe)]) == 0
+                     "--recipe", str(recipe), "--md", "1", "--md-ps", "0.2"]) == 0
     rows = json.loads(out.read_text())
     assert [r["model"] for r in rows] == [str(path_model_path)]
     assert rows[0]["conformers"]["n_molecules"] > 0 and math.isfinite(rows[0]["conformers"]["rmse"])
@@ -414,4 +414,7 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert shard["n_molecules"] == n and shard["relative_energy"]["n"] == 2 * n and math.isfinite(shard["forces"]["mae"])
     printed = capsys.readouterr().out
     assert "| conformers RMSE (largest) |" in printed and f"| ions ({n} molecules): relative energies RMSE |" in printed
+    md = rows[0]["md"]
+    assert md["n_molecules"] == 1 and md["simulated_ps"] == 0.2 and md["n_stable"] + len(md["failures"]) == 1
+    assert "| MD 0.2 ps at 1 fs, stable of 1 |" in printed
     assert logging.root.manager.disable == logging.NOTSET  # the script leaves logging as it found it

@@ -33,6 +33,7 @@ __all__ = [
     "PublicDataConfig",
     "KDDataConfig",
     "ChargedConfig",
+    "IonsConfig",
     "TorsionScanConfig",
     "LJHeadConfig",
     "DefaultModelConfig",
@@ -403,6 +404,16 @@ class ChargedConfig:
 
 
 @dataclass
+class IonsConfig(ChargedConfig):
+    """More charged molecules for the refining phase (shard ``work_dir/ions.h5``): as
+    :class:`ChargedConfig`, by default sulfonamide anions, phenolates and protonated
+    pyridine-type aromatic N of the xtb-frames molecules, without the small ions."""
+
+    kinds: list[str] = field(default_factory=lambda: ["sulfonamide", "phenolate", "aromatic_n"])
+    small: bool = False
+
+
+@dataclass
 class TorsionScanConfig:
     """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_torsions`).
 
@@ -529,7 +540,7 @@ class DefaultModelConfig:
     charged : ChargedConfig
         Charged molecules with GFN2-xTB forces (shard ``charged.h5``), read by
         every stage-2 phase; none unless ``charged.n_molecules`` > 0.
-    ions : ChargedConfig
+    ions : IonsConfig
         More charged molecules (shard ``ions.h5``; by default sulfonamide
         anions, phenolates and protonated pyridine-type aromatic N, no small
         ions), read by the refining phase only; none unless ``ions.n_molecules`` > 0.
@@ -557,9 +568,7 @@ class DefaultModelConfig:
     public: PublicDataConfig = field(default_factory=PublicDataConfig)
     xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)
     charged: ChargedConfig = field(default_factory=ChargedConfig)
-    ions: ChargedConfig = field(
-        default_factory=lambda: ChargedConfig(kinds=["sulfonamide", "phenolate", "aromatic_n"], small=False)
-    )
+    ions: IonsConfig = field(default_factory=IonsConfig)
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)

@@ -78,7 +78,9 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     bare = load_config({"work_dir": str(tmp_path / "bare")}, DefaultModelConfig)
     keys = ("charged", "ions", "torsion_scans")
-    assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "ions", "torsion_scans"]
+    assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
+    ions = load_config({"ions": {"n_molecules": 10}}, DefaultModelConfig)
+    assert [k for k in keys if script._labelled(ions, k)] == ["ions"] and ions.ions.kinds == ["sulfonamide", "phenolate", "aromatic_n"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
     assert script.FINETUNE_SHARDS == ("torsion_scans",)
     # the extra ions train the refining phase only
