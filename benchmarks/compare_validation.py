@@ -15,6 +15,10 @@ native OpenMM System, no GFN2-xTB):
 - with ``--md N``: 100 ps (``--md-ps``) of Langevin MD at 300 K and 1 fs without
   constraints (the accuracy report's own MD check) of the first N validation
   molecules of the conformer benchmark, by name: how many keep every bond;
+- bonds to hydrogen pulled out: in the first conformer of each validation molecule, each H
+  moved along its bond to 1.5, 2, 2.5 and 3 Angstrom from its partner, everything else fixed
+  (native System): how many bonds end *below* the bonded geometry at 3 Angstrom (a bond the
+  model holds only as a metastable state) and the lowest barrier on the way;
 - with ``--recipe CONFIG``: the validation molecules of each charged-molecule
   shard the recipe labels (``charged``, ``ions``; split as the recipe splits
   them), GFN2-xTB relative energies (each molecule's frames about their mean)
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import logging
 import sys
 from pathlib import Path
@@ -41,6 +46,50 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy_report as ar  # noqa: E402
+
+
+#: Distances (Angstrom) to which :func:`bond_escape` pulls each hydrogen from its bonded partner.
+ESCAPE_DISTANCES = (1.5, 2.0, 2.5, 3.0)
+
+
+def bond_escape(model, records) -> dict:
+    """Each bond to H of each record's first conformer pulled out along its axis, the rest fixed.
+
+    Returns the number of such bonds, how many end below the bonded geometry at the last
+    distance of :data:`ESCAPE_DISTANCES` (kcal/mol), and the lowest barrier (highest energy on the way
+    above the bonded geometry) over all of them.
+    """
+    import numpy as np
+    import openmm
+    from openmm import unit
+
+    import physff_openmm as pf
+
+    n_bonds, downhill, barriers = 0, 0, []
+    for rec in records:
+        x0 = np.asarray(rec.positions[0], dtype=float)
+        system = pf.create_system(pf.parameterize(rec.to_rdkit(), model=model))
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+
+        def energy(x):
+            context.setPositions(x * 0.1)  # Angstrom -> nm
+            return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
+
+        e0 = energy(x0)
+        for i, j in np.asarray(rec.bonds, dtype=int).reshape(-1, 2):
+            if 1 not in (rec.species[i], rec.species[j]):
+                continue
+            heavy, h = (i, j) if rec.species[j] == 1 else (j, i)
+            axis = (x0[h] - x0[heavy]) / np.linalg.norm(x0[h] - x0[heavy])
+            profile = []
+            for d in ESCAPE_DISTANCES:
+                x = x0.copy()
+                x[h] = x0[heavy] + d * axis
+                profile.append(energy(x) - e0)
+            n_bonds += 1
+            downhill += profile[-1] < 0.0
+            barriers.append(max(profile))
+    return {"n_bonds": n_bonds, "downhill": int(downhill), "lowest_barrier": float(min(barriers)) if barriers else math.nan}
 
 
 def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float = 100.0, threads: int = 1) -> dict:
@@ -58,6 +107,7 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
     dimers = [r for r in splits.val["ncia"] if ar.equilibrium_index(r) is not None]
     groups = ar.ncia_section(dimers, ev)["groups"]
     stored = model.metadata.get("metrics", {}).get("validation", {})
+    escape = bond_escape(model, splits.val["conformers"])
     md_rows = {}
     if md:
         pool = sorted(splits.val["conformers"], key=lambda r: r.name)
@@ -75,6 +125,7 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
         "ncia_dispersion_rmse": groups["dispersion"]["model"]["rmse"],
         "stored_validation": {k: stored[k] for k in ("relative_energy_kcal_mol", "forces_kcal_mol_angstrom",
                                                       "interaction_kcal_mol") if k in stored},
+        "bond_escape": escape,
         "md": md_rows,
     }
 
@@ -131,6 +182,8 @@ def table(rows: list[dict]) -> str:
         ("stored: forces MAE", lambda r: stored(r, "forces_kcal_mol_angstrom", "mae")),
         ("stored: interaction RMSE", lambda r: stored(r, "interaction_kcal_mol", "rmse")),
     ]
+    spec.append((f"bonds to H pulled to {ESCAPE_DISTANCES[-1]:g} A: downhill of {rows[0]['bond_escape']['n_bonds']} "
+                 "(lowest barrier)", lambda r: f"{r['bond_escape']['downhill']} ({r['bond_escape']['lowest_barrier']:.0f})"))
     if rows[0]["md"]:
         spec.append((f"MD {rows[0]['md']['simulated_ps']:g} ps at 1 fs, stable of {rows[0]['md']['n_molecules']}",
                      lambda r: str(r["md"]["n_stable"])))

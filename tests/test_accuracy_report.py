@@ -414,6 +414,9 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert shard["n_molecules"] == n and shard["relative_energy"]["n"] == 2 * n and math.isfinite(shard["forces"]["mae"])
     printed = capsys.readouterr().out
     assert "| conformers RMSE (largest) |" in printed and f"| ions ({n} molecules): relative energies RMSE |" in printed
+    escape = rows[0]["bond_escape"]
+    assert escape["n_bonds"] > 0 and 0 <= escape["downhill"] <= escape["n_bonds"] and math.isfinite(escape["lowest_barrier"])
+    assert "| bonds to H pulled to 3 A: downhill of" in printed
     md = rows[0]["md"]
     assert md["n_molecules"] == 1 and md["simulated_ps"] == 0.2 and md["n_stable"] + len(md["failures"]) == 1
     assert "| MD 0.2 ps at 1 fs, stable of 1 |" in printed
