@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -92,8 +92,9 @@ def bond_escape(model, records) -> dict:
     return {"n_bonds": n_bonds, "downhill": int(downhill), "lowest_barrier": float(min(barriers)) if barriers else math.nan}
 
 
-def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float = 100.0, threads: int = 1) -> dict:
-    """Validation numbers of one model (see the module docstring)."""
+def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float = 100.0, threads: int = 1,
+          shards: dict[str, list] | None = None) -> dict:
+    """Validation numbers of one model (see the module docstring); ``shards``: :func:`charged_validation`."""
     import physff_openmm as pf
     from physff_openmm.training.recipe import public_splits
 
@@ -111,10 +112,11 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
     md_rows = {}
     if md:
         pool = sorted(splits.val["conformers"], key=lambda r: r.name)
-        md_rows = ar.md_section(pool, model, md, md_ps, threads, ar.Timer())
-        md_rows = {"n_molecules": md_rows["n_molecules"], "n_stable": md_rows["n_stable"], "simulated_ps": md_ps,
+        runs = ar.md_section(pool, model, md, md_ps, threads, ar.Timer())
+        md_rows = {"n_molecules": runs["n_molecules"], "n_stable": runs["n_stable"], "simulated_ps": md_ps,
                    "failures": [f"{r['name']} {r['status']} {r.get('worst_bond')} at {r.get('failure_time_ps')} ps"
-                                for r in md_rows["per_molecule"] if r["status"] != "stable"]}
+                                for r in runs["per_molecule"] if r["status"] != "stable"]}
+    extra = {"shards": score_shards(model, shards)} if shards else {}
     return {
         "model": model_name,
         "sha256": model.file_hash,
@@ -127,17 +129,14 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
                                                       "interaction_kcal_mol") if k in stored},
         "bond_escape": escape,
         "md": md_rows,
+        **extra,
     }
-
-
-#: The recipe's sections of charged molecules, each labelled into ``work_dir/<key>.h5``.
-CHARGED_SHARDS = ("charged", "ions")
 
 
 def charged_validation(recipe: str | Path) -> dict[str, list]:
     """Validation records of each charged shard the recipe labels and has labelled (split as the recipe does)."""
     from physff_openmm.training.config import DefaultModelConfig, load_config
-    from physff_openmm.training.dataset import read_dataset, split_by_molecule
+    from physff_openmm.training.recipe import CHARGED_SHARDS, split_charged_shard
 
     cfg = load_config(recipe, DefaultModelConfig)
     out = {}
@@ -145,17 +144,15 @@ def charged_validation(recipe: str | Path) -> dict[str, list]:
         c = getattr(cfg, key)
         path = Path(cfg.work_dir) / f"{key}.h5"
         if c.n_molecules and c.val_fraction and path.is_file():
-            out[key] = split_by_molecule(read_dataset(path), (1.0 - c.val_fraction, c.val_fraction, 0.0), c.seed)[1]
+            out[key] = split_charged_shard(path, c)[1]
     return out
 
 
-def score_shards(model_name: str, shards: dict[str, list]) -> dict:
+def score_shards(model, shards: dict[str, list]) -> dict:
     """GFN2-xTB relative energies and forces of the shards' validation molecules."""
-    import physff_openmm as pf
     from physff_openmm.training.data import records_to_graphs
     from physff_openmm.training.evaluate import evaluate_graphs
 
-    model = pf.load_model(model_name)
     out = {}
     for key, records in shards.items():
         m = evaluate_graphs(model, records_to_graphs(records, require="any"))
@@ -215,11 +212,8 @@ def main(argv=None) -> int:
     logging.disable(logging.WARNING)  # reader notes on skipped records: the accuracy report lists them
     try:
         sets = read_public_sets(data_dir, limit=args.limit)
-        rows = [score(m, sets, data_dir, args.md, args.md_ps, args.threads) for m in args.models]
         shards = charged_validation(args.recipe) if args.recipe else {}
-        for row in rows:
-            if shards:
-                row["shards"] = score_shards(row["model"], shards)
+        rows = [score(m, sets, data_dir, args.md, args.md_ps, args.threads, shards) for m in args.models]
     finally:
         logging.disable(logging.NOTSET)
     print(table(rows))

@@ -48,10 +48,12 @@ from pathlib import Path
 from physff_openmm.errors import PhysFFError
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
 from physff_openmm.training.recipe import (
+    CHARGED_SHARDS,
     charged_sampling,
     kd_inputs,
     public_splits,
     read_public_sets,
+    split_charged_shard,
     torsion_sampling,
     xtb_charged,
     xtb_torsions,
@@ -143,20 +145,12 @@ def _xtb_frames(cfg: DefaultModelConfig) -> tuple[list, list]:
     return train, val
 
 
-#: The shards of charged molecules (config sections of :class:`ChargedConfig`), each split by its own ``val_fraction``.
-CHARGED_SHARDS = ("charged", "ions")
-
-
 def _charged(cfg: DefaultModelConfig, key: str) -> tuple[list, list]:
     """Training and validation records of charged shard ``key`` (none unless the config labels it)."""
-    from physff_openmm.training.dataset import read_dataset, split_by_molecule
-
     path = _paths(cfg)[key]
     if not _labelled(cfg, key) or not path.is_file():
         return [], []
-    c = getattr(cfg, key)
-    train, val, _ = split_by_molecule(read_dataset(path), (1.0 - c.val_fraction, c.val_fraction, 0.0), c.seed)
-    return train, val
+    return split_charged_shard(path, getattr(cfg, key))
 
 
 def _skeletons(records) -> set[str]:

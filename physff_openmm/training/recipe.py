@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .data import XTBSampling, label_xtb
-from .dataset import MoleculeRecord, split_by_molecule
+from .dataset import MoleculeRecord, read_dataset, split_by_molecule
 
 __all__ = [
     "SOURCES",
@@ -44,6 +44,8 @@ __all__ = [
     "public_splits",
     "kd_inputs",
     "charged_molecules",
+    "CHARGED_SHARDS",
+    "split_charged_shard",
     "charged_sampling",
     "xtb_charged",
     "torsion_molecules",
@@ -233,6 +235,18 @@ def charged_molecules(
     for kind in kinds:
         out.extend(by_kind[kind])
     return out[:n_molecules]
+
+
+#: The recipe's sections of charged molecules (:class:`.config.ChargedConfig`), each labelled into ``work_dir/<key>.h5``.
+CHARGED_SHARDS = ("charged", "ions")
+
+
+def split_charged_shard(path: str | Path, section) -> tuple[list[MoleculeRecord], list[MoleculeRecord]]:
+    """Training and validation records of a labelled charged shard, split by molecule as its config section says
+    (``val_fraction``, ``seed``)."""
+    v = section.val_fraction
+    train, val, _ = split_by_molecule(read_dataset(path), (1.0 - v, v, 0.0), section.seed)
+    return train, val
 
 
 def charged_sampling(

@@ -1116,8 +1116,10 @@ SMALL_CHARGED: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Total charge of each kind of :class:`ChargedVariant`.
+_KIND_CHARGE = {"zwitterion": 0, "carboxylate": -1, "ammonium": 1, "sulfonamide": -1, "phenolate": -1, "aromatic_n": 1}
 #: Every kind of :class:`ChargedVariant`.
-CHARGED_KINDS = ("zwitterion", "carboxylate", "ammonium", "sulfonamide", "phenolate", "aromatic_n")
+CHARGED_KINDS = tuple(_KIND_CHARGE)
 
 
 @dataclass(frozen=True)
@@ -1148,7 +1150,7 @@ class ChargedVariant:
     @property
     def charge(self) -> int:
         """Total charge, e."""
-        return 0 if self.kind == "zwitterion" else 1 if self.kind in ("ammonium", "aromatic_n") else -1
+        return _KIND_CHARGE[self.kind]
 
 
 def _reaction(smarts: str):
