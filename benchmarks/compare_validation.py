@@ -206,6 +206,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the MD runs")
     p.add_argument("--recipe", help="also score the validation molecules of this recipe's charged shards (in its work_dir)")
     args = p.parse_args(argv)
+    if args.md < 0 or args.md_ps <= 0 or args.threads < 1:
+        p.error(f"need --md >= 0, --md-ps > 0 and --threads >= 1, got {args.md}, {args.md_ps}, {args.threads}")
+    from physff_openmm.errors import PhysFFError
     from physff_openmm.training.recipe import read_public_sets
 
     data_dir = Path(args.data)
@@ -214,6 +217,9 @@ def main(argv=None) -> int:
         sets = read_public_sets(data_dir, limit=args.limit)
         shards = charged_validation(args.recipe) if args.recipe else {}
         rows = [score(m, sets, data_dir, args.md, args.md_ps, args.threads, shards) for m in args.models]
+    except PhysFFError as exc:  # a bad model name, data folder or recipe: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         logging.disable(logging.NOTSET)
     print(table(rows))

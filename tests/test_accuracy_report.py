@@ -421,3 +421,10 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert md["n_molecules"] == 1 and md["simulated_ps"] == 0.2 and md["n_stable"] + len(md["failures"]) == 1
     assert "| MD 0.2 ps at 1 fs, stable of 1 |" in printed
     assert logging.root.manager.disable == logging.NOTSET  # the script leaves logging as it found it
+    # bad input: one clear line, non-zero exit, no output file
+    bad = tmp_path / "bad.json"
+    assert cmp.main([str(path_model_path), "--data", str(data), "--limit", "5", "--recipe", str(tmp_path / "none.yaml"),
+                     "--out", str(bad)]) == 2
+    assert "error: config file" in capsys.readouterr().err and not bad.exists()
+    with pytest.raises(SystemExit):
+        cmp.main([str(path_model_path), "--md", "-1"])
