@@ -8,6 +8,7 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
 
 - ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0,
   and more ions where ``ions.n_molecules`` > 0), torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
+  bonds to H pulled apart with GFN2-xTB forces (where ``bond_pulls.n_molecules`` > 0),
   and the stage-1 kinetic-energy labels (QM9 and small training molecules, where
   ``kd`` asks for them);
 - ``embed``: stage 1 on those labels;
@@ -16,8 +17,8 @@ Stages (each resumes or reuses what an earlier run left in ``work_dir``):
   charged molecules;
 - ``finetune``: a second stage-2 phase from those weights with the torsion
   drives added;
-- ``refine``: a third phase from the fine-tuning phase's weights on the same data
-  and the ``ions`` shard (where the config has ``refine``), e.g. with path
+- ``refine``: a third phase from the fine-tuning phase's weights on the same data,
+  the ``ions`` and the ``bond_pulls`` shards (where the config has ``refine``), e.g. with path
   embeddings added;
 - ``lj``: the model's lj_net (per-atom Lennard-Jones terms with other force
   fields' atoms, :mod:`physff_openmm.training.lj_head`) on the NCIAtlas training
@@ -52,9 +53,11 @@ from physff_openmm.training.recipe import (
     charged_sampling,
     kd_inputs,
     public_splits,
+    pull_sampling,
     read_public_sets,
     split_charged_shard,
     torsion_sampling,
+    xtb_bond_pulls,
     xtb_charged,
     xtb_torsions,
 )
@@ -71,6 +74,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "kd": w / "kd.h5", "charged": w / "charged.h5", "ions": w / "ions.h5", "torsion_scans": w / "torsion_scans.h5",
+        "bond_pulls": w / "bond_pulls.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune", "refine": w / "refine",
     }
 
@@ -111,6 +115,14 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
                 n_scans=d.n_scans, step_deg=d.step_deg, opt_steps=d.opt_steps, max_energy_kcal_mol=d.max_energy_kcal_mol,
                 seed=d.seed,
             ), workers=d.workers, seed=d.seed,
+        )
+    p = cfg.bond_pulls
+    if _labelled(cfg, "bond_pulls"):
+        run("bond_pulls", xtb_bond_pulls,
+            paths["bond_pulls"], p.source or cfg.xtb_frames.path, p.n_molecules, charged_fraction=p.charged_fraction,
+            max_atoms=p.max_atoms, sampling=pull_sampling(
+                n_bonds=p.n_bonds, pull=p.pull, opt_steps=p.opt_steps, max_energy_kcal_mol=p.max_energy_kcal_mol, seed=p.seed,
+            ), workers=p.workers, seed=p.seed,
         )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -214,8 +226,8 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
 
 
-#: The shards the fine-tuning phases add.
-FINETUNE_SHARDS = ("torsion_scans",)
+#: The shards of GFN2-xTB frames of drug-like molecules each fine-tuning phase adds.
+PHASE_SHARDS = {"finetune": ("torsion_scans",), "refine": ("torsion_scans", "bond_pulls")}
 
 
 def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
@@ -237,7 +249,7 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str, phase:
     stage_cfg = getattr(cfg, phase)
     start_path = Path(cfg.work_dir) / PHASE_START[phase]
     start = load_model_file(start_path)
-    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in FINETUNE_SHARDS if _labelled(cfg, k)],
+    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in PHASE_SHARDS[phase] if _labelled(cfg, k)],
                      charged=PHASE_CHARGED[phase])
     result = train_stage2(dm, paths[phase], stage_cfg, embed=start)
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}

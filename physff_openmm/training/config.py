@@ -16,7 +16,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model import ModelConfig
@@ -34,7 +34,9 @@ __all__ = [
     "KDDataConfig",
     "ChargedConfig",
     "IonsConfig",
+    "DrugLikeShardConfig",
     "TorsionScanConfig",
+    "BondPullConfig",
     "LJHeadConfig",
     "DefaultModelConfig",
     "load_config",
@@ -414,11 +416,9 @@ class IonsConfig(ChargedConfig):
 
 
 @dataclass
-class TorsionScanConfig:
-    """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_torsions`).
-
-    Labelled into ``work_dir/torsion_scans.h5`` by the ``label`` stage and
-    read by the fine-tuning phase (level ``gfn2-xtb``: forces and relative energies).
+class DrugLikeShardConfig:
+    """A shard of GFN2-xTB frames of xtb-frames molecules and their charged variants
+    (:func:`~physff_openmm.training.recipe.torsion_molecules`), labelled by the ``label`` stage.
 
     Attributes
     ----------
@@ -429,30 +429,70 @@ class TorsionScanConfig:
     charged_fraction : float
     max_atoms : int
         Largest charged variant, hydrogens included.
-    n_scans, step_deg, opt_steps, max_energy_kcal_mol
-        Frames per molecule (:func:`~physff_openmm.training.recipe.torsion_sampling`).
+    opt_steps : int
+        L-BFGS steps of the GFN2-xTB relaxation of each molecule's conformer.
+    max_energy_kcal_mol : float
+        Frames more than this above the molecule's lowest are dropped.
     workers : int
         Labelling processes.
     seed : int
     """
 
+    #: The recipe's key of the section (in error messages).
+    section: ClassVar[str] = "drug-like shard"
+
     n_molecules: int = 0
     source: str = ""
     charged_fraction: float = 0.25
     max_atoms: int = 60
-    n_scans: int = 2
-    step_deg: float = 30.0
     opt_steps: int = 10
     max_energy_kcal_mol: float = 60.0
     workers: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_molecules < 0 or self.n_scans < 0 or self.workers < 1 or not 0.0 <= self.charged_fraction <= 1.0:
+        if self.n_molecules < 0 or self.workers < 1 or not 0.0 <= self.charged_fraction <= 1.0:
             raise ConfigError(
-                "torsion_scans: need n_molecules >= 0, n_scans >= 0, workers >= 1 and charged_fraction in [0, 1], "
-                f"got {self.n_molecules}, {self.n_scans}, {self.workers}, {self.charged_fraction}"
+                f"{self.section}: need n_molecules >= 0, workers >= 1 and charged_fraction in [0, 1], "
+                f"got {self.n_molecules}, {self.workers}, {self.charged_fraction}"
             )
+
+
+@dataclass
+class TorsionScanConfig(DrugLikeShardConfig):
+    """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_torsions`),
+    labelled into ``work_dir/torsion_scans.h5`` and read by the fine-tuning phases (level ``gfn2-xtb``: forces and
+    relative energies). As :class:`DrugLikeShardConfig`, with ``n_scans`` rotatable bonds per molecule driven in
+    ``step_deg`` steps (:func:`~physff_openmm.training.recipe.torsion_sampling`)."""
+
+    section: ClassVar[str] = "torsion_scans"
+
+    n_scans: int = 2
+    step_deg: float = 30.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_scans < 0:
+            raise ConfigError(f"torsion_scans: need n_scans >= 0, got {self.n_scans}")
+
+
+@dataclass
+class BondPullConfig(DrugLikeShardConfig):
+    """Bonds to H pulled apart in drug-like molecules, GFN2-xTB energies and forces
+    (:func:`~physff_openmm.training.recipe.xtb_bond_pulls`), labelled into ``work_dir/bond_pulls.h5`` and read
+    by the refining phase. As :class:`DrugLikeShardConfig`, with ``n_bonds`` bonds per molecule each pulled to
+    every length of ``pull`` (multiples of its length; :func:`~physff_openmm.training.recipe.pull_sampling`)."""
+
+    section: ClassVar[str] = "bond_pulls"
+
+    n_bonds: int = 4
+    pull: list[float] = field(default_factory=lambda: [1.4, 1.8, 2.2, 2.7])
+    max_energy_kcal_mol: float = 200.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_bonds < 1 or not self.pull or min(self.pull) <= 1.0:
+            raise ConfigError(f"bond_pulls: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
 
 
 @dataclass
@@ -546,7 +586,10 @@ class DefaultModelConfig:
         ions), read by the refining phase only; none unless ``ions.n_molecules`` > 0.
     torsion_scans : TorsionScanConfig
         Torsion drives with GFN2-xTB forces (shard ``torsion_scans.h5``), read
-        by the fine-tuning phase; none unless ``torsion_scans.n_molecules`` > 0.
+        by the fine-tuning phases; none unless ``torsion_scans.n_molecules`` > 0.
+    bond_pulls : BondPullConfig
+        Bonds to H pulled apart, GFN2-xTB forces (shard ``bond_pulls.h5``), read
+        by the refining phase; none unless ``bond_pulls.n_molecules`` > 0.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
@@ -570,6 +613,7 @@ class DefaultModelConfig:
     charged: ChargedConfig = field(default_factory=ChargedConfig)
     ions: IonsConfig = field(default_factory=IonsConfig)
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
+    bond_pulls: BondPullConfig = field(default_factory=BondPullConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)

@@ -438,6 +438,13 @@ class XTBSampling:
         everything but the dihedral); the frames are checked like MD snapshots.
     torsion_step_deg : float
         Degrees between the points of a drive (a divisor of 360).
+    n_bond_pulls : int
+        Bonds to hydrogen of the lowest minimized conformer pulled apart
+        (:func:`_pull_bonds`: heteroatom-H and C-H in turn), each to every
+        length of ``pull`` (only the H moves): the dissociation profile, which
+        must stay uphill for MD to keep its bonds.
+    pull : tuple of float
+        Lengths of the pulled bonds, as multiples of their length (each > 1).
     """
 
     n_conformers: int = 3
@@ -458,9 +465,12 @@ class XTBSampling:
     solvent: str | None = None
     n_torsion_scans: int = 0
     torsion_step_deg: float = 30.0
+    n_bond_pulls: int = 0
+    pull: tuple[float, ...] = (1.4, 1.8, 2.2, 2.7)
 
     def __post_init__(self) -> None:
-        counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans)
+        counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans,
+                  self.n_bond_pulls)
         if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
             raise ConfigError(
                 "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
@@ -475,6 +485,8 @@ class XTBSampling:
         n_points = 360.0 / self.torsion_step_deg if self.torsion_step_deg > 0 else 0.0
         if n_points < 2 or abs(n_points - round(n_points)) > 1e-9:
             raise ConfigError(f"XTBSampling: torsion_step_deg must divide 360 in 2 or more steps, got {self.torsion_step_deg}")
+        if self.n_bond_pulls and (not len(self.pull) or min(self.pull) <= 1.0):
+            raise ConfigError(f"XTBSampling: pull lengths must be multiples > 1 of the bond length, got {self.pull}")
 
 
 def rotatable_torsions(mol, n_torsions: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
@@ -560,6 +572,21 @@ def _xh_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, in
     return out[:n_bonds]
 
 
+def _pull_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Up to ``n_bonds`` (heavy atom, H) bonds to pull apart: one on a heteroatom or charged atom, one
+    on a neutral carbon, in turn (each list in the order of :func:`_xh_bonds`)."""
+    order = _xh_bonds(mol, mol.GetNumAtoms(), rng)
+
+    def on_carbon(bond: tuple[int, int]) -> bool:
+        atom = mol.GetAtomWithIdx(bond[0])
+        return atom.GetAtomicNum() == 6 and atom.GetFormalCharge() == 0
+
+    carbon = [b for b in order if on_carbon(b)]
+    other = [b for b in order if not on_carbon(b)]
+    out = [lst[k] for k in range(max(len(carbon), len(other))) for lst in (other, carbon) if k < len(lst)]
+    return out[:n_bonds]
+
+
 def _xtb_molecule(args) -> MoleculeRecord | None:
     """Label one molecule (run in a worker process)."""
     name, smiles, sampling = args
@@ -637,6 +664,14 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for tag, x in zip(("c", "s"), bond_scan_geometries(x0, np.array([[i, j]]), [r - 1.0 for r in ratios])):
                 positions.append(x)
                 ids.append(f"c{lowest}-bond{i}_{j}-{tag}")
+    if lowest is not None and sampling.n_bond_pulls:
+        x0 = minima[lowest]
+        rng = np.random.default_rng(rng_seed + 5000)
+        for i, j in _pull_bonds(mol, sampling.n_bond_pulls, rng):
+            pulled = bond_scan_geometries(x0, np.array([[i, j]]), [f - 1.0 for f in sampling.pull])
+            for f, x in zip(sampling.pull, pulled):
+                positions.append(x)
+                ids.append(f"c{lowest}-pull{i}_{j}-{f:g}")
     if lowest is not None and sampling.n_torsion_scans:
         rng = np.random.default_rng(rng_seed + 4000)
         for t in rotatable_torsions(mol, sampling.n_torsion_scans, rng):
@@ -673,6 +708,10 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         what.append(
             f"X-H bonds compressed to {sampling.compress[0]:g}-{sampling.compress[1]:g} and stretched to "
             f"{sampling.stretch[0]:g}-{sampling.stretch[1]:g} of their length"
+        )
+    if sampling.n_bond_pulls:
+        what.append(
+            f"{sampling.n_bond_pulls} bonds to H pulled to {', '.join(f'{x:g}' for x in sampling.pull)} times their length"
         )
     if sampling.n_torsion_scans:
         what.append(

@@ -21,6 +21,8 @@ level ``gfn2-xtb``: forces and energies relative within a molecule):
   which the public sets and the xtb-frames lack;
 - :func:`xtb_torsions`: torsion drives of rotatable bonds of xtb-frames molecules
   and their charged variants, which the xtb-frames sample only at their conformers;
+- :func:`xtb_bond_pulls`: bonds to H of xtb-frames molecules pulled to up to 2.7 times
+  their length, which no other source stretches past 1.5 times;
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
 """
@@ -51,6 +53,8 @@ __all__ = [
     "torsion_molecules",
     "torsion_sampling",
     "xtb_torsions",
+    "pull_sampling",
+    "xtb_bond_pulls",
 ]
 
 #: Names of the public sets, as used in splits, configs and the accuracy report.
@@ -400,3 +404,50 @@ def xtb_torsions(
     molecules = torsion_molecules(xtb_frames, n_molecules, charged_fraction=charged_fraction, max_atoms=max_atoms, seed=seed)
     info = label_xtb(molecules, out_path, sampling or torsion_sampling(seed=seed), workers=workers)
     return {"molecules": len(molecules), **info}
+
+
+# ============================================================================ bond pulls
+def pull_sampling(
+    *,
+    n_bonds: int = 4,
+    pull: Sequence[float] = (1.4, 1.8, 2.2, 2.7),
+    opt_steps: int = 10,
+    max_energy_kcal_mol: float = 200.0,
+    seed: int = 0,
+) -> XTBSampling:
+    """The per-molecule sampling of :func:`xtb_bond_pulls`: about 17 frames, a few seconds of one core.
+
+    One RDKit conformer, relaxed by ``opt_steps`` L-BFGS steps of GFN2-xTB; then
+    ``n_bonds`` of its bonds to H (heteroatom-H and C-H in turn) pulled apart,
+    each to every length of ``pull`` (multiples of the bond's length; only the H
+    moves); frames more than ``max_energy_kcal_mol`` above the molecule's lowest
+    are dropped. Labels: gas-phase GFN2-xTB energies and forces, whose relative
+    energies rise along each pull: a bond that breaks costs energy.
+    """
+    return XTBSampling(
+        n_conformers=1, n_md=0, n_normal_modes=0, opt_steps=int(opt_steps), n_bond_pulls=int(n_bonds),
+        pull=tuple(float(x) for x in pull), max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, seed=int(seed),
+    )
+
+
+def xtb_bond_pulls(
+    out_path: str | Path,
+    xtb_frames: str | Path,
+    n_molecules: int,
+    *,
+    charged_fraction: float = 0.25,
+    max_atoms: int = 60,
+    sampling: XTBSampling | None = None,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Label bonds to H pulled apart in drug-like molecules with GFN2-xTB energies and forces (resumable shard).
+
+    As :func:`xtb_torsions` (the molecules of :func:`torsion_molecules` with
+    ``seed``, named like their xtb-frames), sampled as ``sampling`` says
+    (default :func:`pull_sampling`). No training frame of the other sources
+    stretches a bond past 1.5 times its length; these make the model's energy
+    rise along a bond's dissociation, as it does in GFN2-xTB.
+    """
+    return xtb_torsions(out_path, xtb_frames, n_molecules, charged_fraction=charged_fraction, max_atoms=max_atoms,
+                        sampling=sampling or pull_sampling(seed=seed), workers=workers, seed=seed)

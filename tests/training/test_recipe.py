@@ -77,12 +77,15 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     spec.loader.exec_module(script)
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     bare = load_config({"work_dir": str(tmp_path / "bare")}, DefaultModelConfig)
-    keys = ("charged", "ions", "torsion_scans")
+    keys = ("charged", "ions", "torsion_scans", "bond_pulls")
     assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
     ions = load_config({"ions": {"n_molecules": 10}}, DefaultModelConfig)
     assert [k for k in keys if script._labelled(ions, k)] == ["ions"] and ions.ions.kinds == ["sulfonamide", "phenolate", "aromatic_n"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
-    assert script.FINETUNE_SHARDS == ("torsion_scans",)
+    pulls = load_config({"bond_pulls": {"n_molecules": 10}}, DefaultModelConfig)
+    assert [k for k in keys if script._labelled(pulls, k)] == ["bond_pulls"]
+    # the bonds pulled apart train the refining phase only
+    assert script.PHASE_SHARDS == {"finetune": ("torsion_scans",), "refine": ("torsion_scans", "bond_pulls")}
     # the extra ions train the refining phase only
     assert script.PHASE_CHARGED == {"finetune": ("charged",), "refine": ("charged", "ions")}
     # each phase starts from the one before; the lj_net phase from the last stage-2 phase the config has

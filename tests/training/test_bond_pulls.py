@@ -1,0 +1,78 @@
+"""Bonds to H pulled apart for training: which bonds, the geometries, GFN2-xTB labels, the recipe section."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rdkit")
+
+from physff_openmm.errors import ConfigError  # noqa: E402
+
+HARTREE_KCAL = 627.5094740631
+
+
+def test_pull_bonds_take_heteroatom_and_carbon_hydrogens_in_turn():
+    from physff_openmm.molecule import load_molecule
+    from physff_openmm.training.data import _pull_bonds
+
+    mol = load_molecule("OCC(N)C")  # O-H, two N-H, six C-H
+    bonds = _pull_bonds(mol, 20, np.random.default_rng(0))
+    assert len(bonds) == 9 and len(set(bonds)) == 9
+    heavy = [mol.GetAtomWithIdx(i).GetSymbol() for i, _ in bonds]
+    assert heavy[0] in "ON" and heavy[1] == "C" and heavy[2] in "ON" and heavy[3] == "C" and heavy[4] in "ON"
+    assert heavy[5:] == ["C"] * 4  # the heteroatom bonds ran out
+    for i, j in bonds:
+        assert mol.GetBondBetweenAtoms(i, j) is not None and mol.GetAtomWithIdx(j).GetAtomicNum() == 1
+    assert _pull_bonds(mol, 3, np.random.default_rng(0)) == bonds[:3]
+    assert _pull_bonds(load_molecule("C(Cl)(Cl)(Cl)Cl"), 4, np.random.default_rng(0)) == []
+
+
+def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
+    pytest.importorskip("tblite")
+    from physff_openmm.training.data import XTBSampling, _xtb_molecule
+    from physff_openmm.training.keys import XTB_LEVEL
+    from physff_openmm.training.recipe import pull_sampling
+    from physff_openmm.training.xtb import xtb_energy_forces
+
+    pull = (1.4, 1.8, 2.2, 2.7)
+    rec = _xtb_molecule(("methanol", "CO", pull_sampling(n_bonds=2, pull=pull, opt_steps=20, seed=0)))
+    assert rec.level == XTB_LEVEL and rec.conformer_ids[0] == "c0"
+    assert "2 bonds to H pulled to 1.4, 1.8, 2.2, 2.7 times their length" in rec.source
+    assert len(rec.conformer_ids) == 1 + 2 * len(pull)
+    e = (rec.energy - rec.energy[0]) * HARTREE_KCAL
+    x0 = rec.positions[0]
+    on = set()
+    for b in range(2):
+        ids = rec.conformer_ids[1 + b * len(pull): 1 + (b + 1) * len(pull)]
+        i, j = (int(a) for a in ids[0].split("-pull")[1].split("-")[0].split("_"))
+        on.add(int(rec.species[i]))
+        r0 = np.linalg.norm(x0[j] - x0[i])
+        for k, f in zip(range(1 + b * len(pull), 1 + (b + 1) * len(pull)), pull):
+            x = rec.positions[k]
+            assert np.linalg.norm(x[j] - x[i]) == pytest.approx(f * r0, rel=1e-5)  # float32 positions
+            moved = np.flatnonzero(np.abs(x - x0).max(axis=1) > 1e-5)
+            assert moved.tolist() == [j]  # only the H moves
+        profile = e[1 + b * len(pull): 1 + (b + 1) * len(pull)]
+        assert profile[0] > 10.0 and np.all(np.diff(profile) > 0.0)  # dissociation is uphill all the way
+    assert on == {6, 8}  # one O-H, one C-H
+    k = len(rec.conformer_ids) - 1
+    e_ref, f_ref = xtb_energy_forces(rec.species.astype(int), rec.positions[k], 0)
+    assert rec.energy[k] == pytest.approx(e_ref, abs=1e-8)
+    np.testing.assert_allclose(rec.forces[k], f_ref, atol=1e-8)
+    with pytest.raises(ConfigError, match="pull lengths must be multiples > 1"):
+        XTBSampling(n_bond_pulls=1, pull=(0.9, 1.5))
+
+
+def test_bond_pull_section_of_the_recipe():
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+    from physff_openmm.training.recipe import pull_sampling
+
+    cfg = load_config({"bond_pulls": {"n_molecules": 3, "pull": [1.5, 2.5]}}, DefaultModelConfig)
+    assert cfg.bond_pulls.n_bonds == 4 and cfg.bond_pulls.pull == [1.5, 2.5] and cfg.bond_pulls.max_energy_kcal_mol == 200.0
+    assert load_config({}, DefaultModelConfig).bond_pulls.n_molecules == 0  # none unless asked for
+    for bad in ({"pull": [1.0]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": 2.0}):
+        with pytest.raises(ConfigError, match="bond_pulls: need"):
+            load_config({"bond_pulls": bad}, DefaultModelConfig)
+    s = pull_sampling(n_bonds=3, pull=[1.5, 2.0], seed=4)
+    assert (s.n_bond_pulls, s.pull, s.n_md, s.n_normal_modes, s.n_conformers, s.seed) == (3, (1.5, 2.0), 0, 0, 1, 4)
