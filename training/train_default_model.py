@@ -57,9 +57,8 @@ from physff_openmm.training.recipe import (
     read_public_sets,
     split_charged_shard,
     torsion_sampling,
-    xtb_bond_pulls,
     xtb_charged,
-    xtb_torsions,
+    xtb_drug_like,
 )
 
 logger = logging.getLogger("train_default_model")
@@ -109,20 +108,18 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         )
     d = cfg.torsion_scans
     if _labelled(cfg, "torsion_scans"):
-        run("torsion_scans", xtb_torsions,
-            paths["torsion_scans"], d.source or cfg.xtb_frames.path, d.n_molecules, charged_fraction=d.charged_fraction,
-            max_atoms=d.max_atoms, sampling=torsion_sampling(
+        run("torsion_scans", xtb_drug_like,
+            paths["torsion_scans"], d.source or cfg.xtb_frames.path, d.n_molecules, torsion_sampling(
                 n_scans=d.n_scans, step_deg=d.step_deg, opt_steps=d.opt_steps, max_energy_kcal_mol=d.max_energy_kcal_mol,
                 seed=d.seed,
-            ), workers=d.workers, seed=d.seed,
+            ), charged_fraction=d.charged_fraction, max_atoms=d.max_atoms, workers=d.workers, seed=d.seed,
         )
     p = cfg.bond_pulls
     if _labelled(cfg, "bond_pulls"):
-        run("bond_pulls", xtb_bond_pulls,
-            paths["bond_pulls"], p.source or cfg.xtb_frames.path, p.n_molecules, charged_fraction=p.charged_fraction,
-            max_atoms=p.max_atoms, sampling=pull_sampling(
+        run("bond_pulls", xtb_drug_like,
+            paths["bond_pulls"], p.source or cfg.xtb_frames.path, p.n_molecules, pull_sampling(
                 n_bonds=p.n_bonds, pull=p.pull, opt_steps=p.opt_steps, max_energy_kcal_mol=p.max_energy_kcal_mol, seed=p.seed,
-            ), workers=p.workers, seed=p.seed,
+            ), charged_fraction=p.charged_fraction, max_atoms=p.max_atoms, workers=p.workers, seed=p.seed,
         )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []

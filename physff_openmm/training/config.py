@@ -460,7 +460,7 @@ class DrugLikeShardConfig:
 
 @dataclass
 class TorsionScanConfig(DrugLikeShardConfig):
-    """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_torsions`),
+    """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_drug_like`),
     labelled into ``work_dir/torsion_scans.h5`` and read by the fine-tuning phases (level ``gfn2-xtb``: forces and
     relative energies). As :class:`DrugLikeShardConfig`, with ``n_scans`` rotatable bonds per molecule driven in
     ``step_deg`` steps (:func:`~physff_openmm.training.recipe.torsion_sampling`)."""
@@ -479,7 +479,7 @@ class TorsionScanConfig(DrugLikeShardConfig):
 @dataclass
 class BondPullConfig(DrugLikeShardConfig):
     """Bonds to H pulled apart in drug-like molecules, GFN2-xTB energies and forces
-    (:func:`~physff_openmm.training.recipe.xtb_bond_pulls`), labelled into ``work_dir/bond_pulls.h5`` and read
+    (:func:`~physff_openmm.training.recipe.xtb_drug_like`), labelled into ``work_dir/bond_pulls.h5`` and read
     by the refining phase. As :class:`DrugLikeShardConfig`, with ``n_bonds`` bonds per molecule each pulled to
     every length of ``pull`` (multiples of its length; :func:`~physff_openmm.training.recipe.pull_sampling`)."""
 

@@ -19,10 +19,10 @@ level ``gfn2-xtb``: forces and energies relative within a molecule):
 - :func:`xtb_charged`: charged states (ammonium ions, carboxylates, zwitterions of
   the xtb-frames molecules, and the small ions of :data:`.sources.SMALL_CHARGED`),
   which the public sets and the xtb-frames lack;
-- :func:`xtb_torsions`: torsion drives of rotatable bonds of xtb-frames molecules
-  and their charged variants, which the xtb-frames sample only at their conformers;
-- :func:`xtb_bond_pulls`: bonds to H of xtb-frames molecules pulled to up to 2.7 times
-  their length, which no other source stretches past 1.5 times;
+- :func:`xtb_drug_like` with :func:`torsion_sampling`: torsion drives of rotatable bonds of
+  xtb-frames molecules and their charged variants, which the xtb-frames sample only at their
+  conformers; with :func:`pull_sampling`: bonds to H of such molecules pulled to up to 2.7
+  times their length, which no other source stretches past 1.5 times;
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
 """
@@ -52,9 +52,8 @@ __all__ = [
     "xtb_charged",
     "torsion_molecules",
     "torsion_sampling",
-    "xtb_torsions",
     "pull_sampling",
-    "xtb_bond_pulls",
+    "xtb_drug_like",
 ]
 
 #: Names of the public sets, as used in splits, configs and the accuracy report.
@@ -331,7 +330,7 @@ def torsion_molecules(
     max_atoms: int = 60,
     seed: int = 0,
 ) -> list[tuple[str, str]]:
-    """(name, SMILES) of molecules whose rotatable bonds :func:`xtb_torsions` drives.
+    """(name, SMILES) of molecules that :func:`xtb_drug_like` labels (torsion drives, bond pulls).
 
     The xtb-frames molecules in the order of a seeded shuffle, named like
     their frames (``xtb_<group>``, so that a validation molecule of the
@@ -364,7 +363,7 @@ def torsion_sampling(
     max_energy_kcal_mol: float = 60.0,
     seed: int = 0,
 ) -> XTBSampling:
-    """The per-molecule sampling of :func:`xtb_torsions`: about 25 frames, 1-2 s of one core.
+    """The per-molecule sampling of torsion drives (:func:`xtb_drug_like`): about 25 frames, 1-2 s of one core.
 
     One RDKit conformer, relaxed by ``opt_steps`` L-BFGS steps of GFN2-xTB;
     ``n_scans`` of its rotatable bonds driven in ``step_deg`` steps with
@@ -378,23 +377,25 @@ def torsion_sampling(
     )
 
 
-def xtb_torsions(
+def xtb_drug_like(
     out_path: str | Path,
     xtb_frames: str | Path,
     n_molecules: int,
+    sampling: XTBSampling,
     *,
     charged_fraction: float = 0.25,
     max_atoms: int = 60,
-    sampling: XTBSampling | None = None,
     workers: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Label torsion drives of drug-like molecules with GFN2-xTB energies and forces (resumable shard).
+    """Label drug-like molecules with GFN2-xTB energies and forces into a shard (resumable).
 
-    The molecules of :func:`torsion_molecules`, sampled as ``sampling`` says
-    (default :func:`torsion_sampling`) by :func:`.data.label_xtb`. Level
-    ``gfn2-xtb``: training uses the forces and the energies relative within a
-    molecule, which carry the shapes of its torsion profiles.
+    The molecules of :func:`torsion_molecules` (``xtb_frames``, ``n_molecules``,
+    ``charged_fraction``, ``max_atoms``, ``seed``), sampled as ``sampling`` says
+    (:func:`torsion_sampling`: torsion drives; :func:`pull_sampling`: bonds to
+    H pulled apart) by :func:`.data.label_xtb`. Level ``gfn2-xtb``: training
+    uses the forces and the energies relative within a molecule, which carry
+    the shapes of its torsion and dissociation profiles.
 
     Returns
     -------
@@ -402,7 +403,7 @@ def xtb_torsions(
         ``molecules`` listed, ``molecules_labelled`` now, ``geometries_written``, ``skipped`` names.
     """
     molecules = torsion_molecules(xtb_frames, n_molecules, charged_fraction=charged_fraction, max_atoms=max_atoms, seed=seed)
-    info = label_xtb(molecules, out_path, sampling or torsion_sampling(seed=seed), workers=workers)
+    info = label_xtb(molecules, out_path, sampling, workers=workers)
     return {"molecules": len(molecules), **info}
 
 
@@ -415,7 +416,7 @@ def pull_sampling(
     max_energy_kcal_mol: float = 200.0,
     seed: int = 0,
 ) -> XTBSampling:
-    """The per-molecule sampling of :func:`xtb_bond_pulls`: about 17 frames, a few seconds of one core.
+    """The per-molecule sampling of bond pulls (:func:`xtb_drug_like`): about 17 frames, a few seconds of one core.
 
     One RDKit conformer, relaxed by ``opt_steps`` L-BFGS steps of GFN2-xTB; then
     ``n_bonds`` of its bonds to H (heteroatom-H and C-H in turn) pulled apart,
@@ -428,26 +429,3 @@ def pull_sampling(
         n_conformers=1, n_md=0, n_normal_modes=0, opt_steps=int(opt_steps), n_bond_pulls=int(n_bonds),
         pull=tuple(float(x) for x in pull), max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, seed=int(seed),
     )
-
-
-def xtb_bond_pulls(
-    out_path: str | Path,
-    xtb_frames: str | Path,
-    n_molecules: int,
-    *,
-    charged_fraction: float = 0.25,
-    max_atoms: int = 60,
-    sampling: XTBSampling | None = None,
-    workers: int = 1,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Label bonds to H pulled apart in drug-like molecules with GFN2-xTB energies and forces (resumable shard).
-
-    As :func:`xtb_torsions` (the molecules of :func:`torsion_molecules` with
-    ``seed``, named like their xtb-frames), sampled as ``sampling`` says
-    (default :func:`pull_sampling`). No training frame of the other sources
-    stretches a bond past 1.5 times its length; these make the model's energy
-    rise along a bond's dissociation, as it does in GFN2-xTB.
-    """
-    return xtb_torsions(out_path, xtb_frames, n_molecules, charged_fraction=charged_fraction, max_atoms=max_atoms,
-                        sampling=sampling or pull_sampling(seed=seed), workers=workers, seed=seed)

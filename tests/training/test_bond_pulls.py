@@ -76,3 +76,28 @@ def test_bond_pull_section_of_the_recipe():
             load_config({"bond_pulls": bad}, DefaultModelConfig)
     s = pull_sampling(n_bonds=3, pull=[1.5, 2.0], seed=4)
     assert (s.n_bond_pulls, s.pull, s.n_md, s.n_normal_modes, s.n_conformers, s.seed) == (3, (1.5, 2.0), 0, 0, 1, 4)
+
+
+def test_xtb_drug_like_labels_pulls_of_xtb_frames_molecules_and_resumes(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("tblite")
+    from rdkit import Chem
+
+    from physff_openmm.training.dataset import read_dataset
+    from physff_openmm.training.recipe import pull_sampling, xtb_drug_like
+
+    frames = tmp_path / "xtb_frames_0.h5"
+    with h5py.File(frames, "w") as f:
+        for g, smi in enumerate(["CO", "CCO"]):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            for a in mol.GetAtoms():
+                a.SetAtomMapNum(a.GetIdx() + 1)
+            f.create_group(f"m{g:03d}").attrs["mapped_smiles"] = Chem.MolToSmiles(mol)
+    out = tmp_path / "bond_pulls.h5"
+    sampling = pull_sampling(n_bonds=1, pull=[1.5], opt_steps=3)
+    info = xtb_drug_like(out, frames, 2, sampling, charged_fraction=0.0)
+    assert info["molecules"] == 2 and info["molecules_labelled"] == 2 and info["geometries_written"] == 4
+    recs = read_dataset(out)
+    assert sorted(r.name for r in recs) == ["xtb_m000", "xtb_m001"]  # named like their frames: the split follows
+    assert all(r.conformer_ids[1].endswith("-1.5") and r.energy[1] > r.energy[0] for r in recs)
+    assert xtb_drug_like(out, frames, 2, sampling, charged_fraction=0.0)["molecules_labelled"] == 0  # resumed
