@@ -445,6 +445,13 @@ class XTBSampling:
         must stay uphill for MD to keep its bonds.
     pull : tuple of float
         Lengths of the pulled bonds, as multiples of their length (each > 1).
+    n_angle_squeezes : int
+        Angles H-X-Y of the lowest minimized conformer closed (:func:`_squeeze_angles`:
+        the H turns about X in the angle's plane, its bond length kept) until
+        the H...Y distance is each fraction of ``squeeze`` of its length: the
+        inner walls of 1-3 pairs, which thermal frames barely reach.
+    squeeze : tuple of float
+        H...Y distances of the closed angles, as fractions of their length (each < 1).
     """
 
     n_conformers: int = 3
@@ -467,10 +474,12 @@ class XTBSampling:
     torsion_step_deg: float = 30.0
     n_bond_pulls: int = 0
     pull: tuple[float, ...] = (1.4, 1.8, 2.2, 2.7)
+    n_angle_squeezes: int = 0
+    squeeze: tuple[float, ...] = (0.65, 0.8)
 
     def __post_init__(self) -> None:
         counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans,
-                  self.n_bond_pulls)
+                  self.n_bond_pulls, self.n_angle_squeezes)
         if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
             raise ConfigError(
                 "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
@@ -487,6 +496,8 @@ class XTBSampling:
             raise ConfigError(f"XTBSampling: torsion_step_deg must divide 360 in 2 or more steps, got {self.torsion_step_deg}")
         if self.n_bond_pulls and (not len(self.pull) or min(self.pull) <= 1.0):
             raise ConfigError(f"XTBSampling: pull lengths must be multiples > 1 of the bond length, got {self.pull}")
+        if self.n_angle_squeezes and (not len(self.squeeze) or not 0.0 < min(self.squeeze) <= max(self.squeeze) < 1.0):
+            raise ConfigError(f"XTBSampling: squeeze distances must be fractions in (0, 1) of the 1-3 distance, got {self.squeeze}")
 
 
 def rotatable_torsions(mol, n_torsions: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
@@ -587,6 +598,42 @@ def _pull_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, 
     return out[:n_bonds]
 
 
+def _squeeze_angles(mol, n_angles: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """Up to ``n_angles`` angles (H, X, Y) to close: the H of :func:`_pull_bonds`' bonds in that
+    order, each with a random other neighbour Y of its atom X (a hydrogen where X has another)."""
+    out = []
+    for x, h in _pull_bonds(mol, mol.GetNumAtoms(), rng):
+        others = [nb.GetIdx() for nb in mol.GetAtomWithIdx(x).GetNeighbors() if nb.GetIdx() != h]
+        if not others:
+            continue
+        hydrogens = [y for y in others if mol.GetAtomWithIdx(y).GetAtomicNum() == 1]
+        pool = hydrogens if hydrogens and len(out) % 2 == 0 else others
+        out.append((h, x, int(pool[rng.integers(len(pool))])))
+    return out[:n_angles]
+
+
+def squeeze_angle_geometries(positions: np.ndarray, angle: tuple[int, int, int], fractions: Sequence[float]) -> np.ndarray:
+    """Geometries with angle (h, x, y) closed: h turns about x in the plane of the angle, its
+    distance to x kept, until its distance to y is each fraction of ``fractions`` of the
+    original; everything else stays. (n_fractions, n_atoms, 3) Angstrom."""
+    h, x, y = angle
+    u, v = positions[h] - positions[x], positions[y] - positions[x]
+    a, b = np.linalg.norm(u), np.linalg.norm(v)
+    d0 = np.linalg.norm(u - v)
+    v_hat = v / b
+    w = u - (u @ v_hat) * v_hat
+    if np.linalg.norm(w) < 1e-6 * a:  # a linear angle: any plane through x-y
+        w = np.cross(v_hat, np.eye(3)[int(np.argmin(np.abs(v_hat)))])
+    w_hat = w / np.linalg.norm(w)
+    out = []
+    for f in fractions:
+        cos_t = np.clip((a * a + b * b - (f * d0) ** 2) / (2.0 * a * b), -1.0, 1.0)
+        g = positions.copy()
+        g[h] = positions[x] + a * (cos_t * v_hat + np.sqrt(1.0 - cos_t * cos_t) * w_hat)
+        out.append(g)
+    return np.asarray(out)
+
+
 def _xtb_molecule(args) -> MoleculeRecord | None:
     """Label one molecule (run in a worker process)."""
     name, smiles, sampling = args
@@ -672,6 +719,12 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for f, x in zip(sampling.pull, pulled):
                 positions.append(x)
                 ids.append(f"c{lowest}-pull{i}_{j}-{f:g}")
+    if lowest is not None and sampling.n_angle_squeezes:
+        rng = np.random.default_rng(rng_seed + 6000)
+        for angle in _squeeze_angles(mol, sampling.n_angle_squeezes, rng):
+            for f, x in zip(sampling.squeeze, squeeze_angle_geometries(minima[lowest], angle, sampling.squeeze)):
+                positions.append(x)
+                ids.append(f"c{lowest}-squeeze{'_'.join(map(str, angle))}-{f:g}")
     if lowest is not None and sampling.n_torsion_scans:
         rng = np.random.default_rng(rng_seed + 4000)
         for t in rotatable_torsions(mol, sampling.n_torsion_scans, rng):
@@ -712,6 +765,11 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
     if sampling.n_bond_pulls:
         what.append(
             f"{sampling.n_bond_pulls} bonds to H pulled to {', '.join(f'{x:g}' for x in sampling.pull)} times their length"
+        )
+    if sampling.n_angle_squeezes:
+        what.append(
+            f"{sampling.n_angle_squeezes} angles H-X-Y closed to H...Y distances of {', '.join(f'{x:g}' for x in sampling.squeeze)} "
+            "of their length"
         )
     if sampling.n_torsion_scans:
         what.append(

@@ -28,6 +28,25 @@ def test_pull_bonds_take_heteroatom_and_carbon_hydrogens_in_turn():
     assert _pull_bonds(load_molecule("C(Cl)(Cl)(Cl)Cl"), 4, np.random.default_rng(0)) == []
 
 
+def test_squeezed_angles_turn_the_hydrogen_about_its_atom():
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+    from physff_openmm.training.data import _squeeze_angles, squeeze_angle_geometries
+
+    mol = ensure_conformer(load_molecule("OCC#C"))
+    angles = _squeeze_angles(mol, 20, np.random.default_rng(0))
+    assert len(angles) == 4 and len({a[0] for a in angles}) == 4  # every H once
+    assert (7, 3, 2) in angles  # the linear H-C#C angle
+    assert any(mol.GetAtomWithIdx(y).GetAtomicNum() == 1 for _, _, y in angles)  # a CH2 H closes on its twin H
+    x0 = positions_angstrom(mol)
+    for h, x, y in angles:
+        assert mol.GetBondBetweenAtoms(h, x) is not None and mol.GetBondBetweenAtoms(x, y) is not None
+        out = squeeze_angle_geometries(x0, (h, x, y), (0.65, 0.8))
+        for f, g in zip((0.65, 0.8), out):
+            assert np.linalg.norm(g[h] - g[x]) == pytest.approx(np.linalg.norm(x0[h] - x0[x]), abs=1e-9)
+            assert np.linalg.norm(g[h] - g[y]) == pytest.approx(f * np.linalg.norm(x0[h] - x0[y]), abs=1e-9)
+            assert np.flatnonzero(np.abs(g - x0).max(axis=1) > 0).tolist() == [h]
+
+
 def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
     pytest.importorskip("tblite")
     from physff_openmm.training.data import XTBSampling, _xtb_molecule
@@ -36,10 +55,13 @@ def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
     from physff_openmm.training.xtb import xtb_energy_forces
 
     pull = (1.4, 1.8, 2.2, 2.7)
-    rec = _xtb_molecule(("methanol", "CO", pull_sampling(n_bonds=2, pull=pull, opt_steps=20, seed=0)))
+    rec = _xtb_molecule(("methanol", "CO", pull_sampling(n_bonds=2, pull=pull, n_angles=2, opt_steps=20, seed=0)))
     assert rec.level == XTB_LEVEL and rec.conformer_ids[0] == "c0"
     assert "2 bonds to H pulled to 1.4, 1.8, 2.2, 2.7 times their length" in rec.source
-    assert len(rec.conformer_ids) == 1 + 2 * len(pull)
+    assert "2 angles H-X-Y closed to H...Y distances of 0.65, 0.8 of their length" in rec.source
+    assert len(rec.conformer_ids) == 1 + 2 * len(pull) + 2 * 2
+    squeezed = (rec.energy[-4:] - rec.energy[0]) * HARTREE_KCAL
+    assert np.all(squeezed[0::2] > squeezed[1::2]) and squeezed.min() > 5.0  # closing an angle costs, more the closer
     e = (rec.energy - rec.energy[0]) * HARTREE_KCAL
     x0 = rec.positions[0]
     on = set()
@@ -56,12 +78,14 @@ def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
         profile = e[1 + b * len(pull): 1 + (b + 1) * len(pull)]
         assert profile[0] > 10.0 and np.all(np.diff(profile) > 0.0)  # dissociation is uphill all the way
     assert on == {6, 8}  # one O-H, one C-H
-    k = len(rec.conformer_ids) - 1
+    k = 1 + 2 * len(pull) - 1
     e_ref, f_ref = xtb_energy_forces(rec.species.astype(int), rec.positions[k], 0)
     assert rec.energy[k] == pytest.approx(e_ref, abs=1e-8)
     np.testing.assert_allclose(rec.forces[k], f_ref, atol=1e-8)
     with pytest.raises(ConfigError, match="pull lengths must be multiples > 1"):
         XTBSampling(n_bond_pulls=1, pull=(0.9, 1.5))
+    with pytest.raises(ConfigError, match="squeeze distances must be fractions"):
+        XTBSampling(n_angle_squeezes=1, squeeze=(0.5, 1.2))
 
 
 def test_bond_pull_section_of_the_recipe():
@@ -70,12 +94,15 @@ def test_bond_pull_section_of_the_recipe():
 
     cfg = load_config({"bond_pulls": {"n_molecules": 3, "pull": [1.5, 2.5]}}, DefaultModelConfig)
     assert cfg.bond_pulls.n_bonds == 4 and cfg.bond_pulls.pull == [1.5, 2.5] and cfg.bond_pulls.max_energy_kcal_mol == 200.0
+    assert cfg.bond_pulls.n_angles == 4 and cfg.bond_pulls.squeeze == [0.65, 0.8]
     assert load_config({}, DefaultModelConfig).bond_pulls.n_molecules == 0  # none unless asked for
-    for bad in ({"pull": [1.0]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": 2.0}):
+    for bad in ({"pull": [1.0]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": 2.0}, {"squeeze": [0.5, 1.0]},
+                {"n_angles": -1}):
         with pytest.raises(ConfigError, match="bond_pulls: need"):
             load_config({"bond_pulls": bad}, DefaultModelConfig)
-    s = pull_sampling(n_bonds=3, pull=[1.5, 2.0], seed=4)
-    assert (s.n_bond_pulls, s.pull, s.n_md, s.n_normal_modes, s.n_conformers, s.seed) == (3, (1.5, 2.0), 0, 0, 1, 4)
+    s = pull_sampling(n_bonds=3, pull=[1.5, 2.0], n_angles=2, squeeze=[0.7], seed=4)
+    assert (s.n_bond_pulls, s.pull, s.n_angle_squeezes, s.squeeze) == (3, (1.5, 2.0), 2, (0.7,))
+    assert (s.n_md, s.n_normal_modes, s.n_conformers, s.seed) == (0, 0, 1, 4)
 
 
 def test_xtb_drug_like_labels_pulls_of_xtb_frames_molecules_and_resumes(tmp_path):
@@ -94,7 +121,7 @@ def test_xtb_drug_like_labels_pulls_of_xtb_frames_molecules_and_resumes(tmp_path
                 a.SetAtomMapNum(a.GetIdx() + 1)
             f.create_group(f"m{g:03d}").attrs["mapped_smiles"] = Chem.MolToSmiles(mol)
     out = tmp_path / "bond_pulls.h5"
-    sampling = pull_sampling(n_bonds=1, pull=[1.5], opt_steps=3)
+    sampling = pull_sampling(n_bonds=1, pull=[1.5], n_angles=0, opt_steps=3)
     info = xtb_drug_like(out, frames, 2, sampling, charged_fraction=0.0)
     assert info["molecules"] == 2 and info["molecules_labelled"] == 2 and info["geometries_written"] == 4
     recs = read_dataset(out)
