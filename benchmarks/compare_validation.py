@@ -64,6 +64,7 @@ def bond_escape(model, records) -> dict:
     from openmm import unit
 
     import physff_openmm as pf
+    from physff_openmm.training.data import bond_scan_geometries
 
     n_bonds, downhill, barriers = 0, 0, []
     for rec in records:
@@ -80,12 +81,9 @@ def bond_escape(model, records) -> dict:
             if 1 not in (rec.species[i], rec.species[j]):
                 continue
             heavy, h = (i, j) if rec.species[j] == 1 else (j, i)
-            axis = (x0[h] - x0[heavy]) / np.linalg.norm(x0[h] - x0[heavy])
-            profile = []
-            for d in ESCAPE_DISTANCES:
-                x = x0.copy()
-                x[h] = x0[heavy] + d * axis
-                profile.append(energy(x) - e0)
+            r0 = np.linalg.norm(x0[h] - x0[heavy])
+            pulled = bond_scan_geometries(x0, np.array([[heavy, h]]), [d / r0 - 1.0 for d in ESCAPE_DISTANCES])
+            profile = [energy(x) - e0 for x in pulled]
             n_bonds += 1
             downhill += profile[-1] < 0.0
             barriers.append(max(profile))
