@@ -21,7 +21,15 @@ from torch_geometric.utils import scatter
 
 from . import energy
 from .errors import ConfigError, ModelError
-from .graph import ATOM_FEATURES, BOND_FEATURES, ELEMENTS, PAIR_COVALENT, PAIR_FEATURES, PAIR_REFERENCE_LENGTH
+from .graph import (
+    ATOM_FEATURES,
+    BOND_FEATURES,
+    ELEMENTS,
+    PAIR_COVALENT,
+    PAIR_DIFFERENT_MOLECULES,
+    PAIR_FEATURES,
+    PAIR_REFERENCE_LENGTH,
+)
 
 __all__ = ["ModelConfig", "PhysFFModel", "save_model_file", "load_model_file", "MODEL_FORMAT"]
 
@@ -30,6 +38,10 @@ MODEL_FORMAT = "physff-openmm-model"
 MODEL_FORMAT_VERSION = 2  # 2: pair features with topology, covalent core (DESIGN.md version 2)
 
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1
+
+#: Van der Waals radii (Bondi, J. Phys. Chem. 68, 441 (1964)), Angstrom: the scale of the
+#: inner wall of non-covalent pairs within a molecule (``ModelConfig.wall_factor``).
+VDW_RADII: dict[str, float] = {"H": 1.20, "C": 1.70, "N": 1.55, "O": 1.52, "F": 1.47, "S": 1.80, "Cl": 1.75, "Br": 1.85, "P": 1.80}
 
 
 @dataclass
@@ -66,6 +78,14 @@ class ModelConfig:
         above its energy at r_e, kcal/mol, whatever the weights.
     covalent_amplitude_max : float
         Bound on each Gaussian amplitude of a covalent pair, kcal/mol.
+    wall_factor : float
+        Non-covalent pairs within a molecule get an inner wall by construction: below
+        r_w = ``wall_factor`` (R_i + R_j) (van der Waals radii :data:`VDW_RADII`) the pair's own
+        energy (Gaussians, C6/C12, Coulomb) rises monotonically as the atoms approach
+        (:func:`pair_wall`); 0: no wall (models trained before it).
+    width_floor : float
+        Gaussian widths C_3, C_5, ... are sqrt(width_floor^2 + w^2) with w the learned width,
+        Angstrom; 0: no floor (models trained before it).
     lj_hidden : int
         Width of lj_net, the head that adjusts each atom's Lennard-Jones sigma and epsilon
         for pairs with other force fields' atoms (:func:`physff_openmm.forcefield.atom_lennard_jones`);
@@ -93,6 +113,8 @@ class ModelConfig:
     covalent_depth_ref: float = 20.0
     covalent_bound: float = 11.0
     covalent_amplitude_max: float = 100.0
+    wall_factor: float = 0.0
+    width_floor: float = 0.0
     path_embeddings: bool = False
     lj_hidden: int = 0
     lj_sigma_range: float = 0.2
@@ -113,6 +135,14 @@ class ModelConfig:
             raise ConfigError(f"covalent_window must lie in [0, 0.25), got {self.covalent_window}")
         if self.covalent_depth_floor <= 0 or self.covalent_bound <= 0 or self.covalent_amplitude_max < 0:
             raise ConfigError("covalent_depth_floor and covalent_bound must be positive, covalent_amplitude_max >= 0")
+        if self.wall_factor < 0 or self.width_floor < 0:
+            raise ConfigError("wall_factor and width_floor must not be negative")
+        widest = 2.0 * max(VDW_RADII[e] for e in self.elements)
+        if self.wall_factor * widest >= self.r_on:
+            raise ConfigError(
+                f"wall_factor {self.wall_factor} puts a wall radius at or beyond r_on={self.r_on} Angstrom "
+                f"(largest radius sum {widest} Angstrom)"
+            )
         if int(self.lj_hidden) < 0 or self.lj_sigma_range < 0 or self.lj_epsilon_range < 0:
             raise ConfigError("lj_hidden, lj_sigma_range and lj_epsilon_range must not be negative")
 
@@ -184,6 +214,44 @@ def covalent_core(
     eps = torch.maximum(floor, torch.maximum(need_in, need_off)) + c.covalent_depth_ref * nn.functional.softplus(raw_depth)
     r6 = r_e**6
     return 2.0 * eps * r6, eps * r6 * r6
+
+
+def gaussian_inward_slope(r_w: Tensor, gaussians: Tensor) -> Tensor:
+    """(P,) an upper bound of dE_SR/dr where positive (energy falling as the atoms approach)
+    on 0 < r <= r_w (P,), for Gaussians ``gaussians`` (P, 12) = C_2..C_13 (unswitched).
+
+    Exact per Gaussian: A exp(-(r - mu)^2 / s^2) slopes by 2 |A| u / s^2 exp(-u^2 / s^2)
+    with u = mu - r for A > 0 (left of its centre), u = r - mu for A < 0 (right of it); the
+    largest value on the interval is at u = s / sqrt(2) clamped into the interval's range of u.
+    """
+    amp, width = gaussians[:, 0::2], gaussians[:, 1::2]
+    s2 = width * width + energy.WIDTH_EPSILON
+    mu = torch.as_tensor(energy.GAUSSIAN_CENTERS, dtype=gaussians.dtype, device=gaussians.device)
+    r_w = r_w.unsqueeze(-1)
+    positive = amp > 0
+    zero = torch.zeros_like(amp)
+    lo = torch.where(positive, torch.clamp(mu - r_w, min=0.0), zero)
+    hi = torch.where(positive, mu.expand_as(amp), torch.clamp(r_w - mu, min=0.0))
+    u = torch.minimum(torch.maximum(torch.sqrt(0.5 * s2), lo), hi)
+    return (2.0 * amp.abs() * u / s2 * torch.exp(-u * u / s2)).sum(-1)
+
+
+def pair_wall(r_w: Tensor, c0: Tensor, qq: Tensor, gaussians: Tensor) -> Tensor:
+    """(P,) the C_1 that non-covalent pairs add to their learned one so that each pair's own
+    energy falls monotonically with r on 0 < r <= r_w (P,) (r_w below r_on, where S = 1).
+
+    The inward-pulling slopes there are bounded by G + 6 C_0 / r^7 + k_e |Q_i Q_j| / r^2
+    (G: :func:`gaussian_inward_slope`; the Coulomb part for opposite charges only); with
+    12 C_1 / r_w^13 at least their value at r_w, the wall's slope 12 C_1 / r^13 grows faster
+    than each of them inward and outweighs their sum everywhere below r_w.
+    """
+    rw2 = r_w * r_w
+    inward = (
+        gaussian_inward_slope(r_w, gaussians)
+        + 6.0 * c0.abs() / (rw2 * rw2 * rw2 * r_w)
+        + energy.COULOMB * torch.clamp(-qq, min=0.0) / rw2
+    )
+    return inward * r_w ** 13 / 12.0
 
 
 class PhysFFModel(nn.Module):
@@ -265,6 +333,15 @@ class PhysFFModel(nn.Module):
         self.feats_net[0] = new
         self.config.path_embeddings = True
 
+    def set_walls(self, wall_factor: float | None, width_floor: float | None) -> None:
+        """Set ``wall_factor`` and ``width_floor`` of the config (None: keep); validated as the config is."""
+        values = self.config.to_dict()
+        if wall_factor is not None:
+            values["wall_factor"] = float(wall_factor)
+        if width_floor is not None:
+            values["width_floor"] = float(width_floor)
+        self.config = ModelConfig.from_dict(values)
+
     # --- stage 1 --------------------------------------------------------------------
     def kinetic_terms(self, h: Tensor, species: Tensor, bond_index: Tensor, bond_attr: Tensor) -> tuple[Tensor, Tensor]:
         """Predicted KD_i (n,) and KD_ij per bond (m,), Hartree."""
@@ -311,14 +388,33 @@ class PhysFFModel(nn.Module):
         t = torch.tanh(self.lj_net(h.to(w.dtype)).to(torch.float64))
         return t * torch.tensor([c.lj_sigma_range, c.lj_epsilon_range], dtype=torch.float64, device=t.device)
 
-    def pair_parameters(self, h_i: Tensor, h_j: Tensor, e_ij: Tensor, h_path: Tensor | None = None) -> Tensor:
+    def wall_radii(self, species: Tensor, e_ij: Tensor) -> Tensor:
+        """(P,) float64 wall radius r_w of each pair (``species`` (P, 2) element indices):
+        ``wall_factor`` (R_i + R_j) for non-covalent pairs within a molecule, 0 for the rest."""
+        radii = torch.tensor([VDW_RADII[e] for e in self.config.elements], dtype=torch.float64, device=e_ij.device)
+        r_w = self.config.wall_factor * radii[species].sum(-1)
+        inside = (e_ij[:, PAIR_COVALENT] < 0.5) & (e_ij[:, PAIR_DIFFERENT_MOLECULES] < 0.5)
+        return torch.where(inside, r_w, torch.zeros_like(r_w))
+
+    def pair_parameters(
+        self,
+        h_i: Tensor,
+        h_j: Tensor,
+        e_ij: Tensor,
+        h_path: Tensor | None = None,
+        species: Tensor | None = None,
+        qq: Tensor | None = None,
+    ) -> Tensor:
         """C_0..C_13 (P, 14), float64, in kcal/mol and Angstrom; symmetric in i and j.
 
         ``e_ij`` (P, PAIR_FEATURES): pair features (:func:`physff_openmm.graph.pair_features`);
-        ``h_path`` (P, hidden): path embeddings (:meth:`path_embeddings`), for a model built with them.
+        ``h_path`` (P, hidden): path embeddings (:meth:`path_embeddings`), for a model built with them;
+        ``species`` (P, 2) element indices and ``qq`` (P,) products of charges Q_i Q_j, for a
+        model with walls (``wall_factor`` > 0) and pairs within a molecule.
         C_0, C_1 >= 0 (C6, C12 coefficients), C_{2k} Gaussian amplitudes, C_{2k+1} widths >= 0.
         Covalent pairs (distance class 1) get the covalent core (:func:`covalent_core`)
-        and Gaussian amplitudes bounded by ``covalent_amplitude_max``.
+        and Gaussian amplitudes bounded by ``covalent_amplitude_max``; non-covalent pairs
+        within a molecule get the inner wall of :func:`pair_wall`.
         """
         c = self.config
         if self.config.path_embeddings and h_path is None:
@@ -334,6 +430,8 @@ class PhysFFModel(nn.Module):
             bounded = torch.zeros_like(amp)
         amp = torch.where(cov.unsqueeze(-1), bounded, amp)
         width = c.width_ref * nn.functional.softplus(raw[:, 3::2] + _SOFTPLUS_ONE)
+        if c.width_floor > 0:
+            width = torch.sqrt(c.width_floor * c.width_floor + width * width)
         out = torch.empty(raw.shape[0], energy.N_PARAMETERS, dtype=torch.float64, device=raw.device)
         out[:, 2::2] = amp
         out[:, 3::2] = width
@@ -344,6 +442,14 @@ class PhysFFModel(nn.Module):
             cov_c0, cov_c1 = covalent_core(r_ref, raw[cov, 0], raw[cov, 1], out[cov, 2:], c)
             idx = (torch.nonzero(cov).squeeze(1),)
             c0, c1 = c0.index_put(idx, cov_c0), c1.index_put(idx, cov_c1)
+        if c.wall_factor > 0:
+            inside = (~cov) & (e_ij[:, PAIR_DIFFERENT_MOLECULES] < 0.5)
+            if bool(inside.any()):
+                if species is None or qq is None:
+                    raise ValueError("this model's pairs within a molecule need species and qq for their walls")
+                r_w = self.wall_radii(species[inside], e_ij[inside])
+                wall = pair_wall(r_w, c0[inside], qq[inside].to(torch.float64), out[inside, 2:])
+                c1 = c1.index_put((torch.nonzero(inside).squeeze(1),), c1[inside] + wall)
         out[:, 0] = c0
         out[:, 1] = c1
         return out
@@ -365,7 +471,8 @@ class PhysFFModel(nn.Module):
         h_path = None
         if self.config.path_embeddings:  # only a path model reads the graph's path atoms
             h_path = self.path_embeddings(h, data.path_pair, data.path_atom, data.path_weight, i.numel())
-        return q, self.pair_parameters(h[i], h[j], data.pair_attr, h_path)
+        species = torch.stack([data.species[i], data.species[j]], dim=1)
+        return q, self.pair_parameters(h[i], h[j], data.pair_attr, h_path, species, q[i] * q[j])
 
     def energy(self, data, positions: Tensor, terms: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Total energies (kcal/mol) of a batch of graphs built with ``with_pairs=True``.

@@ -348,6 +348,7 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
     intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
         feats = torch.from_numpy(pair_features(mol, pairs)).to(hc.dtype)
+        qt = torch.from_numpy(q)
         path = path_atoms(mol, pairs) if model.config.path_embeddings else None  # rows ascending
         show = progress if len(pairs) > PAIR_BLOCK else False  # a drug-like molecule takes milliseconds
         with progress_bar(len(pairs), "pair", show, desc="parameterizing") as bar:
@@ -361,7 +362,10 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
                         h_sym, torch.from_numpy(row[e] - a), torch.from_numpy(atom[e]), torch.from_numpy(weight[e]),
                         len(pairs[b]),
                     )
-                intra[b] = model.pair_parameters(h_sym[pairs[b, 0]], h_sym[pairs[b, 1]], feats[b], h_path).numpy()
+                pb = torch.from_numpy(pairs[b])
+                intra[b] = model.pair_parameters(
+                    h_sym[pb[:, 0]], h_sym[pb[:, 1]], feats[b], h_path, g.species[pb], qt[pb[:, 0]] * qt[pb[:, 1]]
+                ).numpy()
                 bar.update(len(intra[b]))
     species = g.species
     e_lin = float(model.linear_energy(species, g.fragment_charge.numel()))

@@ -242,11 +242,17 @@ class Stage2Config:
         (:meth:`physff_openmm.model.PhysFFModel.add_path_embeddings`: feats_net also sees
         the middle atom of 1-3 pairs and the central bond of 1-4 pairs, its new input
         weights starting at zero), or a new model.
+    wall_factor, width_floor : float or None
+        Set on the model before training (:attr:`physff_openmm.model.ModelConfig.wall_factor`,
+        ``width_floor``: the inner wall of non-covalent pairs within a molecule, the floor of
+        the Gaussian widths); None keeps the start model's.
     data, optim, trainer, loss
     """
 
     model: ModelConfig | None = None
     path_embeddings: bool = False
+    wall_factor: float | None = None
+    width_floor: float | None = None
     freeze_embedding: bool = False
     fit_linear: bool = True
     refit_linear: bool = False

@@ -99,7 +99,9 @@ def shared_pair_terms(model: PhysFFModel, batch) -> tuple[torch.Tensor, torch.Te
         h_path = model.path_embeddings(
             h, slot[batch.path_pair[keep]], batch.path_atom[keep], batch.path_weight[keep], own.numel()
         )
-    computed = model.pair_parameters(h[i[own]], h[j[own]], batch.pair_attr[own], h_path)
+    io, jo = i[own], j[own]
+    species = torch.stack([batch.species[io], batch.species[jo]], dim=1)
+    computed = model.pair_parameters(h[io], h[jo], batch.pair_attr[own], h_path, species, q[io] * q[jo])
     return q, computed[slot[source]]
 
 
@@ -380,6 +382,7 @@ def train_stage2(
         stage1_meta = {}
     if cfg.path_embeddings:
         model.add_path_embeddings()
+    model.set_walls(cfg.wall_factor, cfg.width_floor)
     cfg.model = model.config
     metrics: dict[str, Any] = {"stage": "energy", **stage1_meta}
     if cfg.fit_linear:
