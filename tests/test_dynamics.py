@@ -12,8 +12,8 @@ from physff_openmm.molecule import ensure_conformer, load_molecule, positions_an
 from physff_openmm.units import ANGSTROM_TO_NM
 
 # Measured with the loop of the test below (ethanol, 0.25 fs, 2000 steps = 0.5 ps from 300 K after
-# minimization, Reference platform): max |E(t) - E(0)| = 0.0245 kJ/mol with "physff-v2.1", whose charges and pair
-# terms the current default physff-v2.3 keeps, for both backends (pytest -s prints it). The bound leaves room for other models without hiding a broken integrator or force.
+# minimization, Reference platform): max |E(t) - E(0)| = 0.0245 kJ/mol with "physff-v2.1", for both backends
+# (pytest -s prints it; the test runs the current default). The bound leaves room for other models without hiding a broken integrator or force.
 NVE_MAX_DRIFT_KJ_MOL = 0.1
 NVE_STEPS = 2000
 TIMESTEP_FS = 0.25
