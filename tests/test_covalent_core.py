@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import physff_openmm as pf
 from physff_openmm.graph import reference_bond_length
-from physff_openmm.model import ModelConfig, PhysFFModel, save_model_file
 
+from random_model import random_model_file
 from reference_energy import gaussians, switch
 
 BOUND = 10.0  # kcal/mol: the line; the model builds in ModelConfig.covalent_bound (11)
@@ -33,14 +32,7 @@ def own_energy(c: np.ndarray, r: float, r_on: float, r_off: float) -> float:
 
 
 def _model(tmp_path, scale: float, seed: int):
-    torch.manual_seed(seed)
-    model = PhysFFModel(ModelConfig(hidden=32, pair_hidden=32, n_steps=3))
-    with torch.no_grad():
-        model.feats_net[-1].weight.normal_(0.0, scale)
-        model.feats_net[-1].bias.normal_(0.0, scale)
-    path = tmp_path / f"model-{scale}-{seed}.pt"
-    save_model_file(model, path, {"name": "random"})
-    return path
+    return random_model_file(tmp_path / f"model-{scale}-{seed}.pt", scale, seed)
 
 
 @pytest.mark.parametrize("scale,seed", [(0.3, 0), (3.0, 1), (30.0, 2)])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from rdkit import Chem
 
 import physff_openmm as pf
 from physff_openmm.errors import ConfigError
-from physff_openmm.model import VDW_RADII, ModelConfig, PhysFFModel, load_model_file, save_model_file
+from physff_openmm.model import VDW_RADII, ModelConfig, load_model_file, save_model_file
 
+from random_model import random_model_file
 from reference_energy import KE, gaussians, switch
 
 WALL, FLOOR = 0.55, 0.15
@@ -32,15 +32,9 @@ def own_energy(c: np.ndarray, qq: float, r: float, r_on: float, r_off: float) ->
 
 
 def _model(tmp_path, scale: float, seed: int, wall: float = WALL, floor: float = FLOOR):
-    torch.manual_seed(seed)
-    model = PhysFFModel(ModelConfig(hidden=32, pair_hidden=32, n_steps=3, wall_factor=wall, width_floor=floor))
-    with torch.no_grad():
-        model.feats_net[-1].weight.normal_(0.0, scale)
-        model.feats_net[-1].bias.normal_(0.0, scale)
-        model.charge_net[-1].weight.normal_(0.0, 0.1 * scale)  # large charges of both signs
-    path = tmp_path / f"model-{scale}-{seed}-{wall}.pt"
-    save_model_file(model, path, {"name": "random"})
-    return path
+    # large charges of both signs too: the wall must hold against Coulomb attraction
+    path = tmp_path / f"model-{scale}-{seed}-{wall}-{floor}.pt"
+    return random_model_file(path, scale, seed, 0.1 * scale, wall_factor=wall, width_floor=floor)
 
 
 @pytest.mark.parametrize("scale,seed", [(0.3, 0), (3.0, 1), (30.0, 2)])
