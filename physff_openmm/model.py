@@ -388,13 +388,10 @@ class PhysFFModel(nn.Module):
         t = torch.tanh(self.lj_net(h.to(w.dtype)).to(torch.float64))
         return t * torch.tensor([c.lj_sigma_range, c.lj_epsilon_range], dtype=torch.float64, device=t.device)
 
-    def wall_radii(self, species: Tensor, e_ij: Tensor) -> Tensor:
-        """(P,) float64 wall radius r_w of each pair (``species`` (P, 2) element indices):
-        ``wall_factor`` (R_i + R_j) for non-covalent pairs within a molecule, 0 for the rest."""
-        radii = torch.tensor([VDW_RADII[e] for e in self.config.elements], dtype=torch.float64, device=e_ij.device)
-        r_w = self.config.wall_factor * radii[species].sum(-1)
-        inside = (e_ij[:, PAIR_COVALENT] < 0.5) & (e_ij[:, PAIR_DIFFERENT_MOLECULES] < 0.5)
-        return torch.where(inside, r_w, torch.zeros_like(r_w))
+    def wall_radii(self, species: Tensor) -> Tensor:
+        """(P,) float64 wall radius r_w = ``wall_factor`` (R_i + R_j) of pairs of element indices ``species`` (P, 2)."""
+        radii = torch.tensor([VDW_RADII[e] for e in self.config.elements], dtype=torch.float64, device=species.device)
+        return self.config.wall_factor * radii[species].sum(-1)
 
     def pair_parameters(
         self,
@@ -447,7 +444,7 @@ class PhysFFModel(nn.Module):
             if bool(inside.any()):
                 if species is None or qq is None:
                     raise ValueError("this model's pairs within a molecule need species and qq for their walls")
-                r_w = self.wall_radii(species[inside], e_ij[inside])
+                r_w = self.wall_radii(species[inside])
                 wall = pair_wall(r_w, c0[inside], qq[inside].to(torch.float64), out[inside, 2:])
                 c1 = c1.index_put((torch.nonzero(inside).squeeze(1),), c1[inside] + wall)
         out[:, 0] = c0
