@@ -20,6 +20,11 @@ native OpenMM System, no GFN2-xTB):
   moved along its bond to 1.5, 2, 2.5 and 3 Angstrom from its partner, everything else fixed
   (native System): how many bonds end *below* the bonded geometry at 3 Angstrom (a bond the
   model holds only as a metastable state) and the lowest barrier on the way;
+- angles of hydrogens bent: in the same conformers, up to 4 angles H-X-Y each bent by
+  -40, -20, +20 and +40 degrees (the H turns about X, everything else fixed), energies
+  relative to the unbent geometry against GFN2-xTB (tblite): RMSE, and how many bends the
+  model makes cost less than half of GFN2-xTB's (soft angles, which MD at 2 fs drives into
+  the steep part of the 1-3 pairs);
 - with ``--recipe CONFIG``: the validation molecules of each charged-molecule
   shard the recipe labels (``charged``, ``ions``; split as the recipe splits
   them), GFN2-xTB relative energies (each molecule's frames about their mean)
@@ -52,6 +57,61 @@ import accuracy_report as ar  # noqa: E402
 #: Distances (Angstrom) to which :func:`bond_escape` pulls each hydrogen from its bonded partner.
 ESCAPE_DISTANCES = (1.5, 2.0, 2.5, 3.0)
 
+#: Changes (degrees) by which :func:`angle_bends` bends each angle, and how many angles per molecule.
+BEND_DEGREES = (-40.0, -20.0, 20.0, 40.0)
+BEND_ANGLES = 4
+
+
+def _native_energy(model, rec):
+    """A function: positions (n, 3) Angstrom -> the record's physff energy, kcal/mol (native System, Reference)."""
+    import openmm
+    from openmm import unit
+
+    import physff_openmm as pf
+
+    system = pf.create_system(pf.parameterize(rec.to_rdkit(), model=model))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+
+    def energy(x):
+        context.setPositions(x * 0.1)  # Angstrom -> nm
+        return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
+
+    return energy
+
+
+def angle_bends(model, records) -> dict:
+    """Angles H-X-Y of each record's first conformer bent both ways, physff against GFN2-xTB.
+
+    The angles and geometries are the training pipeline's (:func:`~physff_openmm.training.data.bend_angles`, fixed seed;
+    :func:`~physff_openmm.training.data.bend_angle_geometries`). Returns the RMSE of the
+    energies relative to the unbent geometry (kcal/mol), the number of bends, and how many the
+    model makes cost less than half of GFN2-xTB's ("soft").
+    """
+    import numpy as np
+
+    from physff_openmm.training.data import bend_angles, bend_angle_geometries
+    from physff_openmm.training.xtb import xtb_energy_forces
+    from physff_openmm.units import HARTREE_TO_KCAL
+
+    errors, soft = [], 0
+    for rec in records:
+        x0 = np.asarray(rec.positions[0], dtype=float)
+        energy = _native_energy(model, rec)
+        species = np.asarray(rec.species, dtype=int)
+
+        def xtb(x):
+            return xtb_energy_forces(species, x, int(rec.total_charge))[0] * HARTREE_TO_KCAL
+
+        e0, q0 = energy(x0), xtb(x0)
+        for angle in bend_angles(rec.to_rdkit(), BEND_ANGLES, np.random.default_rng(0)):
+            for x in bend_angle_geometries(x0, angle, BEND_DEGREES):
+                de, dq = energy(x) - e0, xtb(x) - q0
+                errors.append(de - dq)
+                soft += bool(dq > 2.0 and de < 0.5 * dq)
+    err = np.asarray(errors)
+    return {"n_bends": int(err.size), "rmse": float(np.sqrt(np.mean(err**2))) if err.size else math.nan,
+            "soft": int(soft)}
+
 
 def bond_escape(model, records) -> dict:
     """Each bond to H of each record's first conformer pulled out along its axis, the rest fixed.
@@ -61,22 +121,13 @@ def bond_escape(model, records) -> dict:
     above the bonded geometry) over all of them.
     """
     import numpy as np
-    import openmm
-    from openmm import unit
 
-    import physff_openmm as pf
     from physff_openmm.training.data import bond_scan_geometries
 
     n_bonds, downhill, barriers = 0, 0, []
     for rec in records:
         x0 = np.asarray(rec.positions[0], dtype=float)
-        system = pf.create_system(pf.parameterize(rec.to_rdkit(), model=model))
-        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-
-        def energy(x):
-            context.setPositions(x * 0.1)  # Angstrom -> nm
-            return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
-
+        energy = _native_energy(model, rec)
         e0 = energy(x0)
         for i, j in np.asarray(rec.bonds, dtype=int).reshape(-1, 2):
             if 1 not in (rec.species[i], rec.species[j]):
@@ -108,6 +159,7 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
     groups = ar.ncia_section(dimers, ev)["groups"]
     stored = model.metadata.get("metrics", {}).get("validation", {})
     escape = bond_escape(model, splits.val["conformers"])
+    bends = angle_bends(model, splits.val["conformers"])
     md_rows = {}
     if md:  # both settings of the acceptance test: 1 fs free, 2 fs with bonds to H constrained
         pool = sorted(splits.val["conformers"], key=lambda r: r.name)
@@ -130,6 +182,7 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
         "stored_validation": {k: stored[k] for k in ("relative_energy_kcal_mol", "forces_kcal_mol_angstrom",
                                                       "interaction_kcal_mol") if k in stored},
         "bond_escape": escape,
+        "angle_bends": bends,
         "md": md_rows,
         **extra,
     }
@@ -183,6 +236,9 @@ def table(rows: list[dict]) -> str:
     ]
     spec.append((f"bonds to H pulled to {ESCAPE_DISTANCES[-1]:g} A: downhill of {rows[0]['bond_escape']['n_bonds']} "
                  "(lowest barrier)", lambda r: f"{r['bond_escape']['downhill']} ({r['bond_escape']['lowest_barrier']:.0f})"))
+    spec.append((f"angles of H bent {BEND_DEGREES[0]:+g} to {BEND_DEGREES[-1]:+g} deg against GFN2-xTB: RMSE "
+                 f"(soft of {rows[0]['angle_bends']['n_bends']})",
+                 lambda r: f"{r['angle_bends']['rmse']:.2f} ({r['angle_bends']['soft']})"))
     for key, md in rows[0]["md"].items():
         spec.append((f"MD {md['simulated_ps']:g} ps, {ar.MD_SETTINGS[key]['label']}: stable of {md['n_molecules']}",
                      lambda r, k=key: str(r["md"][k]["n_stable"])))

@@ -382,6 +382,7 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     if not (data / "conformer-benchmark").is_dir():
         pytest.skip(f"no reference data at {data}")
     pytest.importorskip("h5py")
+    pytest.importorskip("tblite")  # the angle bends are scored against GFN2-xTB
     import numpy as np
     from rdkit import Chem
     from rdkit.Chem import AllChem
@@ -417,6 +418,10 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     escape = rows[0]["bond_escape"]
     assert escape["n_bonds"] > 0 and 0 <= escape["downhill"] <= escape["n_bonds"] and math.isfinite(escape["lowest_barrier"])
     assert "| bonds to H pulled to 3 A: downhill of" in printed
+    bends = rows[0]["angle_bends"]  # against GFN2-xTB: 4 bends of up to 4 angles per validation molecule
+    assert 0 < bends["n_bends"] <= 16 * rows[0]["conformers"]["n_molecules"] and bends["n_bends"] % 4 == 0
+    assert math.isfinite(bends["rmse"]) and 0 <= bends["soft"] <= bends["n_bends"]
+    assert "| angles of H bent -40 to +40 deg against GFN2-xTB: RMSE (soft of" in printed
     assert set(rows[0]["md"]) == {"1fs", "2fs_hbonds"}  # both settings of the acceptance test
     for md in rows[0]["md"].values():
         assert md["n_molecules"] == 1 and md["simulated_ps"] == 0.2 and md["n_stable"] + len(md["failures"]) == 1

@@ -118,7 +118,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
     if _labelled(cfg, "bond_pulls"):
         run("bond_pulls", xtb_drug_like,
             paths["bond_pulls"], p.source or cfg.xtb_frames.path, p.n_molecules, pull_sampling(
-                n_bonds=p.n_bonds, pull=p.pull, n_angles=p.n_angles, squeeze=p.squeeze, opt_steps=p.opt_steps,
+                n_bonds=p.n_bonds, pull=p.pull, n_angles=p.n_angles, bend=p.bend, opt_steps=p.opt_steps,
                 max_energy_kcal_mol=p.max_energy_kcal_mol, seed=p.seed,
             ), charged_fraction=p.charged_fraction, max_atoms=p.max_atoms, workers=p.workers, seed=p.seed,
         )

@@ -487,23 +487,23 @@ class BondPullConfig(DrugLikeShardConfig):
     """Bonds to H pulled apart in drug-like molecules, GFN2-xTB energies and forces
     (:func:`~physff_openmm.training.recipe.xtb_drug_like`), labelled into ``work_dir/bond_pulls.h5`` and read
     by the refining phase. As :class:`DrugLikeShardConfig`, with ``n_bonds`` bonds per molecule each pulled to
-    every length of ``pull`` (multiples of its length) and ``n_angles`` angles H-X-Y closed to H...Y distances of
-    ``squeeze`` (fractions of it; :func:`~physff_openmm.training.recipe.pull_sampling`)."""
+    every length of ``pull`` (multiples of its length) and ``n_angles`` angles H-X-Y bent by each change of
+    ``bend`` (degrees, negative closes; :func:`~physff_openmm.training.recipe.pull_sampling`)."""
 
     section: ClassVar[str] = "bond_pulls"
 
     n_bonds: int = 4
     pull: list[float] = field(default_factory=lambda: [1.4, 1.8, 2.2, 2.7])
-    n_angles: int = 4
-    squeeze: list[float] = field(default_factory=lambda: [0.65, 0.8])
+    n_angles: int = 6
+    bend: list[float] = field(default_factory=lambda: [-40.0, -20.0, 20.0, 40.0])
     max_energy_kcal_mol: float = 200.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_bonds < 1 or not self.pull or min(self.pull) <= 1.0:
             raise ConfigError(f"bond_pulls: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
-        if self.n_angles < 0 or not self.squeeze or not 0.0 < min(self.squeeze) <= max(self.squeeze) < 1.0:
-            raise ConfigError(f"bond_pulls: need n_angles >= 0 and squeeze fractions in (0, 1), got {self.n_angles}, {self.squeeze}")
+        if self.n_angles < 0 or not self.bend or not all(0.0 < abs(d) < 90.0 for d in self.bend):
+            raise ConfigError(f"bond_pulls: need n_angles >= 0 and non-zero angle bends below 90 degrees, got {self.n_angles}, {self.bend}")
 
 
 @dataclass

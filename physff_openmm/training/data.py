@@ -445,13 +445,15 @@ class XTBSampling:
         must stay uphill for MD to keep its bonds.
     pull : tuple of float
         Lengths of the pulled bonds, as multiples of their length (each > 1).
-    n_angle_squeezes : int
-        Angles H-X-Y of the lowest minimized conformer closed (:func:`_squeeze_angles`:
-        the H turns about X in the angle's plane, its bond length kept) until
-        the H...Y distance is each fraction of ``squeeze`` of its length: the
-        inner walls of 1-3 pairs, which thermal frames barely reach.
-    squeeze : tuple of float
-        H...Y distances of the closed angles, as fractions of their length (each < 1).
+    n_angle_bends : int
+        Angles H-X-Y of the lowest minimized conformer bent (:func:`bend_angles`,
+        :func:`bend_angle_geometries`: the H turns about X in the angle's plane,
+        its bond length kept) by each change of ``bend``: how the energy of a
+        hydrogen's angles rises far from their minimum, both ways, which thermal
+        frames barely reach and MD at 2 fs visits.
+    bend : tuple of float
+        Changes of the bent angles, degrees (non-zero; negative closes, positive
+        opens; an angle opens to 175 degrees at most).
     """
 
     n_conformers: int = 3
@@ -474,12 +476,12 @@ class XTBSampling:
     torsion_step_deg: float = 30.0
     n_bond_pulls: int = 0
     pull: tuple[float, ...] = (1.4, 1.8, 2.2, 2.7)
-    n_angle_squeezes: int = 0
-    squeeze: tuple[float, ...] = (0.65, 0.8)
+    n_angle_bends: int = 0
+    bend: tuple[float, ...] = (-40.0, -20.0, 20.0, 40.0)
 
     def __post_init__(self) -> None:
         counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans,
-                  self.n_bond_pulls, self.n_angle_squeezes)
+                  self.n_bond_pulls, self.n_angle_bends)
         if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
             raise ConfigError(
                 "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
@@ -496,8 +498,8 @@ class XTBSampling:
             raise ConfigError(f"XTBSampling: torsion_step_deg must divide 360 in 2 or more steps, got {self.torsion_step_deg}")
         if self.n_bond_pulls and (not len(self.pull) or min(self.pull) <= 1.0):
             raise ConfigError(f"XTBSampling: pull lengths must be multiples > 1 of the bond length, got {self.pull}")
-        if self.n_angle_squeezes and (not len(self.squeeze) or not 0.0 < min(self.squeeze) <= max(self.squeeze) < 1.0):
-            raise ConfigError(f"XTBSampling: squeeze distances must be fractions in (0, 1) of the 1-3 distance, got {self.squeeze}")
+        if self.n_angle_bends and (not len(self.bend) or not all(0.0 < abs(d) < 90.0 for d in self.bend)):
+            raise ConfigError(f"XTBSampling: angle bends must be non-zero changes below 90 degrees, got {self.bend}")
 
 
 def rotatable_torsions(mol, n_torsions: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
@@ -598,8 +600,8 @@ def _pull_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, 
     return out[:n_bonds]
 
 
-def _squeeze_angles(mol, n_angles: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
-    """Up to ``n_angles`` angles (H, X, Y) to close: the H of :func:`_pull_bonds`' bonds in that
+def bend_angles(mol, n_angles: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """Up to ``n_angles`` angles (H, X, Y) to bend: the H of :func:`_pull_bonds`' bonds in that
     order, each with a random other neighbour Y of its atom X (a hydrogen where X has another)."""
     out = []
     for x, h in _pull_bonds(mol, mol.GetNumAtoms(), rng):
@@ -612,24 +614,28 @@ def _squeeze_angles(mol, n_angles: int, rng: np.random.Generator) -> list[tuple[
     return out[:n_angles]
 
 
-def squeeze_angle_geometries(positions: np.ndarray, angle: tuple[int, int, int], fractions: Sequence[float]) -> np.ndarray:
-    """Geometries with angle (h, x, y) closed: h turns about x in the plane of the angle, its
-    distance to x kept, until its distance to y is each fraction of ``fractions`` of the
-    original; everything else stays. (n_fractions, n_atoms, 3) Angstrom."""
+#: The widest angle (degrees) to which :func:`bend_angle_geometries` opens an angle.
+MAX_BENT_ANGLE_DEG = 175.0
+
+
+def bend_angle_geometries(positions: np.ndarray, angle: tuple[int, int, int], changes_deg: Sequence[float]) -> np.ndarray:
+    """Geometries with angle (h, x, y) changed by each of ``changes_deg`` (degrees; negative
+    closes): h turns about x in the plane of the angle, its distance to x kept, everything else
+    stays; an angle opens to :data:`MAX_BENT_ANGLE_DEG` at most. (n_changes, n_atoms, 3) Angstrom."""
     h, x, y = angle
     u, v = positions[h] - positions[x], positions[y] - positions[x]
-    a, b = np.linalg.norm(u), np.linalg.norm(v)
-    d0 = np.linalg.norm(u - v)
-    v_hat = v / b
+    a = np.linalg.norm(u)
+    v_hat = v / np.linalg.norm(v)
     w = u - (u @ v_hat) * v_hat
     if np.linalg.norm(w) < 1e-6 * a:  # a linear angle: any plane through x-y
         w = np.cross(v_hat, np.eye(3)[int(np.argmin(np.abs(v_hat)))])
     w_hat = w / np.linalg.norm(w)
+    theta0 = np.degrees(np.arccos(np.clip(u @ v_hat / a, -1.0, 1.0)))
     out = []
-    for f in fractions:
-        cos_t = np.clip((a * a + b * b - (f * d0) ** 2) / (2.0 * a * b), -1.0, 1.0)
+    for d in changes_deg:
+        t = np.radians(np.clip(theta0 + d, 1.0, MAX_BENT_ANGLE_DEG))
         g = positions.copy()
-        g[h] = positions[x] + a * (cos_t * v_hat + np.sqrt(1.0 - cos_t * cos_t) * w_hat)
+        g[h] = positions[x] + a * (np.cos(t) * v_hat + np.sin(t) * w_hat)
         out.append(g)
     return np.asarray(out)
 
@@ -719,12 +725,12 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for f, x in zip(sampling.pull, pulled):
                 positions.append(x)
                 ids.append(f"c{lowest}-pull{i}_{j}-{f:g}")
-    if lowest is not None and sampling.n_angle_squeezes:
+    if lowest is not None and sampling.n_angle_bends:
         rng = np.random.default_rng(rng_seed + 6000)
-        for angle in _squeeze_angles(mol, sampling.n_angle_squeezes, rng):
-            for f, x in zip(sampling.squeeze, squeeze_angle_geometries(minima[lowest], angle, sampling.squeeze)):
+        for angle in bend_angles(mol, sampling.n_angle_bends, rng):
+            for d, x in zip(sampling.bend, bend_angle_geometries(minima[lowest], angle, sampling.bend)):
                 positions.append(x)
-                ids.append(f"c{lowest}-squeeze{'_'.join(map(str, angle))}-{f:g}")
+                ids.append(f"c{lowest}-bend{'_'.join(map(str, angle))}-{d:+g}")
     if lowest is not None and sampling.n_torsion_scans:
         rng = np.random.default_rng(rng_seed + 4000)
         for t in rotatable_torsions(mol, sampling.n_torsion_scans, rng):
@@ -766,10 +772,9 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         what.append(
             f"{sampling.n_bond_pulls} bonds to H pulled to {', '.join(f'{x:g}' for x in sampling.pull)} times their length"
         )
-    if sampling.n_angle_squeezes:
+    if sampling.n_angle_bends:
         what.append(
-            f"{sampling.n_angle_squeezes} angles H-X-Y closed to H...Y distances of {', '.join(f'{x:g}' for x in sampling.squeeze)} "
-            "of their length"
+            f"{sampling.n_angle_bends} angles H-X-Y bent by {', '.join(f'{x:+g}' for x in sampling.bend)} degrees"
         )
     if sampling.n_torsion_scans:
         what.append(

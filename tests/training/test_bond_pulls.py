@@ -28,23 +28,32 @@ def test_pull_bonds_take_heteroatom_and_carbon_hydrogens_in_turn():
     assert _pull_bonds(load_molecule("C(Cl)(Cl)(Cl)Cl"), 4, np.random.default_rng(0)) == []
 
 
-def test_squeezed_angles_turn_the_hydrogen_about_its_atom():
+def test_bent_angles_turn_the_hydrogen_about_its_atom_both_ways():
     from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
-    from physff_openmm.training.data import _squeeze_angles, squeeze_angle_geometries
+    from physff_openmm.training.data import MAX_BENT_ANGLE_DEG, bend_angles, bend_angle_geometries
 
     mol = ensure_conformer(load_molecule("OCC#C"))
-    angles = _squeeze_angles(mol, 20, np.random.default_rng(0))
+    angles = bend_angles(mol, 20, np.random.default_rng(0))
     assert len(angles) == 4 and len({a[0] for a in angles}) == 4  # every H once
     assert (7, 3, 2) in angles  # the linear H-C#C angle
-    assert any(mol.GetAtomWithIdx(y).GetAtomicNum() == 1 for _, _, y in angles)  # a CH2 H closes on its twin H
+    assert any(mol.GetAtomWithIdx(y).GetAtomicNum() == 1 for _, _, y in angles)  # a CH2 H bends against its twin H
     x0 = positions_angstrom(mol)
+
+    def angle(g, h, x, y):
+        u, v = g[h] - g[x], g[y] - g[x]
+        return np.degrees(np.arccos(u @ v / np.linalg.norm(u) / np.linalg.norm(v)))
+
+    changes = (-40.0, -20.0, 20.0, 40.0)
     for h, x, y in angles:
         assert mol.GetBondBetweenAtoms(h, x) is not None and mol.GetBondBetweenAtoms(x, y) is not None
-        out = squeeze_angle_geometries(x0, (h, x, y), (0.65, 0.8))
-        for f, g in zip((0.65, 0.8), out):
+        theta0 = angle(x0, h, x, y)
+        for d, g in zip(changes, bend_angle_geometries(x0, (h, x, y), changes)):
             assert np.linalg.norm(g[h] - g[x]) == pytest.approx(np.linalg.norm(x0[h] - x0[x]), abs=1e-9)
-            assert np.linalg.norm(g[h] - g[y]) == pytest.approx(f * np.linalg.norm(x0[h] - x0[y]), abs=1e-9)
+            assert angle(g, h, x, y) == pytest.approx(min(theta0 + d, MAX_BENT_ANGLE_DEG), abs=1e-6)
             assert np.flatnonzero(np.abs(g - x0).max(axis=1) > 0).tolist() == [h]
+            if theta0 + d < MAX_BENT_ANGLE_DEG:  # the H stays in the plane of the angle
+                n = np.cross(x0[h] - x0[x], x0[y] - x0[x])
+                assert abs((g[h] - g[x]) @ n) < 1e-6 * np.linalg.norm(n)
 
 
 def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
@@ -58,10 +67,11 @@ def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
     rec = _xtb_molecule(("methanol", "CO", pull_sampling(n_bonds=2, pull=pull, n_angles=2, opt_steps=20, seed=0)))
     assert rec.level == XTB_LEVEL and rec.conformer_ids[0] == "c0"
     assert "2 bonds to H pulled to 1.4, 1.8, 2.2, 2.7 times their length" in rec.source
-    assert "2 angles H-X-Y closed to H...Y distances of 0.65, 0.8 of their length" in rec.source
-    assert len(rec.conformer_ids) == 1 + 2 * len(pull) + 2 * 2
-    squeezed = (rec.energy[-4:] - rec.energy[0]) * HARTREE_KCAL
-    assert np.all(squeezed[0::2] > squeezed[1::2]) and squeezed.min() > 5.0  # closing an angle costs, more the closer
+    assert "2 angles H-X-Y bent by -40, -20, +20, +40 degrees" in rec.source
+    assert len(rec.conformer_ids) == 1 + 2 * len(pull) + 2 * 4
+    bent = ((rec.energy[-8:] - rec.energy[0]) * HARTREE_KCAL).reshape(2, 4)  # -40, -20, +20, +40 of each angle
+    assert bent.min() > 1.0  # bending either way costs
+    assert np.all(bent[:, 0] > bent[:, 1]) and np.all(bent[:, 3] > bent[:, 2])  # more the further
     e = (rec.energy - rec.energy[0]) * HARTREE_KCAL
     x0 = rec.positions[0]
     on = set()
@@ -84,8 +94,8 @@ def test_pulled_methanol_rises_along_each_bond_in_gfn2_xtb():
     np.testing.assert_allclose(rec.forces[k], f_ref, atol=1e-8)
     with pytest.raises(ConfigError, match="pull lengths must be multiples > 1"):
         XTBSampling(n_bond_pulls=1, pull=(0.9, 1.5))
-    with pytest.raises(ConfigError, match="squeeze distances must be fractions"):
-        XTBSampling(n_angle_squeezes=1, squeeze=(0.5, 1.2))
+    with pytest.raises(ConfigError, match="angle bends must be non-zero changes below 90"):
+        XTBSampling(n_angle_bends=1, bend=(-20.0, 0.0))
 
 
 def test_bond_pull_section_of_the_recipe():
@@ -94,14 +104,14 @@ def test_bond_pull_section_of_the_recipe():
 
     cfg = load_config({"bond_pulls": {"n_molecules": 3, "pull": [1.5, 2.5]}}, DefaultModelConfig)
     assert cfg.bond_pulls.n_bonds == 4 and cfg.bond_pulls.pull == [1.5, 2.5] and cfg.bond_pulls.max_energy_kcal_mol == 200.0
-    assert cfg.bond_pulls.n_angles == 4 and cfg.bond_pulls.squeeze == [0.65, 0.8]
+    assert cfg.bond_pulls.n_angles == 6 and cfg.bond_pulls.bend == [-40.0, -20.0, 20.0, 40.0]
     assert load_config({}, DefaultModelConfig).bond_pulls.n_molecules == 0  # none unless asked for
-    for bad in ({"pull": [1.0]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": 2.0}, {"squeeze": [0.5, 1.0]},
+    for bad in ({"pull": [1.0]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": 2.0}, {"bend": [-20.0, 0.0]}, {"bend": [95.0]},
                 {"n_angles": -1}):
         with pytest.raises(ConfigError, match="bond_pulls: need"):
             load_config({"bond_pulls": bad}, DefaultModelConfig)
-    s = pull_sampling(n_bonds=3, pull=[1.5, 2.0], n_angles=2, squeeze=[0.7], seed=4)
-    assert (s.n_bond_pulls, s.pull, s.n_angle_squeezes, s.squeeze) == (3, (1.5, 2.0), 2, (0.7,))
+    s = pull_sampling(n_bonds=3, pull=[1.5, 2.0], n_angles=2, bend=[-30], seed=4)
+    assert (s.n_bond_pulls, s.pull, s.n_angle_bends, s.bend) == (3, (1.5, 2.0), 2, (-30.0,))
     assert (s.n_md, s.n_normal_modes, s.n_conformers, s.seed) == (0, 0, 1, 4)
 
 
