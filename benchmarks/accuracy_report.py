@@ -159,6 +159,7 @@ NVE_TIMESTEP_FS = 1.0
 NVE_TEMPERATURE_K = 300.0
 NVE_SAMPLE_FS = 10.0
 NVE_MAX_DRIFT_KCAL_MOL = 1.0
+NVE_PS = 10.0
 #: Sections of the report (``--sections``); sanity and total energies come with conformers.
 SECTIONS = ("conformers", "torsions", "ncia", "md", "minimize", "nve")
 #: Approximate classical force-field values for context (GAFF / OPLS-AA), not fitted here.
@@ -1867,7 +1868,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimization test: the small molecules and the first N MD test molecules (default 20)")
     p.add_argument("--nve-molecules", type=positive_int, default=10,
                    help="NVE test: the first N MD test molecules (default 10)")
-    p.add_argument("--nve-ps", type=positive_float, default=10.0, help="simulated time per NVE run, ps (default 10)")
+    p.add_argument("--nve-ps", type=positive_float, default=NVE_PS, help=f"simulated time per NVE run, ps (default {NVE_PS:g})")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="score only the first N test records of each set (of each NCIAtlas subset); quick runs only")
     p.add_argument("--skip-md", action="store_true", help="leave out the MD stability test (md from --sections)")

@@ -16,6 +16,8 @@ native OpenMM System, no GFN2-xTB):
   molecules of the conformer benchmark, by name, at both settings of the accuracy
   report's own MD check (1 fs without constraints, 2 fs with bonds to H constrained):
   how many keep every bond;
+- with ``--nve N``: the accuracy report's NVE check (10 ps at 1 fs without constraints) of the
+  first N validation molecules: how many keep |E(t) - E(0)| below 1 kcal/mol, and the largest drift;
 - bonds to hydrogen pulled out: in the first conformer of each validation molecule, each H
   moved along its bond to 1.5, 2, 2.5 and 3 Angstrom from its partner, everything else fixed
   (native System): how many bonds end *below* the bonded geometry at 3 Angstrom (a bond the
@@ -33,7 +35,7 @@ native OpenMM System, no GFN2-xTB):
 The split comes from each model's own metadata (fractions and seed), as in the
 accuracy report. Run from the repository root::
 
-    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--md 12] [--recipe training/default_model.yaml] [--out FILE.json]
+    python benchmarks/compare_validation.py MODEL [MODEL ...] --data ../shared/data [--md 12] [--nve 10] [--recipe training/default_model.yaml] [--out FILE.json]
 
 ``--limit N`` reads only N records of each set (quick runs; the split then differs).
 
@@ -143,7 +145,7 @@ def bond_escape(model, records) -> dict:
 
 
 def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float = 100.0, threads: int = 1,
-          shards: dict[str, list] | None = None) -> dict:
+          shards: dict[str, list] | None = None, nve: int = 0) -> dict:
     """Validation numbers of one model (see the module docstring); ``shards``: :func:`charged_validation`."""
     import physff_openmm as pf
     from physff_openmm.training.recipe import public_splits
@@ -171,6 +173,12 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
                              f"at {r.get('failure_time_ps')} ps" for r in runs["per_molecule"] if r["status"] != "stable"],
             }
     extra = {"shards": score_shards(model, shards)} if shards else {}
+    if nve:
+        pool = sorted(splits.val["conformers"], key=lambda r: r.name)
+        runs = ar.nve_section(pool, model, nve, ar.NVE_PS, threads, ar.Timer())
+        extra["nve"] = {"n_molecules": runs["n_molecules"], "n_passed": runs["n_passed"], "simulated_ps": ar.NVE_PS,
+                        "max_abs_drift_kcal_mol": runs["max_abs_drift_kcal_mol"],
+                        "drifts": {r["name"]: r["max_abs_drift_kcal_mol"] for r in runs["per_molecule"]}}
     return {
         "model": model_name,
         "sha256": model.file_hash,
@@ -242,6 +250,10 @@ def table(rows: list[dict]) -> str:
     for key, md in rows[0]["md"].items():
         spec.append((f"MD {md['simulated_ps']:g} ps, {ar.MD_SETTINGS[key]['label']}: stable of {md['n_molecules']}",
                      lambda r, k=key: str(r["md"][k]["n_stable"])))
+    if "nve" in rows[0]:
+        nve = rows[0]["nve"]
+        spec.append((f"NVE {nve['simulated_ps']:g} ps at 1 fs: drift below 1 kcal/mol, of {nve['n_molecules']} (largest)",
+                     lambda r: f"{r['nve']['n_passed']} ({r['nve']['max_abs_drift_kcal_mol']:.2f})"))
     for key in rows[0].get("shards", {}):
         n = rows[0]["shards"][key]["n_molecules"]
         spec += [
@@ -261,11 +273,13 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs)")
     p.add_argument("--md", type=int, default=0, help="MD of the first N validation molecules (0: none)")
     p.add_argument("--md-ps", type=float, default=100.0, help="length of each MD run, ps")
+    p.add_argument("--nve", type=int, default=0, help="NVE check of the first N validation molecules (0: none)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the MD runs")
     p.add_argument("--recipe", help="also score the validation molecules of this recipe's charged shards (in its work_dir)")
     args = p.parse_args(argv)
-    if args.md < 0 or args.md_ps <= 0 or args.threads < 1:
-        p.error(f"need --md >= 0, --md-ps > 0 and --threads >= 1, got {args.md}, {args.md_ps}, {args.threads}")
+    if args.md < 0 or args.nve < 0 or args.md_ps <= 0 or args.threads < 1:
+        p.error(f"need --md >= 0, --nve >= 0, --md-ps > 0 and --threads >= 1, got {args.md}, {args.nve}, {args.md_ps}, "
+                f"{args.threads}")
     from physff_openmm.errors import PhysFFError
     from physff_openmm.training.recipe import read_public_sets
 
@@ -274,7 +288,7 @@ def main(argv=None) -> int:
     try:
         sets = read_public_sets(data_dir, limit=args.limit)
         shards = charged_validation(args.recipe) if args.recipe else {}
-        rows = [score(m, sets, data_dir, args.md, args.md_ps, args.threads, shards) for m in args.models]
+        rows = [score(m, sets, data_dir, args.md, args.md_ps, args.threads, shards, args.nve) for m in args.models]
     except PhysFFError as exc:  # a bad model name, data folder or recipe: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -405,7 +405,7 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert list(val) == ["ions"] and 0 < len(val["ions"]) < 4
     out = tmp_path / "cmp.json"
     assert cmp.main([str(path_model_path), "--data", str(data), "--limit", "60", "--out", str(out),
-                     "--recipe", str(recipe), "--md", "1", "--md-ps", "0.2"]) == 0
+                     "--recipe", str(recipe), "--md", "1", "--md-ps", "0.2", "--nve", "1"]) == 0
     rows = json.loads(out.read_text())
     assert [r["model"] for r in rows] == [str(path_model_path)]
     assert rows[0]["conformers"]["n_molecules"] > 0 and math.isfinite(rows[0]["conformers"]["rmse"])
@@ -427,6 +427,10 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
         assert md["n_molecules"] == 1 and md["simulated_ps"] == 0.2 and md["n_stable"] + len(md["failures"]) == 1
     assert "| MD 0.2 ps, 1 fs, no constraints: stable of 1 |" in printed
     assert "| MD 0.2 ps, 2 fs, bonds to H constrained: stable of 1 |" in printed
+    nve = rows[0]["nve"]  # the accuracy report's NVE check, on the first validation molecule
+    assert nve["n_molecules"] == 1 and nve["simulated_ps"] == 10.0 and 0 <= nve["n_passed"] <= 1
+    assert len(nve["drifts"]) == 1 and all(math.isfinite(v) for v in nve["drifts"].values())
+    assert "| NVE 10 ps at 1 fs: drift below 1 kcal/mol, of 1 (largest) |" in printed
     assert logging.root.manager.disable == logging.NOTSET  # the script leaves logging as it found it
     # bad input: one clear line, non-zero exit, no output file
     bad = tmp_path / "bad.json"
