@@ -59,8 +59,8 @@ import accuracy_report as ar  # noqa: E402
 #: Distances (Angstrom) to which :func:`bond_escape` pulls each hydrogen from its bonded partner.
 ESCAPE_DISTANCES = (1.5, 2.0, 2.5, 3.0)
 
-#: Changes (degrees) by which :func:`angle_bends` bends each angle, and how many angles per molecule.
-BEND_DEGREES = (-40.0, -20.0, 20.0, 40.0)
+#: How many angles per molecule :func:`angle_bends` bends (by the training pipeline's
+#: ``physff_openmm.training.data.BEND_DEGREES``).
 BEND_ANGLES = 4
 
 
@@ -87,11 +87,11 @@ def angle_bends(model, records) -> dict:
     The angles and geometries are the training pipeline's (:func:`~physff_openmm.training.data.bend_angles`, fixed seed;
     :func:`~physff_openmm.training.data.bend_angle_geometries`). Returns the RMSE of the
     energies relative to the unbent geometry (kcal/mol), the number of bends, and how many the
-    model makes cost less than half of GFN2-xTB's ("soft").
+    model makes cost less than half of GFN2-xTB's ("soft"), with the changes (degrees).
     """
     import numpy as np
 
-    from physff_openmm.training.data import bend_angles, bend_angle_geometries
+    from physff_openmm.training.data import BEND_DEGREES, bend_angles, bend_angle_geometries
     from physff_openmm.training.xtb import xtb_energy_forces
     from physff_openmm.units import HARTREE_TO_KCAL
 
@@ -111,8 +111,8 @@ def angle_bends(model, records) -> dict:
                 errors.append(de - dq)
                 soft += bool(dq > 2.0 and de < 0.5 * dq)
     err = np.asarray(errors)
-    return {"n_bends": int(err.size), "rmse": float(np.sqrt(np.mean(err**2))) if err.size else math.nan,
-            "soft": int(soft)}
+    return {"changes_deg": list(BEND_DEGREES), "n_bends": int(err.size),
+            "rmse": float(np.sqrt(np.mean(err**2))) if err.size else math.nan, "soft": int(soft)}
 
 
 def bond_escape(model, records) -> dict:
@@ -162,9 +162,9 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
     stored = model.metadata.get("metrics", {}).get("validation", {})
     escape = bond_escape(model, splits.val["conformers"])
     bends = angle_bends(model, splits.val["conformers"])
+    pool = sorted(splits.val["conformers"], key=lambda r: r.name)  # the MD and NVE molecules, by name
     md_rows = {}
     if md:  # both settings of the acceptance test: 1 fs free, 2 fs with bonds to H constrained
-        pool = sorted(splits.val["conformers"], key=lambda r: r.name)
         section = ar.md_acceptance_section(pool, model, md, md_ps, threads, ar.Timer())
         for key, runs in section["runs"].items():
             md_rows[key] = {
@@ -174,7 +174,6 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
             }
     extra = {"shards": score_shards(model, shards)} if shards else {}
     if nve:
-        pool = sorted(splits.val["conformers"], key=lambda r: r.name)
         runs = ar.nve_section(pool, model, nve, ar.NVE_PS, threads, ar.Timer())
         extra["nve"] = {"n_molecules": runs["n_molecules"], "n_passed": runs["n_passed"], "simulated_ps": ar.NVE_PS,
                         "max_abs_drift_kcal_mol": runs["max_abs_drift_kcal_mol"],
@@ -244,8 +243,9 @@ def table(rows: list[dict]) -> str:
     ]
     spec.append((f"bonds to H pulled to {ESCAPE_DISTANCES[-1]:g} A: downhill of {rows[0]['bond_escape']['n_bonds']} "
                  "(lowest barrier)", lambda r: f"{r['bond_escape']['downhill']} ({r['bond_escape']['lowest_barrier']:.0f})"))
-    spec.append((f"angles of H bent {BEND_DEGREES[0]:+g} to {BEND_DEGREES[-1]:+g} deg against GFN2-xTB: RMSE "
-                 f"(soft of {rows[0]['angle_bends']['n_bends']})",
+    bends = rows[0]["angle_bends"]
+    spec.append((f"angles of H bent {bends['changes_deg'][0]:+g} to {bends['changes_deg'][-1]:+g} deg against GFN2-xTB: "
+                 f"RMSE (soft of {bends['n_bends']})",
                  lambda r: f"{r['angle_bends']['rmse']:.2f} ({r['angle_bends']['soft']})"))
     for key, md in rows[0]["md"].items():
         spec.append((f"MD {md['simulated_ps']:g} ps, {ar.MD_SETTINGS[key]['label']}: stable of {md['n_molecules']}",

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model import ModelConfig
+from .data import BEND_DEGREES, PULL_LENGTHS
 from .sources import CHARGED_KINDS
 
 __all__ = [
@@ -493,9 +494,9 @@ class BondPullConfig(DrugLikeShardConfig):
     section: ClassVar[str] = "bond_pulls"
 
     n_bonds: int = 4
-    pull: list[float] = field(default_factory=lambda: [1.4, 1.8, 2.2, 2.7])
+    pull: list[float] = field(default_factory=lambda: list(PULL_LENGTHS))
     n_angles: int = 6
-    bend: list[float] = field(default_factory=lambda: [-40.0, -20.0, 20.0, 40.0])
+    bend: list[float] = field(default_factory=lambda: list(BEND_DEGREES))
     max_energy_kcal_mol: float = 200.0
 
     def __post_init__(self) -> None:

@@ -384,6 +384,14 @@ class PhysFFDataModule(pl.LightningDataModule):
 
 
 # ============================================================================ GFN2-xTB data sets
+#: Lengths (multiples of the bond's) to which bond pulls stretch a bond to H, and the changes
+#: (degrees; negative closes) by which angle bends turn an angle H-X-Y: the defaults of
+#: :class:`XTBSampling`, :func:`~physff_openmm.training.recipe.pull_sampling` and the recipe's
+#: ``bond_pulls:`` section.
+PULL_LENGTHS = (1.4, 1.8, 2.2, 2.7)
+BEND_DEGREES = (-40.0, -20.0, 20.0, 40.0)
+
+
 @dataclass
 class XTBSampling:
     """How many geometries :func:`label_xtb` makes per molecule.
@@ -475,9 +483,9 @@ class XTBSampling:
     n_torsion_scans: int = 0
     torsion_step_deg: float = 30.0
     n_bond_pulls: int = 0
-    pull: tuple[float, ...] = (1.4, 1.8, 2.2, 2.7)
+    pull: tuple[float, ...] = PULL_LENGTHS
     n_angle_bends: int = 0
-    bend: tuple[float, ...] = (-40.0, -20.0, 20.0, 40.0)
+    bend: tuple[float, ...] = BEND_DEGREES
 
     def __post_init__(self) -> None:
         counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans,

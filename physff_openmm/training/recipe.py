@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .data import XTBSampling, label_xtb
+from .data import BEND_DEGREES, PULL_LENGTHS, XTBSampling, label_xtb
 from .dataset import MoleculeRecord, read_dataset, split_by_molecule
 
 __all__ = [
@@ -411,9 +411,9 @@ def xtb_drug_like(
 def pull_sampling(
     *,
     n_bonds: int = 4,
-    pull: Sequence[float] = (1.4, 1.8, 2.2, 2.7),
+    pull: Sequence[float] = PULL_LENGTHS,
     n_angles: int = 6,
-    bend: Sequence[float] = (-40.0, -20.0, 20.0, 40.0),
+    bend: Sequence[float] = BEND_DEGREES,
     opt_steps: int = 10,
     max_energy_kcal_mol: float = 200.0,
     seed: int = 0,
@@ -429,8 +429,8 @@ def pull_sampling(
     gas-phase GFN2-xTB energies and forces, whose relative energies rise along
     each pull (a bond that breaks costs energy) and as each angle bends either
     way. Without the bends a model trained on pulls let the angles of hydrogens
-    go soft far from their minimum (a C-O-H angle opened by 35 degrees for
-    0.3 kcal/mol, GFN2-xTB 13), and MD at 2 fs broke.
+    go soft far from their minimum (a C-O-H angle opened by 32 degrees for
+    0.25 kcal/mol, GFN2-xTB 12.8), and MD at 2 fs broke.
     """
     return XTBSampling(
         n_conformers=1, n_md=0, n_normal_modes=0, opt_steps=int(opt_steps), n_bond_pulls=int(n_bonds),
