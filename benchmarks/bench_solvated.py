@@ -4,8 +4,9 @@ A drug-like ligand (celecoxib, 40 atoms) in a cubic box of about 3,000 TIP3P wat
 (:func:`physff_openmm.workflows.solvation.build_solvated_system`: PME with a 1 nm
 cutoff, bonds to hydrogen constrained, rigid water, LangevinMiddle at 300 K with a
 2 fs step, MonteCarloBarostat at 1 bar). Timed on the CPU platform (and on CUDA
-when present) against the same System with the ligand's physff pair force removed
-(the CustomBondForce with the Gaussians of every pair inside the ligand; the
+when present) against the same System with the ligand's physff pair forces removed
+(the CustomBondForce with the Gaussians of every pair inside the ligand, and the
+CustomNonbondedForce that gives water's hydrogens a core against the ligand's atoms; the
 NonbondedForce exceptions it keeps cost what a classical force field's 1-2/1-3/1-4
 exceptions cost). Target (issue 15): full / without <= 1.2.
 
@@ -38,13 +39,14 @@ def progress(text: str) -> None:
 
 
 def without_pair_force(system):
-    """A copy of the System without physff's Gaussian CustomBondForce(s)."""
-    import openmm
+    """A copy of the System without physff's own forces: the Gaussian CustomBondForce(s) and the core of water's
+    hydrogens against the ligand's atoms (CustomNonbondedForce)."""
+    from physff_openmm.forcefield import BARE_HYDROGEN_CORE_NAME
 
     out = copy.deepcopy(system)
     for k in reversed(range(out.getNumForces())):
-        f = out.getForce(k)
-        if isinstance(f, openmm.CustomBondForce) and f.getName().startswith("physff short-range"):
+        name = out.getForce(k).getName()
+        if name.startswith("physff short-range") or name == BARE_HYDROGEN_CORE_NAME:
             out.removeForce(k)
     return out
 

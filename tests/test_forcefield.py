@@ -37,6 +37,8 @@ TIP3P_Q = {"O": -0.834, "H": 0.417}
 TIP3P_SIGMA_A = 3.1507524065751241
 TIP3P_EPS_KCAL = 0.152  # 0.635968 kJ/mol
 TIP3P_OH_A, TIP3P_HOH_DEG = 0.9572, 104.52
+# the core docs/solvation.md gives hydrogens without Lennard-Jones (TIP3P's) against physff atoms: Angstrom, kcal/mol
+BARE_H_CORE = (1.2, 0.01)
 
 LIGAND = "CC(=O)Nc1ccc(O)cc1"  # paracetamol
 KCAL_PER_KJ = 1.0 / 4.184
@@ -119,17 +121,25 @@ def test_molecule_alone_in_a_large_box_matches_vacuum(generator, ligand, method)
 
 # --- between molecules: the stated per-atom rule -----------------------------------------
 
-def cross_terms(q, sigma_a, eps_kcal, groups, pos_a) -> float:
-    """NumPy: Coulomb + Lennard-Jones (Lorentz-Berthelot) between atoms of different groups, kcal/mol."""
+def cross_terms(q, sigma_a, eps_kcal, groups, pos_a, physff=None, bare_h=None) -> float:
+    """NumPy: Coulomb + Lennard-Jones (Lorentz-Berthelot) between atoms of different groups, kcal/mol; a
+    bare hydrogen (``bare_h``, epsilon 0) meets a physff atom (``physff``) with the docs' core instead."""
     e = 0.0
     n = len(q)
+    physff = np.zeros(n, dtype=bool) if physff is None else np.asarray(physff)
+    bare_h = np.zeros(n, dtype=bool) if bare_h is None else np.asarray(bare_h)
     for i in range(n):
         for j in range(i + 1, n):
             if groups[i] == groups[j]:
                 continue
             r = float(np.linalg.norm(pos_a[i] - pos_a[j]))
-            s = 0.5 * (sigma_a[i] + sigma_a[j])
-            eps = math.sqrt(eps_kcal[i] * eps_kcal[j])
+            si, ei, sj, ej = sigma_a[i], eps_kcal[i], sigma_a[j], eps_kcal[j]
+            if bare_h[i] and physff[j]:
+                si, ei = BARE_H_CORE
+            if bare_h[j] and physff[i]:
+                sj, ej = BARE_H_CORE
+            s = 0.5 * (si + sj)
+            eps = math.sqrt(ei * ej)
             e += KE * q[i] * q[j] / r + 4.0 * eps * ((s / r) ** 12 - (s / r) ** 6)
     return e
 
@@ -257,8 +267,50 @@ def test_ligand_water_interaction_is_coulomb_plus_lorentz_berthelot(generator, h
     sigma = np.concatenate([sig_l, [TIP3P_SIGMA_A if s == "O" else 0.0 for s in symbols]])
     eps = np.concatenate([eps_l, [TIP3P_EPS_KCAL if s == "O" else 0.0 for s in symbols]])
     groups = [0] * n_l + [1 + k // 3 for k in range(12)]
-    expected = cross_terms(q, sigma, eps, groups, pos)
+    is_physff = np.arange(len(q)) < n_l
+    expected = cross_terms(q, sigma, eps, groups, pos, physff=is_physff, bare_h=~is_physff & (np.array(
+        [""] * n_l + symbols) == "H"))
     assert e_all - e_lig - e_wat == pytest.approx(expected, rel=CROSS_TERM_TOL, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["NoCutoff", "CutoffNonPeriodic", "PME"])
+def test_bare_hydrogens_get_a_core_against_physff_atoms_only(generator, ligand, method):
+    """TIP3P's hydrogens (epsilon 0 in NonbondedForce) meet physff atoms with the docs' core, under the System's
+    cutoff; water's oxygens and the physff hydrogens are not in that force, and a lone molecule has none."""
+    lig_pos = positions_angstrom(ligand)
+    top_w = app.Topology()
+    for _ in range(2):
+        water_residue(top_w)
+    rng = np.random.default_rng(0)
+    top, _ = merged((topology_from_mol(ligand), lig_pos),
+                    (top_w, np.concatenate([water_positions(lig_pos.mean(0) + [8.0 + 4 * k, 0, 0], rng) for k in range(2)])))
+    top.setPeriodicBoxVectors(np.eye(3) * 4.0 * unit.nanometer)
+    ff = physff_forcefield(generator, "amber14/tip3p.xml")
+    system = ff.createSystem(top, nonbondedMethod=METHODS[method], nonbondedCutoff=1.1 * unit.nanometer)
+    cores = [f for f in system.getForces() if isinstance(f, openmm.CustomNonbondedForce)]
+    assert [f.getName() for f in cores] == [pf.forcefield.BARE_HYDROGEN_CORE_NAME]
+    core = cores[0]
+    n_l = ligand.GetNumAtoms()
+    water_h = [n_l + k for k in range(6) if k % 3]
+    assert core.getNumInteractionGroups() == 1
+    set1, set2 = core.getInteractionGroupParameters(0)
+    assert sorted(set1) == list(range(n_l)) and sorted(set2) == water_h
+    for k in water_h:
+        assert core.getParticleParameters(k) == pytest.approx([BARE_H_CORE[0] / 10, BARE_H_CORE[1] * 4.184])
+    sig_l, eps_l = atom_lennard_jones(generator.parameter_set(ligand))
+    assert np.array([core.getParticleParameters(k) for k in range(n_l)]) == pytest.approx(
+        np.stack([sig_l, eps_l], axis=1), rel=1e-12)
+    expected = {"NoCutoff": openmm.CustomNonbondedForce.NoCutoff,
+                "CutoffNonPeriodic": openmm.CustomNonbondedForce.CutoffNonPeriodic,
+                "PME": openmm.CustomNonbondedForce.CutoffPeriodic}[method]
+    assert core.getNonbondedMethod() == expected
+    if method != "NoCutoff":
+        assert core.getCutoffDistance().value_in_unit(unit.nanometer) == pytest.approx(1.1)
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    assert core.getNumExclusions() == nb.getNumExceptions()  # the CPU platform wants identical exclusions
+    openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    alone = ff.createSystem(topology_from_mol(ligand), nonbondedMethod=app.NoCutoff)
+    assert not any(isinstance(f, openmm.CustomNonbondedForce) for f in alone.getForces())
 
 
 def test_copies_and_charged_molecules(generator, ligand):

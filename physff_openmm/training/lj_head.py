@@ -11,7 +11,8 @@ energies those terms give for NCIAtlas dimers against CCSD(T)/CBS:
     sigma_ij = (sigma_i + sigma_j) / 2,  eps_ij = sqrt(eps_i eps_j),
 
 over every frame of each dimer's distance scan, with the rest of the model frozen. A
-monomer that is water is TIP3P (charges, sigma and epsilon of OpenMM's ``amber14/tip3p.xml``),
+monomer that is water is TIP3P (charges, sigma and epsilon of OpenMM's ``amber14/tip3p.xml``,
+its hydrogens with the small core the template generator gives them against physff atoms),
 as in a solvated System; every other monomer is physff. The loss is a Huber loss of the
 error, each frame weighted by 1 / (1 + |E_ref| / energy_scale), full batch, Adam.
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import PhysFFError
-from ..forcefield import lj_head_base
+from ..forcefield import BARE_HYDROGEN_CORE, lj_head_base
 from ..graph import mol_to_graph
 from ..model import PhysFFModel
 from ..parameters import _float64_copy, class_embeddings, parameterize
@@ -57,7 +58,9 @@ COLLAPSE_MARGIN = 1.0
 
 
 def tip3p_water() -> dict[str, tuple[float, float, float]]:
-    """Charge (e), sigma (Angstrom) and epsilon (kcal/mol) of TIP3P's O and H, from OpenMM's ``amber14/tip3p.xml``."""
+    """Charge (e), sigma (Angstrom) and epsilon (kcal/mol) of TIP3P's O and H as physff atoms meet them: OpenMM's
+    ``amber14/tip3p.xml``, its hydrogens (no Lennard-Jones there) with the core
+    :data:`~physff_openmm.forcefield.BARE_HYDROGEN_CORE` that ``PhysFFTemplateGenerator`` gives them."""
     import openmm
     from openmm import app
 
@@ -71,7 +74,8 @@ def tip3p_water() -> dict[str, tuple[float, float, float]]:
     out = {}
     for k, symbol in enumerate(("O", "H")):
         q, s, e = nb.getParticleParameters(k)
-        out[symbol] = (q._value, s._value / ANGSTROM_TO_NM, e._value * KJ_TO_KCAL)
+        s, e = (BARE_HYDROGEN_CORE if symbol == "H" and e._value == 0.0 else (s._value, e._value))
+        out[symbol] = (q._value, s / ANGSTROM_TO_NM, e * KJ_TO_KCAL)
     return out
 
 
@@ -191,7 +195,7 @@ def interaction_energies(batch: DimerBatch, sigma: torch.Tensor, epsilon: torch.
     """(n_frames,) E_int, kcal/mol, of the per-atom rule with these sigma (Angstrom) and epsilon (kcal/mol)."""
     s = 0.5 * (sigma[batch.pair_a] + sigma[batch.pair_b])
     prod = epsilon[batch.pair_a] * epsilon[batch.pair_b]
-    e = torch.where(prod > 0, torch.sqrt(prod.clamp_min(1e-30)), torch.zeros_like(prod))  # TIP3P's H: epsilon 0
+    e = torch.where(prod > 0, torch.sqrt(prod.clamp_min(1e-30)), torch.zeros_like(prod))  # hydrogens without lj_net: epsilon 0
     x6 = (s / batch.r) ** 6
     lj = 4.0 * e * (x6 * x6 - x6)
     return torch.zeros(batch.n_frames, dtype=lj.dtype).index_add_(0, batch.pair_frame, lj) + batch.coulomb
