@@ -34,9 +34,10 @@ the System holds:
   OpenMM's NonbondedForce) under its nonbonded method (cutoff, PME, LJPME,
   dispersion correction). Hydrogens that the other force field leaves without
   Lennard-Jones (TIP3P's, Amber's hydroxyl hydrogens) get a small core,
-  :data:`BARE_HYDROGEN_CORE`, in their pairs with physff atoms only (a
-  CustomNonbondedForce restricted to those pairs by an interaction group, under
-  the same cutoff), so that a physff acceptor cannot collapse onto them.
+  :data:`BARE_HYDROGEN_CORE`, in their pairs with physff atoms of negative
+  charge only (a CustomNonbondedForce restricted to those pairs by an
+  interaction group, under the same cutoff), so that a physff acceptor cannot
+  collapse onto them.
   The model's Gaussians between molecules are left out.
   This per-atom rule also holds between physff molecules in one box: their
   class-table pair parameters (which :func:`physff_openmm.create_system` uses for
@@ -108,8 +109,8 @@ _HEAD_HYDROGEN_LJ = (0.1, 0.001 * KCAL_TO_KJ)
 _HEAD_EPSILON_FLOOR = 0.001 * KCAL_TO_KJ
 #: Hydrogens that the other force field leaves without a Lennard-Jones term (epsilon 0: TIP3P's, Amber's
 #: hydroxyl hydrogens) get this core, sigma 1.2 Angstrom (nm) and epsilon 0.01 kcal/mol (kJ/mol), in their
-#: pairs with physff atoms only (Lorentz-Berthelot with the physff atom's sigma and epsilon): without it
-#: only Coulomb acts between them and a physff acceptor. Chosen on the training split's NCIAtlas dimers
+#: pairs with physff atoms of negative charge only (Lorentz-Berthelot with the physff atom's sigma and
+#: epsilon): without it only Coulomb acts between them and a physff acceptor. Chosen on the training split's NCIAtlas dimers
 #: with a water (docs/solvation.md): the lowest RMSE at equilibrium among cores that collapse none.
 BARE_HYDROGEN_CORE = (0.12, 0.01 * KCAL_TO_KJ)
 #: OpenMM's name of the force that gives those hydrogens their core against physff atoms.
@@ -559,14 +560,16 @@ class _PhysFFForceGenerator:
 
 def _bare_hydrogen_core_force(nb: openmm.NonbondedForce, physff_atoms: np.ndarray,
                               atoms) -> openmm.CustomNonbondedForce | None:
-    """Lennard-Jones between physff atoms and the hydrogens of other residues that ``nb`` gives no
-    Lennard-Jones term, with :data:`BARE_HYDROGEN_CORE` for those hydrogens and the physff atoms' own
-    sigma and epsilon, combined by Lorentz-Berthelot, under ``nb``'s cutoff; None when there are none."""
-    kj = openmm.unit.kilojoule_per_mole
+    """Lennard-Jones between the physff atoms with a negative charge and the hydrogens of other residues
+    that ``nb`` gives no Lennard-Jones term, with :data:`BARE_HYDROGEN_CORE` for those hydrogens and the
+    physff atoms' own sigma and epsilon, combined by Lorentz-Berthelot, under ``nb``'s cutoff; None when
+    there are none."""
+    kj, e = openmm.unit.kilojoule_per_mole, openmm.unit.elementary_charge
     physff = {int(k) for k in physff_atoms}
+    acceptors = sorted(k for k in physff if nb.getParticleParameters(k)[0].value_in_unit(e) < 0.0)
     bare = [a.index for a in atoms if a.index not in physff and a.element is not None and a.element.symbol == "H"
             and nb.getParticleParameters(a.index)[2].value_in_unit(kj) == 0.0]
-    if not bare:
+    if not bare or not acceptors:
         return None
     force = openmm.CustomNonbondedForce(
         "4*epsilon*((sigma/r)^12-(sigma/r)^6); sigma=0.5*(sigma1+sigma2); epsilon=sqrt(epsilon1*epsilon2)")
@@ -580,7 +583,7 @@ def _bare_hydrogen_core_force(nb: openmm.NonbondedForce, physff_atoms: np.ndarra
             force.addParticle([sigma.value_in_unit(openmm.unit.nanometer), eps.value_in_unit(kj)])
         else:
             force.addParticle(list(BARE_HYDROGEN_CORE) if k in bare_set else [0.1, 0.0])
-    force.addInteractionGroup(sorted(physff), bare)
+    force.addInteractionGroup(acceptors, bare)
     for k in range(nb.getNumExceptions()):  # OpenMM's platforms want the same exclusions in every nonbonded force
         i, j, *_ = nb.getExceptionParameters(k)
         force.addExclusion(i, j)

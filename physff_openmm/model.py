@@ -86,6 +86,13 @@ class ModelConfig:
     width_floor : float
         Gaussian widths C_3, C_5, ... are sqrt(width_floor^2 + w^2) with w the learned width,
         Angstrom; 0: no floor (models trained before it).
+    curvature_max : float
+        Bound on the curvature 2 |C_2k| / C_2k+1^2 of each Gaussian of a non-covalent pair,
+        kcal/mol/Angstrom^2: its width becomes sqrt(width_floor^2 + 2 |C_2k| / curvature_max + w^2),
+        so that no such Gaussian is stiffer than this wherever the atoms go (narrow Gaussians
+        between distant atoms broke energy conservation in NVE, and a width floor alone turned
+        large amplitudes into steep bumps that broke MD); covalent pairs keep their stiffness
+        (their bonds); 0: no bound (models trained before it).
     lj_hidden : int
         Width of lj_net, the head that adjusts each atom's Lennard-Jones sigma and epsilon
         for pairs with other force fields' atoms (:func:`physff_openmm.forcefield.atom_lennard_jones`);
@@ -115,6 +122,7 @@ class ModelConfig:
     covalent_amplitude_max: float = 100.0
     wall_factor: float = 0.0
     width_floor: float = 0.0
+    curvature_max: float = 0.0
     path_embeddings: bool = False
     lj_hidden: int = 0
     lj_sigma_range: float = 0.2
@@ -135,8 +143,8 @@ class ModelConfig:
             raise ConfigError(f"covalent_window must lie in [0, 0.25), got {self.covalent_window}")
         if self.covalent_depth_floor <= 0 or self.covalent_bound <= 0 or self.covalent_amplitude_max < 0:
             raise ConfigError("covalent_depth_floor and covalent_bound must be positive, covalent_amplitude_max >= 0")
-        if self.wall_factor < 0 or self.width_floor < 0:
-            raise ConfigError("wall_factor and width_floor must not be negative")
+        if self.wall_factor < 0 or self.width_floor < 0 or self.curvature_max < 0:
+            raise ConfigError("wall_factor, width_floor and curvature_max must not be negative")
         widest = 2.0 * max(VDW_RADII[e] for e in self.elements)
         if self.wall_factor * widest >= self.r_on:
             raise ConfigError(
@@ -333,13 +341,14 @@ class PhysFFModel(nn.Module):
         self.feats_net[0] = new
         self.config.path_embeddings = True
 
-    def set_walls(self, wall_factor: float | None, width_floor: float | None) -> None:
-        """Set ``wall_factor`` and ``width_floor`` of the config (None: keep); validated as the config is."""
+    def set_walls(self, wall_factor: float | None, width_floor: float | None,
+                  curvature_max: float | None = None) -> None:
+        """Set ``wall_factor``, ``width_floor`` and ``curvature_max`` of the config (None: keep); validated as
+        the config is."""
         values = self.config.to_dict()
-        if wall_factor is not None:
-            values["wall_factor"] = float(wall_factor)
-        if width_floor is not None:
-            values["width_floor"] = float(width_floor)
+        for key, value in (("wall_factor", wall_factor), ("width_floor", width_floor), ("curvature_max", curvature_max)):
+            if value is not None:
+                values[key] = float(value)
         self.config = ModelConfig.from_dict(values)
 
     # --- stage 1 --------------------------------------------------------------------
@@ -427,8 +436,11 @@ class PhysFFModel(nn.Module):
             bounded = torch.zeros_like(amp)
         amp = torch.where(cov.unsqueeze(-1), bounded, amp)
         width = c.width_ref * nn.functional.softplus(raw[:, 3::2] + _SOFTPLUS_ONE)
-        if c.width_floor > 0:
-            width = torch.sqrt(c.width_floor * c.width_floor + width * width)
+        if c.width_floor > 0 or c.curvature_max > 0:
+            least = torch.full_like(width, c.width_floor * c.width_floor)
+            if c.curvature_max > 0:
+                least = least + torch.where(cov.unsqueeze(-1), 0.0, 2.0 * amp.abs() / c.curvature_max)
+            width = torch.sqrt(least + width * width)
         out = torch.empty(raw.shape[0], energy.N_PARAMETERS, dtype=torch.float64, device=raw.device)
         out[:, 2::2] = amp
         out[:, 3::2] = width

@@ -123,7 +123,8 @@ def test_molecule_alone_in_a_large_box_matches_vacuum(generator, ligand, method)
 
 def cross_terms(q, sigma_a, eps_kcal, groups, pos_a, physff=None, bare_h=None) -> float:
     """NumPy: Coulomb + Lennard-Jones (Lorentz-Berthelot) between atoms of different groups, kcal/mol; a
-    bare hydrogen (``bare_h``, epsilon 0) meets a physff atom (``physff``) with the docs' core instead."""
+    bare hydrogen (``bare_h``, epsilon 0) meets a physff atom (``physff``) of negative charge with the docs' core
+    instead."""
     e = 0.0
     n = len(q)
     physff = np.zeros(n, dtype=bool) if physff is None else np.asarray(physff)
@@ -134,9 +135,9 @@ def cross_terms(q, sigma_a, eps_kcal, groups, pos_a, physff=None, bare_h=None) -
                 continue
             r = float(np.linalg.norm(pos_a[i] - pos_a[j]))
             si, ei, sj, ej = sigma_a[i], eps_kcal[i], sigma_a[j], eps_kcal[j]
-            if bare_h[i] and physff[j]:
+            if bare_h[i] and physff[j] and q[j] < 0:
                 si, ei = BARE_H_CORE
-            if bare_h[j] and physff[i]:
+            if bare_h[j] and physff[i] and q[i] < 0:
                 sj, ej = BARE_H_CORE
             s = 0.5 * (si + sj)
             eps = math.sqrt(ei * ej)
@@ -275,8 +276,8 @@ def test_ligand_water_interaction_is_coulomb_plus_lorentz_berthelot(generator, h
 
 @pytest.mark.parametrize("method", ["NoCutoff", "CutoffNonPeriodic", "PME"])
 def test_bare_hydrogens_get_a_core_against_physff_atoms_only(generator, ligand, method):
-    """TIP3P's hydrogens (epsilon 0 in NonbondedForce) meet physff atoms with the docs' core, under the System's
-    cutoff; water's oxygens and the physff hydrogens are not in that force, and a lone molecule has none."""
+    """TIP3P's hydrogens (epsilon 0 in NonbondedForce) meet physff atoms of negative charge with the docs' core, under
+    the System's cutoff; water's oxygens and the other physff atoms are not in that force; a lone molecule has none."""
     lig_pos = positions_angstrom(ligand)
     top_w = app.Topology()
     for _ in range(2):
@@ -294,7 +295,9 @@ def test_bare_hydrogens_get_a_core_against_physff_atoms_only(generator, ligand, 
     water_h = [n_l + k for k in range(6) if k % 3]
     assert core.getNumInteractionGroups() == 1
     set1, set2 = core.getInteractionGroupParameters(0)
-    assert sorted(set1) == list(range(n_l)) and sorted(set2) == water_h
+    charges = generator.parameter_set(ligand).charges
+    assert sorted(set1) == [k for k in range(n_l) if charges[k] < 0] and sorted(set2) == water_h
+    assert 0 < len(set1) < n_l
     for k in water_h:
         assert core.getParticleParameters(k) == pytest.approx([BARE_H_CORE[0] / 10, BARE_H_CORE[1] * 4.184])
     sig_l, eps_l = atom_lennard_jones(generator.parameter_set(ligand))

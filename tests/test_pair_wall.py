@@ -80,7 +80,35 @@ def test_walls_are_set_on_a_trained_model_and_stored(tmp_path):
     assert (model.config.wall_factor, model.config.width_floor) == (WALL, 0.0)
     save_model_file(model, tmp_path / "walled.pt", {"name": "walled"})
     assert load_model_file(tmp_path / "walled.pt").config.wall_factor == WALL
-    with pytest.raises(ConfigError, match="wall_factor and width_floor"):
+    with pytest.raises(ConfigError, match="wall_factor, width_floor and curvature_max"):
         model.set_walls(-0.1, None)
+    with pytest.raises(ConfigError, match="must not be negative"):
+        model.set_walls(None, None, -1.0)
     with pytest.raises(ConfigError, match="beyond r_on"):
         ModelConfig(wall_factor=2.0)
+
+
+@pytest.mark.parametrize("scale,seed", [(0.3, 0), (3.0, 1), (30.0, 2)])
+def test_curvature_bound_holds_for_every_gaussian(tmp_path, scale, seed):
+    """curvature_max: every Gaussian of a non-covalent pair has curvature 2 |C_2k| / (C_2k+1^2 + 1e-5) at most the
+    bound, whatever the weights; amplitudes are those of the same model without the bound, widths no smaller, and
+    covalent pairs' Gaussians unchanged."""
+    bound = 20.0
+    path = random_model_file(tmp_path / "bounded.pt", scale, seed, 0.1 * scale, curvature_max=bound)
+    free = random_model_file(tmp_path / "free.pt", scale, seed, 0.1 * scale)
+    assert load_model_file(path).config.curvature_max == bound
+    stiffest_free = 0.0
+    for smiles in MOLECULES:
+        c = pf.parameterize(smiles, model=path, cache=False).pair_parameters()
+        c_free = pf.parameterize(smiles, model=free, cache=False).pair_parameters()
+        topo = Chem.GetDistanceMatrix(Chem.AddHs(Chem.MolFromSmiles(smiles)))
+        iu = np.triu_indices(c.shape[0], 1)
+        cov = topo[iu] == 1
+        amp, width = c[iu][:, 2::2], c[iu][:, 3::2]
+        assert np.all(2.0 * np.abs(amp[~cov]) / (width[~cov] ** 2 + 1e-5) <= bound * (1 + 1e-9))
+        np.testing.assert_allclose(amp, c_free[iu][:, 2::2], rtol=1e-12, atol=1e-12)
+        assert np.all(width >= c_free[iu][:, 3::2] - 1e-12)
+        np.testing.assert_array_equal(width[cov], c_free[iu][:, 3::2][cov])
+        free_amp, free_width = c_free[iu][:, 2::2][~cov], c_free[iu][:, 3::2][~cov]
+        stiffest_free = max(stiffest_free, float(np.max(2.0 * np.abs(free_amp) / (free_width**2 + 1e-5))))
+    assert stiffest_free > bound  # the bound did something

@@ -243,10 +243,11 @@ class Stage2Config:
         (:meth:`physff_openmm.model.PhysFFModel.add_path_embeddings`: feats_net also sees
         the middle atom of 1-3 pairs and the central bond of 1-4 pairs, its new input
         weights starting at zero), or a new model.
-    wall_factor, width_floor : float or None
+    wall_factor, width_floor, curvature_max : float or None
         Set on the model before training (:attr:`physff_openmm.model.ModelConfig.wall_factor`,
-        ``width_floor``: the inner wall of non-covalent pairs within a molecule, the floor of
-        the Gaussian widths); None keeps the start model's.
+        ``width_floor``, ``curvature_max``: the inner wall of non-covalent pairs within a
+        molecule, the floor of the Gaussian widths, the bound on their curvature); None keeps
+        the start model's.
     data, optim, trainer, loss
     """
 
@@ -254,6 +255,7 @@ class Stage2Config:
     path_embeddings: bool = False
     wall_factor: float | None = None
     width_floor: float | None = None
+    curvature_max: float | None = None
     freeze_embedding: bool = False
     fit_linear: bool = True
     refit_linear: bool = False

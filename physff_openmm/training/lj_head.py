@@ -12,7 +12,8 @@ energies those terms give for NCIAtlas dimers against CCSD(T)/CBS:
 
 over every frame of each dimer's distance scan, with the rest of the model frozen. A
 monomer that is water is TIP3P (charges, sigma and epsilon of OpenMM's ``amber14/tip3p.xml``,
-its hydrogens with the small core the template generator gives them against physff atoms),
+its hydrogens with the small core the template generator gives them against physff atoms of
+negative charge),
 as in a solvated System; every other monomer is physff. The loss is a Huber loss of the
 error, each frame weighted by 1 / (1 + |E_ref| / energy_scale), full batch, Adam.
 
@@ -60,7 +61,8 @@ COLLAPSE_MARGIN = 1.0
 def tip3p_water() -> dict[str, tuple[float, float, float]]:
     """Charge (e), sigma (Angstrom) and epsilon (kcal/mol) of TIP3P's O and H as physff atoms meet them: OpenMM's
     ``amber14/tip3p.xml``, its hydrogens (no Lennard-Jones there) with the core
-    :data:`~physff_openmm.forcefield.BARE_HYDROGEN_CORE` that ``PhysFFTemplateGenerator`` gives them."""
+    :data:`~physff_openmm.forcefield.BARE_HYDROGEN_CORE` that ``PhysFFTemplateGenerator`` gives them against
+    physff atoms of negative charge (:class:`DimerBatch` ``pair_plain`` leaves the others out)."""
     import openmm
     from openmm import app
 
@@ -93,6 +95,8 @@ class DimerBatch:
     base_sigma, base_epsilon : (n_atoms,) the rule's values before lj_net's factors (TIP3P's for water)
     learned : (n_atoms,) bool, True for physff atoms (False for TIP3P water)
     pair_a, pair_b, pair_frame : (n_pairs,) atoms of monomer A and B and the frame of each pair
+    pair_plain : (n_pairs,) bool, a water hydrogen with a physff atom whose charge is not negative: no
+        Lennard-Jones there (the water hydrogens' core acts on physff atoms of negative charge only)
     r : (n_pairs,) distance
     coulomb : (n_frames,) Coulomb energy between the monomers
     reference : (n_frames,) CCSD(T)/CBS interaction energy
@@ -108,6 +112,7 @@ class DimerBatch:
     pair_a: torch.Tensor
     pair_b: torch.Tensor
     pair_frame: torch.Tensor
+    pair_plain: torch.Tensor
     r: torch.Tensor
     coulomb: torch.Tensor
     reference: torch.Tensor
@@ -125,7 +130,8 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
     """The dimers of ``records`` (two fragments, ``interaction_energy`` set) with ``model``'s charges,
     class embeddings and base Lennard-Jones values; a dimer the model cannot parameterize is left out."""
     tip = tip3p_water()
-    cols: dict[str, list] = {k: [] for k in ("h", "bs", "be", "learned", "pa", "pb", "pf", "r", "coul", "ref", "s", "rec")}
+    cols: dict[str, list] = {k: [] for k in ("h", "bs", "be", "learned", "pa", "pb", "pf", "plain", "r", "coul", "ref",
+                                              "s", "rec")}
     names, water = [], []
     n_atoms = n_frames = 0
     skipped = 0
@@ -142,11 +148,14 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
         symbols = params.symbols
         parts = [np.flatnonzero(np.asarray(rec.fragments) == f) for f in (0, 1)]
         learned = np.ones(len(symbols), dtype=bool)
+        plain = np.zeros(len(symbols), dtype=bool)  # water H: core only with physff atoms of negative charge
         tip_part = 1 if _is_water([symbols[i] for i in parts[1]]) else 0 if _is_water([symbols[i] for i in parts[0]]) else None
         if tip_part is not None:
+            plain[parts[1 - tip_part]] = q[parts[1 - tip_part]] >= 0.0
             for i in parts[tip_part]:
                 q[i], sigma[i], eps[i] = tip[symbols[i]]
                 learned[i] = False
+                plain[i] = symbols[i] == "H"
         x = np.asarray(rec.positions, dtype=np.float64)
         a, b = parts
         r = np.linalg.norm(x[:, a][:, :, None] - x[:, b][:, None], axis=-1)  # (frames, |A|, |B|)
@@ -159,6 +168,7 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
         cols["pa"].append(np.tile(ia.ravel(), n_f) + n_atoms)
         cols["pb"].append(np.tile(ib.ravel(), n_f) + n_atoms)
         cols["pf"].append(np.repeat(np.arange(n_f), ia.size) + n_frames)
+        cols["plain"].append(np.tile((plain[ia] & plain[ib]).ravel(), n_f))
         cols["r"].append(r.reshape(-1))
         cols["coul"].append(COULOMB_KCAL_ANGSTROM * np.einsum("fab,a,b->f", 1.0 / r, q[a], q[b]))
         cols["ref"].append(np.asarray(rec.interaction_energy, dtype=np.float64) * HARTREE_TO_KCAL)
@@ -176,7 +186,8 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
     t = lambda k, dtype=torch.float64: torch.as_tensor(cat[k], dtype=dtype)  # noqa: E731
     return DimerBatch(
         h=t("h"), base_sigma=t("bs"), base_epsilon=t("be"), learned=t("learned", torch.bool),
-        pair_a=t("pa", torch.long), pair_b=t("pb", torch.long), pair_frame=t("pf", torch.long), r=t("r"),
+        pair_a=t("pa", torch.long), pair_b=t("pb", torch.long), pair_frame=t("pf", torch.long),
+        pair_plain=t("plain", torch.bool), r=t("r"),
         coulomb=t("coul"), reference=t("ref"), scaling=cat["s"], record=cat["rec"], names=names,
         water=np.asarray(water, dtype=bool),
     )
@@ -196,6 +207,7 @@ def interaction_energies(batch: DimerBatch, sigma: torch.Tensor, epsilon: torch.
     s = 0.5 * (sigma[batch.pair_a] + sigma[batch.pair_b])
     prod = epsilon[batch.pair_a] * epsilon[batch.pair_b]
     e = torch.where(prod > 0, torch.sqrt(prod.clamp_min(1e-30)), torch.zeros_like(prod))  # hydrogens without lj_net: epsilon 0
+    e = torch.where(batch.pair_plain, torch.zeros_like(e), e)
     x6 = (s / batch.r) ** 6
     lj = 4.0 * e * (x6 * x6 - x6)
     return torch.zeros(batch.n_frames, dtype=lj.dtype).index_add_(0, batch.pair_frame, lj) + batch.coulomb

@@ -382,7 +382,7 @@ def train_stage2(
         stage1_meta = {}
     if cfg.path_embeddings:
         model.add_path_embeddings()
-    model.set_walls(cfg.wall_factor, cfg.width_floor)
+    model.set_walls(cfg.wall_factor, cfg.width_floor, cfg.curvature_max)
     cfg.model = model.config
     metrics: dict[str, Any] = {"stage": "energy", **stage1_meta}
     if cfg.fit_linear:
