@@ -54,7 +54,8 @@ CROSS_TERM_RULE = ("physff charges and per-atom Lennard-Jones (physff_openmm.for
                    "the charge is not positive); a model with an lj_net: hydrogens "
                    "a core of sigma 1 A and epsilon 0.001 kcal/mol, epsilon at least 0.001, then sigma and epsilon times "
                    "the lj_net's factors of the atom's class; Lorentz-Berthelot with TIP3P, whose hydrogens (no LJ "
-                   "there) meet physff atoms with a core of sigma 1.2 A and epsilon 0.01 kcal/mol (BARE_HYDROGEN_CORE)")
+                   "there) meet physff atoms of negative charge with a core of sigma 1.2 A and epsilon 0.01 kcal/mol "
+                   "(BARE_HYDROGEN_CORE)")
 METHODS = {"tip3p_physff": "TIP3P water + physff partner", "physff": "all physff", "mmff94": "all MMFF94"}
 
 
