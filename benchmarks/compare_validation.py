@@ -198,13 +198,13 @@ def score(model_name: str, sets: dict, data_dir: Path, md: int = 0, md_ps: float
 def charged_validation(recipe: str | Path) -> dict[str, list]:
     """Validation records of each charged shard the recipe labels and has labelled (split as the recipe does)."""
     from physff_openmm.training.config import DefaultModelConfig, load_config
-    from physff_openmm.training.recipe import CHARGED_SHARDS, split_charged_shard
+    from physff_openmm.training.recipe import CHARGED_SHARDS, shard_path, split_charged_shard
 
     cfg = load_config(recipe, DefaultModelConfig)
     out = {}
     for key in CHARGED_SHARDS:
         c = getattr(cfg, key)
-        path = Path(cfg.work_dir) / f"{key}.h5"
+        path = shard_path(cfg, key)
         if c.n_molecules and c.val_fraction and path.is_file():
             out[key] = split_charged_shard(path, c)[1]
     return out
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     p.add_argument("--md-ps", type=float, default=100.0, help="length of each MD run, ps")
     p.add_argument("--nve", type=int, default=0, help="NVE check of the first N validation molecules (0: none)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the MD runs")
-    p.add_argument("--recipe", help="also score the validation molecules of this recipe's charged shards (in its work_dir)")
+    p.add_argument("--recipe", help="also score the validation molecules of this recipe's charged shards (packed in its shard_dir, or in its work_dir)")
     args = p.parse_args(argv)
     if args.md < 0 or args.nve < 0 or args.md_ps <= 0 or args.threads < 1:
         p.error(f"need --md >= 0, --nve >= 0, --md-ps > 0 and --threads >= 1, got {args.md}, {args.nve}, {args.md_ps}, "

@@ -48,13 +48,17 @@ from pathlib import Path
 
 from physff_openmm.errors import PhysFFError
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
+from physff_openmm.training.dataset import pack_shard
 from physff_openmm.training.recipe import (
     CHARGED_SHARDS,
+    SECTION_ATTR,
     charged_sampling,
     kd_inputs,
     public_splits,
     pull_sampling,
     read_public_sets,
+    section_signature,
+    shard_path,
     split_charged_shard,
     torsion_sampling,
     xtb_charged,
@@ -83,18 +87,35 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
     from physff_openmm.training.sources import read_qm9
 
     paths = _paths(cfg)
+    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
     out: dict = {}
 
     def run(key: str, labeller, *args, **kwargs) -> None:
-        """Label one shard, ``out[key] = labeller(*args, **kwargs)``, timed; progress printed after each."""
+        """Label one shard, ``out[key] = labeller(*args, **kwargs)``, timed, and pack it into
+        ``shard_dir``; progress printed after each."""
         t = time.perf_counter()
         out[key] = labeller(*args, **kwargs)
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
+        if cfg.shard_dir:
+            packed = Path(cfg.shard_dir) / f"{key}.h5"
+            Path(cfg.shard_dir).mkdir(parents=True, exist_ok=True)
+            out[key]["packed"] = {"file": str(packed), **pack_shard(
+                paths[key], packed, {SECTION_ATTR: section_signature(getattr(cfg, key))})}
         print(json.dumps(out), flush=True)
+
+    def todo(key: str) -> bool:
+        """Whether shard ``key`` is to be labelled: the config asks for it and ``shard_dir`` has no packed copy."""
+        if not _labelled(cfg, key):
+            return False
+        path = shard_path(cfg, key)  # ConfigError if a packed copy was made with another section
+        if path == _paths(cfg)[key]:
+            return True
+        out[key] = {"packed": str(path)}
+        return False
 
     for key in CHARGED_SHARDS:
         c = getattr(cfg, key)
-        if not _labelled(cfg, key):
+        if not todo(key):
             continue
         sampling = charged_sampling(
             n_conformers=c.n_conformers, opt_steps=c.opt_steps, n_md=c.n_md, md_temperature_k=c.md_temperature_k,
@@ -107,7 +128,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
             sampling=sampling, workers=c.workers, seed=c.seed, small=c.small, kinds=c.kinds,
         )
     d = cfg.torsion_scans
-    if _labelled(cfg, "torsion_scans"):
+    if todo("torsion_scans"):
         run("torsion_scans", xtb_drug_like,
             paths["torsion_scans"], d.source or cfg.xtb_frames.path, d.n_molecules, torsion_sampling(
                 n_scans=d.n_scans, step_deg=d.step_deg, opt_steps=d.opt_steps, max_energy_kcal_mol=d.max_energy_kcal_mol,
@@ -115,7 +136,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
             ), charged_fraction=d.charged_fraction, max_atoms=d.max_atoms, workers=d.workers, seed=d.seed,
         )
     p = cfg.bond_pulls
-    if _labelled(cfg, "bond_pulls"):
+    if todo("bond_pulls"):
         run("bond_pulls", xtb_drug_like,
             paths["bond_pulls"], p.source or cfg.xtb_frames.path, p.n_molecules, pull_sampling(
                 n_bonds=p.n_bonds, pull=p.pull, n_angles=p.n_angles, bend=p.bend, opt_steps=p.opt_steps,
@@ -134,9 +155,16 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
     return out
 
 
+def _has_stage1(cfg: DefaultModelConfig) -> bool:
+    """Whether the recipe has stage 1: ``kd`` asks for kinetic-energy labels."""
+    return bool(cfg.kd.n_qm9 or cfg.kd.max_atoms)
+
+
 def embed(cfg: DefaultModelConfig) -> dict:
     from physff_openmm.training.stage1 import train_stage1
 
+    if not _has_stage1(cfg):
+        raise PhysFFError("the embed stage needs kinetic-energy labels: kd.n_qm9 or kd.max_atoms > 0 in the config")
     paths = _paths(cfg)
     result = train_stage1(str(paths["kd"]), paths["embed"], cfg.stage1)
     return result.metrics
@@ -157,7 +185,7 @@ def _xtb_frames(cfg: DefaultModelConfig) -> tuple[list, list]:
 
 def _charged(cfg: DefaultModelConfig, key: str) -> tuple[list, list]:
     """Training and validation records of charged shard ``key`` (none unless the config labels it)."""
-    path = _paths(cfg)[key]
+    path = shard_path(cfg, key)
     if not _labelled(cfg, key) or not path.is_file():
         return [], []
     return split_charged_shard(path, getattr(cfg, key))
@@ -247,7 +275,7 @@ def finetune(cfg: DefaultModelConfig, splits, install: bool, recipe: str, phase:
     stage_cfg = getattr(cfg, phase)
     start_path = Path(cfg.work_dir) / PHASE_START[phase]
     start = load_model_file(start_path)
-    dm = _datamodule(cfg, splits, stage_cfg, [paths[k] for k in PHASE_SHARDS[phase] if _labelled(cfg, k)],
+    dm = _datamodule(cfg, splits, stage_cfg, [shard_path(cfg, k) for k in PHASE_SHARDS[phase] if _labelled(cfg, k)],
                      charged=PHASE_CHARGED[phase])
     result = train_stage2(dm, paths[phase], stage_cfg, embed=start)
     summary = {**_summary(result.metrics), "start_file": str(start_path), "start_sha256": file_sha256(start_path)}
@@ -363,13 +391,15 @@ def _run(args) -> int:
     cfg = load_config(args.config, DefaultModelConfig)
     if cfg.refine is not None and cfg.finetune is None:
         raise PhysFFError(f"{args.config}: a refine phase needs the finetune phase it starts from")
+    if cfg.shard_dir and Path(cfg.shard_dir).resolve() == Path(cfg.work_dir).resolve():
+        raise PhysFFError(f"{args.config}: shard_dir must be another folder than work_dir, where shards are labelled")
     if args.output:
         cfg.output = args.output
     splits = _splits(cfg)
     print(json.dumps({"public_splits": splits.counts()}), flush=True)
     if args.stage in ("label", "all"):
         print(json.dumps(label(cfg, splits), indent=1), flush=True)
-    if args.stage in ("embed", "all"):
+    if args.stage == "embed" or (args.stage == "all" and _has_stage1(cfg)):
         print(json.dumps(embed(cfg), indent=1, default=str), flush=True)
     recipe = Path(os.path.relpath(args.config)).as_posix()  # "training/default_model.yaml" from the repository root
     if args.stage in ("energy", "all"):

@@ -585,7 +585,13 @@ class DefaultModelConfig:
     output : str
         Model file (relative to the repository root).
     work_dir : str
-        Shards, checkpoints and logs (outside the repository).
+        Shards being labelled, checkpoints and logs (outside the repository).
+    shard_dir : str
+        Folder of the label shards kept with the recipe ("": none; relative to the
+        repository root): the ``label`` stage packs each shard it finishes there
+        (:func:`~physff_openmm.training.dataset.pack_shard`), and a shard found there
+        is used as is, provided it was labelled with the config's section
+        (:func:`~physff_openmm.training.recipe.shard_path`).
     alias : str
         Registry alias pointing at the model on install ("" for none).
     public : PublicDataConfig
@@ -621,6 +627,7 @@ class DefaultModelConfig:
     description: str = ""
     output: str = "physff_openmm/models/physff-default.pt"
     work_dir: str = "/tmp/physff-default"
+    shard_dir: str = ""
     alias: str = "default"
     public: PublicDataConfig = field(default_factory=PublicDataConfig)
     xtb_frames: XTBFramesConfig = field(default_factory=XTBFramesConfig)

@@ -29,6 +29,8 @@ level ``gfn2-xtb``: forces and energies relative within a molecule):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +49,9 @@ __all__ = [
     "kd_inputs",
     "charged_molecules",
     "CHARGED_SHARDS",
+    "LABEL_SHARDS",
+    "section_signature",
+    "shard_path",
     "split_charged_shard",
     "charged_sampling",
     "xtb_charged",
@@ -242,6 +247,47 @@ def charged_molecules(
 
 #: The recipe's sections of charged molecules (:class:`.config.ChargedConfig`), each labelled into ``work_dir/<key>.h5``.
 CHARGED_SHARDS = ("charged", "ions")
+
+
+#: Every label shard a recipe can make (:class:`.config.DefaultModelConfig` sections), in the order the label stage makes them.
+LABEL_SHARDS = (*CHARGED_SHARDS, "torsion_scans", "bond_pulls")
+#: The attribute of a packed shard that holds the config section it was labelled with.
+SECTION_ATTR = "recipe_section"
+#: Section fields that change how fast a shard is made, not what it holds.
+_RUN_ONLY_FIELDS = ("workers",)
+
+
+def section_signature(section) -> str:
+    """JSON of a shard's config section without the fields that only set how it runs (``workers``)."""
+    values = {k: v for k, v in dataclasses.asdict(section).items() if k not in _RUN_ONLY_FIELDS}
+    return json.dumps(values, sort_keys=True)
+
+
+def shard_path(cfg, key: str) -> Path:
+    """Where recipe ``cfg`` reads label shard ``key``: its packed copy in ``cfg.shard_dir``
+    when there is one, else ``cfg.work_dir/<key>.h5``.
+
+    Raises
+    ------
+    ConfigError
+        If the packed copy was labelled with another config section than ``cfg``'s
+        (delete it, or restore the section, to go on).
+    """
+    if cfg.shard_dir:
+        packed = Path(cfg.shard_dir) / f"{key}.h5"
+        if packed.is_file():
+            import h5py
+
+            with h5py.File(packed, "r") as f:
+                stored = f.attrs.get(SECTION_ATTR, "")
+            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+            if stored != section_signature(getattr(cfg, key)):
+                raise ConfigError(
+                    f"{packed} was labelled with {key}: {stored or '(no record)'}, not with this recipe's "
+                    f"{key}: {section_signature(getattr(cfg, key))}; delete it to label the shard again"
+                )
+            return packed
+    return Path(cfg.work_dir) / f"{key}.h5"
 
 
 def split_charged_shard(path: str | Path, section) -> tuple[list[MoleculeRecord], list[MoleculeRecord]]:

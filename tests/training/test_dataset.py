@@ -30,6 +30,7 @@ from physff_openmm.training import keys as K  # noqa: E402
 from physff_openmm.training.dataset import (  # noqa: E402
     MoleculeRecord,
     ShardWriter,
+    pack_shard,
     read_dataset,
     split_by_molecule,
     write_dataset,
@@ -153,6 +154,41 @@ def test_round_trip_records(tmp_path):
         np.testing.assert_array_equal(again.bonds, rec.bonds)
         np.testing.assert_array_equal(again.bond_orders, rec.bond_orders)
         assert again.conformer_ids == rec.conformer_ids
+
+
+def test_packed_shard_keeps_complete_molecules_compact(tmp_path):
+    records = [_ethanol_record(), _benzoate_record()]
+    src = write_dataset(records, tmp_path / "shard.h5")
+    with ShardWriter(src) as w:
+        w.mark_complete("benzoate_anion_1", False)  # an interrupted molecule is not packed
+    counts = pack_shard(src, tmp_path / "packed.h5", {"recipe_section": '{"n": 1}'})
+    assert counts == {"molecules": 1, "conformers": 3, "left_out": 1}
+    (back,) = read_dataset(tmp_path / "packed.h5")
+    eth = records[0]
+    assert back.name == "ethanol" and back.complete and back.conformer_ids == eth.conformer_ids
+    # float32 coordinates and forces: about 1e-7 relative; energies stay float64, exact
+    np.testing.assert_allclose(back.positions, eth.positions, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(back.forces, eth.forces, rtol=1e-6, atol=0)  # NaN rows stay NaN
+    np.testing.assert_array_equal(back.energy, eth.energy)
+    np.testing.assert_array_equal(back.extra_energies["dlpno_ccsdt_ccpvtz"], eth.extra_energies["dlpno_ccsdt_ccpvtz"])
+    np.testing.assert_array_equal(back.angles_deg, eth.angles_deg)
+    np.testing.assert_array_equal(back.dihedral, eth.dihedral)
+    with h5py.File(tmp_path / "packed.h5", "r") as f:
+        assert f.attrs["recipe_section"] == '{"n": 1}' and f.attrs[K.SCHEMA_VERSION] == K.CURRENT_SCHEMA_VERSION
+        g = f["ethanol"]
+        assert g[K.POSITIONS].dtype == np.float32 and g[K.FORCES].dtype == np.float32
+        assert g[K.ENERGY].dtype == np.float64 and g[K.POSITIONS].compression == "gzip"
+    # still an ordinary shard: a writer appends to it
+    more = MoleculeRecord.from_rdkit(_mol_with_conformers("CCO", 1, seed=3), "ethanol", energy=[-154.2],
+                                     conformer_ids=["d"], level=eth.level, source=eth.source)
+    with ShardWriter(tmp_path / "packed.h5") as w:
+        w.write_record(more)
+    (back,) = read_dataset(tmp_path / "packed.h5")
+    assert back.conformer_ids == ["a", "b", "c", "d"]
+    with pytest.raises(MoleculeFileError, match="does not exist"):
+        pack_shard(tmp_path / "missing.h5", tmp_path / "x.h5")
+    with pytest.raises(MoleculeFileError, match="folder"):
+        pack_shard(src, tmp_path / "no" / "x.h5")
 
 
 def test_writer_appends_across_sessions(tmp_path):

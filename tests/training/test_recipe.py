@@ -78,7 +78,7 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     bare = load_config({"work_dir": str(tmp_path / "bare")}, DefaultModelConfig)
     keys = ("charged", "ions", "torsion_scans", "bond_pulls")
-    assert [k for k in keys if script._labelled(shipped, k)] == ["charged", "torsion_scans"]
+    assert [k for k in keys if script._labelled(shipped, k)] == list(keys)
     ions = load_config({"ions": {"n_molecules": 10}}, DefaultModelConfig)
     assert [k for k in keys if script._labelled(ions, k)] == ["ions"] and ions.ions.kinds == ["sulfonamide", "phenolate", "aromatic_n"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
@@ -102,6 +102,39 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert list(script._phase_history(mid, "finetune", one)) == ["stage2", "finetune", "finetune_3"]
     finished = {"metrics": {"phases": mid["phases"], "test": 3.0}}
     assert list(script._phase_history(finished, "finetune", one)) == ["stage2", "finetune", "finetune_3"]
+
+
+def test_packed_shards_are_used_only_with_the_section_they_were_labelled_with(monkeypatch, tmp_path):
+    """A shard packed into shard_dir replaces labelling; a changed section is one clear error."""
+    import importlib.util
+
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+    from physff_openmm.training.dataset import pack_shard, write_dataset
+    from physff_openmm.training.recipe import SECTION_ATTR, section_signature, shard_path
+
+    spec = importlib.util.spec_from_file_location("train_default_model", ROOT / "training" / "train_default_model.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_default_model", script)
+    spec.loader.exec_module(script)
+
+    def recipe(**ions):
+        return load_config({"work_dir": str(tmp_path / "work"), "shard_dir": str(tmp_path / "shards"),
+                            "kd": {"n_qm9": 0, "max_atoms": 0}, "ions": {"n_molecules": 2, **ions}}, DefaultModelConfig)
+
+    cfg = recipe()
+    assert shard_path(cfg, "ions") == tmp_path / "work" / "ions.h5"  # nothing packed yet: labelled in work_dir
+    (tmp_path / "work").mkdir()
+    (tmp_path / "shards").mkdir()
+    src = write_dataset(_records(["CCO", "CC(=O)[O-]"], forces=True), tmp_path / "work" / "ions.h5")
+    pack_shard(src, tmp_path / "shards" / "ions.h5", {SECTION_ATTR: section_signature(cfg.ions)})
+    assert shard_path(cfg, "ions") == tmp_path / "shards" / "ions.h5"
+    assert shard_path(recipe(workers=2), "ions") == tmp_path / "shards" / "ions.h5"  # how it runs does not count
+    assert script.label(cfg, None) == {"ions": {"packed": str(tmp_path / "shards" / "ions.h5")}}  # nothing labelled
+    assert len(script._charged(cfg, "ions")[0]) + len(script._charged(cfg, "ions")[1]) == 2
+    with pytest.raises(ConfigError, match="ions.h5 was labelled with ions: .*delete it"):
+        shard_path(recipe(n_molecules=3), "ions")
+    with pytest.raises(ConfigError, match="delete it"):
+        script.label(recipe(seed=5), None)
 
 
 def test_public_splits_disjoint_deterministic_and_per_set():
