@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("lightning")
 pytest.importorskip("h5py")
 
-from physff_openmm.errors import ConfigError  # noqa: E402
+from physff_openmm.errors import ConfigError, PhysFFError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,6 +135,10 @@ def test_packed_shards_are_used_only_with_the_section_they_were_labelled_with(mo
         shard_path(recipe(n_molecules=3), "ions")
     with pytest.raises(ConfigError, match="delete it"):
         script.label(recipe(seed=5), None)
+    # a recipe without stage 1 runs past it; asking for it alone is one clear error
+    assert not script._has_stage1(cfg)
+    with pytest.raises(PhysFFError, match="kinetic-energy labels"):
+        script.embed(cfg)
 
 
 def test_public_splits_disjoint_deterministic_and_per_set():
