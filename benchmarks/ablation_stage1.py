@@ -23,7 +23,7 @@ and scoring)::
     python benchmarks/ablation_stage1.py [--recipe training/default_model.yaml] [--data ../shared/data]
         [--minutes 20] [--stage1-minutes 10] [--n-qm9 400] [--max-atoms 30] [--work /tmp/physff-ablation]
 
-A run whose model file is already in ``--work`` is not trained again. Writes
+A run whose model file is already in ``--work``, made with the same settings, is not trained again. Writes
 ``benchmarks/results/ablation_stage1.json`` (and ``.md``).
 """
 
@@ -75,10 +75,12 @@ def variant(recipe: dict, work: Path, name: str, args) -> dict:
 def train(cfg: dict, work: Path) -> dict:
     """Run the recipe script on ``cfg`` unless its model file exists; wall time and exit status."""
     out = Path(cfg["output"])
-    timing = work / f"{cfg['name']}.seconds.json"  # the wall time of the run that wrote the model file
-    if out.is_file():
-        seconds = json.loads(timing.read_text())["seconds"] if timing.is_file() else None
-        return {"seconds": seconds, "reused": True}
+    timing = work / f"{cfg['name']}.seconds.json"  # the config and wall time of the run that wrote the model file
+    if out.is_file() and timing.is_file():
+        done = json.loads(timing.read_text())
+        if done.get("config") == cfg:
+            return {"seconds": done["seconds"], "reused": True}
+    out.unlink(missing_ok=True)  # made with other settings (or untimed): train again
     import yaml
 
     path = work / f"{cfg['name']}.yaml"
@@ -90,7 +92,7 @@ def train(cfg: dict, work: Path) -> dict:
     if rc or not out.is_file():
         raise SystemExit(f"training {cfg['name']} failed (exit {rc}); see {work / (cfg['name'] + '.log')}")
     seconds = round(time.perf_counter() - t, 1)
-    timing.write_text(json.dumps({"seconds": seconds}))
+    timing.write_text(json.dumps({"seconds": seconds, "config": cfg}))
     return {"seconds": seconds, "reused": False}
 
 
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
     from physff_openmm.training.recipe import read_public_sets
 
     recipe = yaml.safe_load(Path(args.recipe).read_text())
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the recipe script runs from the repository root
     work.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
     runs = {}

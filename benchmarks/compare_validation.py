@@ -204,8 +204,10 @@ def charged_validation(recipe: str | Path) -> dict[str, list]:
     out = {}
     for key in CHARGED_SHARDS:
         c = getattr(cfg, key)
+        if not (c.n_molecules and c.val_fraction):
+            continue
         path = shard_path(cfg, key)
-        if c.n_molecules and c.val_fraction and path.is_file():
+        if path.is_file():
             out[key] = split_charged_shard(path, c)[1]
     return out
 

@@ -4,7 +4,8 @@ Usage (from the repository root, with ``pip install -e .[train]``)::
 
     python training/train_default_model.py training/default_model.yaml [--stage label|embed|energy|finetune|refine|lj|all] [--install]
 
-Stages (each resumes or reuses what an earlier run left in ``work_dir``):
+Stages (each resumes or reuses what an earlier run left in ``work_dir``; a label shard packed
+in the recipe's ``shard_dir`` is used as is and not labelled again):
 
 - ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0,
   and more ions where ``ions.n_molecules`` > 0), torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
@@ -185,8 +186,10 @@ def _xtb_frames(cfg: DefaultModelConfig) -> tuple[list, list]:
 
 def _charged(cfg: DefaultModelConfig, key: str) -> tuple[list, list]:
     """Training and validation records of charged shard ``key`` (none unless the config labels it)."""
+    if not _labelled(cfg, key):
+        return [], []
     path = shard_path(cfg, key)
-    if not _labelled(cfg, key) or not path.is_file():
+    if not path.is_file():
         return [], []
     return split_charged_shard(path, getattr(cfg, key))
 
@@ -241,8 +244,8 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     paths = _paths(cfg)
     dm = _datamodule(cfg, splits, cfg.stage2, [])
-    embed_file = paths["embed"] / "embed.pt"
-    result = train_stage2(dm, paths["energy"], cfg.stage2, embed=embed_file if embed_file.is_file() else None)
+    embed_file = paths["embed"] / "embed.pt"  # a recipe without stage 1 ignores one left in work_dir
+    result = train_stage2(dm, paths["energy"], cfg.stage2, embed=embed_file if _has_stage1(cfg) and embed_file.is_file() else None)
     meta = {"name": cfg.name, "level": "b3lyp-d3bj/def2-svp", "metrics": result.metrics, "data": result.provenance}
     export_model(result.model, paths["energy"] / "stage2.pt", meta, config=cfg.stage2)
     if cfg.finetune is None:
@@ -391,6 +394,8 @@ def _run(args) -> int:
     cfg = load_config(args.config, DefaultModelConfig)
     if cfg.refine is not None and cfg.finetune is None:
         raise PhysFFError(f"{args.config}: a refine phase needs the finetune phase it starts from")
+    if cfg.shard_dir and not Path(cfg.shard_dir).is_absolute():  # relative to the repository root, from any folder
+        cfg.shard_dir = str(Path(__file__).resolve().parents[1] / cfg.shard_dir)
     if cfg.shard_dir and Path(cfg.shard_dir).resolve() == Path(cfg.work_dir).resolve():
         raise PhysFFError(f"{args.config}: shard_dir must be another folder than work_dir, where shards are labelled")
     if args.output:

@@ -346,7 +346,7 @@ class ChargedConfig:
     Ammonium ions, carboxylates and zwitterions made from the xtb-frames
     molecules, and small ions (methylammonium, acetate, the glycine zwitterion,
     guanidinium, ...), labelled into ``work_dir/charged.h5`` by the ``label``
-    stage and read by every stage-2 phase (level ``gfn2-xtb``: forces and
+    stage (and packed into ``shard_dir``) and read by every stage-2 phase (level ``gfn2-xtb``: forces and
     relative energies).
 
     Attributes
@@ -470,7 +470,7 @@ class DrugLikeShardConfig:
 @dataclass
 class TorsionScanConfig(DrugLikeShardConfig):
     """Torsion drives of drug-like molecules with GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_drug_like`),
-    labelled into ``work_dir/torsion_scans.h5`` and read by the fine-tuning phases (level ``gfn2-xtb``: forces and
+    labelled into ``work_dir/torsion_scans.h5`` (packed into ``shard_dir``) and read by the fine-tuning phases (level ``gfn2-xtb``: forces and
     relative energies). As :class:`DrugLikeShardConfig`, with ``n_scans`` rotatable bonds per molecule driven in
     ``step_deg`` steps (:func:`~physff_openmm.training.recipe.torsion_sampling`)."""
 
@@ -488,7 +488,7 @@ class TorsionScanConfig(DrugLikeShardConfig):
 @dataclass
 class BondPullConfig(DrugLikeShardConfig):
     """Bonds to H pulled apart in drug-like molecules, GFN2-xTB energies and forces
-    (:func:`~physff_openmm.training.recipe.xtb_drug_like`), labelled into ``work_dir/bond_pulls.h5`` and read
+    (:func:`~physff_openmm.training.recipe.xtb_drug_like`), labelled into ``work_dir/bond_pulls.h5`` (packed into ``shard_dir``) and read
     by the refining phase. As :class:`DrugLikeShardConfig`, with ``n_bonds`` bonds per molecule each pulled to
     every length of ``pull`` (multiples of its length) and ``n_angles`` angles H-X-Y bent by each change of
     ``bend`` (degrees, negative closes; :func:`~physff_openmm.training.recipe.pull_sampling`)."""
@@ -676,7 +676,8 @@ def _convert(value, tp, where: str):
     if origin is list and not isinstance(value, (list, tuple)):
         raise ConfigError(f"{where} must be a list, got {value!r}")
     if origin is list:
-        return list(value)
+        args = typing.get_args(tp)
+        return [_convert(v, args[0], f"{where}[{k}]") for k, v in enumerate(value)] if args else list(value)
     if origin is dict and not isinstance(value, dict):
         raise ConfigError(f"{where} must be a mapping, got {value!r}")
     return value

@@ -1139,23 +1139,26 @@ def pack_shard(src: str | Path, dst: str | Path, attrs: Mapping[str, Any] | None
             for key, value in obj.attrs.items():
                 ds.attrs[key] = value
 
-    # libver "latest": compact object headers and chunk indexes, 40 % smaller for shards of many small molecules
-    with h5py.File(src, "r") as f_in, h5py.File(tmp, "w", track_order=True, libver="latest") as f_out:
-        _check_schema(f_in, src)
-        for key, value in f_in.attrs.items():
-            f_out.attrs[key] = value
-        for key, value in (attrs or {}).items():
-            f_out.attrs[key] = value
-        for gname, g in f_in.items():
-            if not isinstance(g, h5py.Group) or K.CONFORMER_IDS not in g:
-                continue
-            if not bool(g.attrs.get(K.COMPLETE, False)):
-                counts["left_out"] += 1
-                continue
-            copy(g, f_out.create_group(gname))
-            counts["molecules"] += 1
-            counts["conformers"] += int(g[K.CONFORMER_IDS].shape[0])
-    tmp.replace(dst)
+    try:
+        # libver "latest": compact object headers and chunk indexes, 40 % smaller for shards of many small molecules
+        with h5py.File(src, "r") as f_in, h5py.File(tmp, "w", track_order=True, libver="latest") as f_out:
+            _check_schema(f_in, src)
+            for key, value in f_in.attrs.items():
+                f_out.attrs[key] = value
+            for key, value in (attrs or {}).items():
+                f_out.attrs[key] = value
+            for gname, g in f_in.items():
+                if not isinstance(g, h5py.Group) or K.CONFORMER_IDS not in g:
+                    continue
+                if not bool(g.attrs.get(K.COMPLETE, False)):
+                    counts["left_out"] += 1
+                    continue
+                copy(g, f_out.create_group(gname))
+                counts["molecules"] += 1
+                counts["conformers"] += int(g[K.CONFORMER_IDS].shape[0])
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted pack leaves nothing beside the shards
     return counts
 
 

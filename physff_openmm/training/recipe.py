@@ -258,7 +258,11 @@ _RUN_ONLY_FIELDS = ("workers",)
 
 
 def section_signature(section) -> str:
-    """JSON of a shard's config section without the fields that only set how it runs (``workers``)."""
+    """JSON of a shard's config section without the fields that only set how it runs (``workers``).
+
+    Configs hold typed values (:func:`.config.load_config` makes a ``list[float]`` of YAML
+    integers floats), so the same section written either way signs the same.
+    """
     values = {k: v for k, v in dataclasses.asdict(section).items() if k not in _RUN_ONLY_FIELDS}
     return json.dumps(values, sort_keys=True)
 
@@ -284,7 +288,8 @@ def shard_path(cfg, key: str) -> Path:
             if stored != section_signature(getattr(cfg, key)):
                 raise ConfigError(
                     f"{packed} was labelled with {key}: {stored or '(no record)'}, not with this recipe's "
-                    f"{key}: {section_signature(getattr(cfg, key))}; delete it to label the shard again"
+                    f"{key}: {section_signature(getattr(cfg, key))}; delete it, and {Path(cfg.work_dir) / f'{key}.h5'} "
+                    "if present (labelling resumes from it), to label the shard again"
                 )
             return packed
     return Path(cfg.work_dir) / f"{key}.h5"

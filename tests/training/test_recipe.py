@@ -129,6 +129,9 @@ def test_packed_shards_are_used_only_with_the_section_they_were_labelled_with(mo
     pack_shard(src, tmp_path / "shards" / "ions.h5", {SECTION_ATTR: section_signature(cfg.ions)})
     assert shard_path(cfg, "ions") == tmp_path / "shards" / "ions.h5"
     assert shard_path(recipe(workers=2), "ions") == tmp_path / "shards" / "ions.h5"  # how it runs does not count
+    assert shard_path(recipe(noise_sigmas=[0.02, 0.035]), "ions") == tmp_path / "shards" / "ions.h5"
+    ints = recipe(compress=[1, 1], stretch=[2, 2])  # YAML integers in a list of floats are floats in the config
+    assert ints.ions.compress == [1.0, 1.0] and all(isinstance(x, float) for x in ints.ions.stretch)
     assert script.label(cfg, None) == {"ions": {"packed": str(tmp_path / "shards" / "ions.h5")}}  # nothing labelled
     assert len(script._charged(cfg, "ions")[0]) + len(script._charged(cfg, "ions")[1]) == 2
     with pytest.raises(ConfigError, match="ions.h5 was labelled with ions: .*delete it"):
