@@ -73,7 +73,8 @@ def variant(recipe: dict, work: Path, name: str, args) -> dict:
 
 
 def train(cfg: dict, work: Path) -> dict:
-    """Run the recipe script on ``cfg`` unless its model file exists; wall time and exit status."""
+    """Run the recipe script on ``cfg`` unless its model file exists from a run of the same ``cfg``;
+    the wall time of the run that wrote it, and whether it was reused."""
     out = Path(cfg["output"])
     timing = work / f"{cfg['name']}.seconds.json"  # the config and wall time of the run that wrote the model file
     if out.is_file() and timing.is_file():

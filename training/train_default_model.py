@@ -49,16 +49,14 @@ from pathlib import Path
 
 from physff_openmm.errors import PhysFFError
 from physff_openmm.training.config import DefaultModelConfig, config_to_dict, load_config
-from physff_openmm.training.dataset import pack_shard
 from physff_openmm.training.recipe import (
     CHARGED_SHARDS,
-    SECTION_ATTR,
     charged_sampling,
     kd_inputs,
     public_splits,
     pull_sampling,
+    pack_recipe_shard,
     read_public_sets,
-    section_signature,
     shard_path,
     split_charged_shard,
     torsion_sampling,
@@ -98,10 +96,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         out[key] = labeller(*args, **kwargs)
         out[key]["seconds"] = round(time.perf_counter() - t, 1)
         if cfg.shard_dir:
-            packed = Path(cfg.shard_dir) / f"{key}.h5"
-            Path(cfg.shard_dir).mkdir(parents=True, exist_ok=True)
-            out[key]["packed"] = {"file": str(packed), **pack_shard(
-                paths[key], packed, {SECTION_ATTR: section_signature(getattr(cfg, key))})}
+            out[key]["packed"] = pack_recipe_shard(cfg, key)
         print(json.dumps(out), flush=True)
 
     def todo(key: str) -> bool:
@@ -109,7 +104,7 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
         if not _labelled(cfg, key):
             return False
         path = shard_path(cfg, key)  # ConfigError if a packed copy was made with another section
-        if path == _paths(cfg)[key]:
+        if path == paths[key]:
             return True
         out[key] = {"packed": str(path)}
         return False

@@ -1038,8 +1038,7 @@ def read_dataset(paths: str | Path | Iterable[str | Path]) -> list[MoleculeRecor
     h5py = _require_h5py()
     records: list[MoleculeRecord] = []
     for path in _shard_paths(paths):
-        if not h5py.is_hdf5(path):
-            raise MoleculeFileError(f"{path} is not an HDF5 file")
+        _check_readable(path)
         try:
             f = h5py.File(path, "r")
         except OSError as exc:

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .data import BEND_DEGREES, PULL_LENGTHS, XTBSampling, label_xtb
-from .dataset import MoleculeRecord, read_dataset, split_by_molecule
+from .dataset import MoleculeRecord, pack_shard, read_dataset, split_by_molecule
 
 __all__ = [
     "SOURCES",
@@ -49,9 +49,9 @@ __all__ = [
     "kd_inputs",
     "charged_molecules",
     "CHARGED_SHARDS",
-    "LABEL_SHARDS",
     "section_signature",
     "shard_path",
+    "pack_recipe_shard",
     "split_charged_shard",
     "charged_sampling",
     "xtb_charged",
@@ -249,8 +249,6 @@ def charged_molecules(
 CHARGED_SHARDS = ("charged", "ions")
 
 
-#: Every label shard a recipe can make (:class:`.config.DefaultModelConfig` sections), in the order the label stage makes them.
-LABEL_SHARDS = (*CHARGED_SHARDS, "torsion_scans", "bond_pulls")
 #: The attribute of a packed shard that holds the config section it was labelled with.
 SECTION_ATTR = "recipe_section"
 #: Section fields that change how fast a shard is made, not what it holds.
@@ -277,22 +275,35 @@ def shard_path(cfg, key: str) -> Path:
         If the packed copy was labelled with another config section than ``cfg``'s
         (delete it, or restore the section, to go on).
     """
-    if cfg.shard_dir:
-        packed = Path(cfg.shard_dir) / f"{key}.h5"
-        if packed.is_file():
-            import h5py
+    labelled = Path(cfg.work_dir) / f"{key}.h5"
+    if not cfg.shard_dir:
+        return labelled
+    packed = Path(cfg.shard_dir) / f"{key}.h5"
+    if not packed.is_file():
+        return labelled
+    import h5py
 
-            with h5py.File(packed, "r") as f:
-                stored = f.attrs.get(SECTION_ATTR, "")
-            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
-            if stored != section_signature(getattr(cfg, key)):
-                raise ConfigError(
-                    f"{packed} was labelled with {key}: {stored or '(no record)'}, not with this recipe's "
-                    f"{key}: {section_signature(getattr(cfg, key))}; delete it, and {Path(cfg.work_dir) / f'{key}.h5'} "
-                    "if present (labelling resumes from it), to label the shard again"
-                )
-            return packed
-    return Path(cfg.work_dir) / f"{key}.h5"
+    with h5py.File(packed, "r") as f:
+        stored = f.attrs.get(SECTION_ATTR, "")
+    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+    expected = section_signature(getattr(cfg, key))
+    if stored != expected:
+        raise ConfigError(
+            f"{packed} was labelled with {key}: {stored or '(no record)'}, not with this recipe's "
+            f"{key}: {expected}; delete it, and {labelled} if present (labelling resumes from it), "
+            "to label the shard again"
+        )
+    return packed
+
+
+def pack_recipe_shard(cfg, key: str) -> dict[str, Any]:
+    """Pack shard ``key`` labelled in ``cfg.work_dir`` into ``cfg.shard_dir`` (created if missing), signed with
+    its config section, where :func:`shard_path` finds it; ``file`` and the counts of
+    :func:`.dataset.pack_shard`."""
+    packed = Path(cfg.shard_dir) / f"{key}.h5"
+    packed.parent.mkdir(parents=True, exist_ok=True)
+    counts = pack_shard(Path(cfg.work_dir) / f"{key}.h5", packed, {SECTION_ATTR: section_signature(getattr(cfg, key))})
+    return {"file": str(packed), **counts}
 
 
 def split_charged_shard(path: str | Path, section) -> tuple[list[MoleculeRecord], list[MoleculeRecord]]:

@@ -109,8 +109,8 @@ def test_packed_shards_are_used_only_with_the_section_they_were_labelled_with(mo
     import importlib.util
 
     from physff_openmm.training.config import DefaultModelConfig, load_config
-    from physff_openmm.training.dataset import pack_shard, write_dataset
-    from physff_openmm.training.recipe import SECTION_ATTR, section_signature, shard_path
+    from physff_openmm.training.dataset import write_dataset
+    from physff_openmm.training.recipe import pack_recipe_shard, shard_path
 
     spec = importlib.util.spec_from_file_location("train_default_model", ROOT / "training" / "train_default_model.py")
     script = importlib.util.module_from_spec(spec)
@@ -124,9 +124,9 @@ def test_packed_shards_are_used_only_with_the_section_they_were_labelled_with(mo
     cfg = recipe()
     assert shard_path(cfg, "ions") == tmp_path / "work" / "ions.h5"  # nothing packed yet: labelled in work_dir
     (tmp_path / "work").mkdir()
-    (tmp_path / "shards").mkdir()
-    src = write_dataset(_records(["CCO", "CC(=O)[O-]"], forces=True), tmp_path / "work" / "ions.h5")
-    pack_shard(src, tmp_path / "shards" / "ions.h5", {SECTION_ATTR: section_signature(cfg.ions)})
+    write_dataset(_records(["CCO", "CC(=O)[O-]"], forces=True), tmp_path / "work" / "ions.h5")
+    packed = pack_recipe_shard(cfg, "ions")  # makes shard_dir
+    assert packed["file"] == str(tmp_path / "shards" / "ions.h5") and packed["molecules"] == 2
     assert shard_path(cfg, "ions") == tmp_path / "shards" / "ions.h5"
     assert shard_path(recipe(workers=2), "ions") == tmp_path / "shards" / "ions.h5"  # how it runs does not count
     assert shard_path(recipe(noise_sigmas=[0.02, 0.035]), "ions") == tmp_path / "shards" / "ions.h5"
