@@ -10,6 +10,8 @@ in the recipe's ``shard_dir`` is used as is and not labelled again):
 - ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0,
   and more ions where ``ions.n_molecules`` > 0), torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
   bonds to H pulled apart with GFN2-xTB forces (where ``bond_pulls.n_molecules`` > 0),
+  B3LYP-D3BJ/def2-SVP energies and forces of frames of those torsion drives (where
+  ``dft_torsions.n_molecules`` > 0; gpu4pyscf on a GPU),
   and the stage-1 kinetic-energy labels (QM9 and small training molecules, where
   ``kd`` asks for them);
 - ``embed``: stage 1 on those labels;
@@ -17,7 +19,7 @@ in the recipe's ``shard_dir`` is used as is and not labelled again):
   :func:`physff_openmm.training.recipe.public_splits`), the xTB frames and the
   charged molecules;
 - ``finetune``: a second stage-2 phase from those weights with the torsion
-  drives added;
+  drives (and their DFT frames) added;
 - ``refine``: a third phase from the fine-tuning phase's weights on the same data,
   the ``ions`` and the ``bond_pulls`` shards (where the config has ``refine``), e.g. with path
   embeddings added;
@@ -52,6 +54,7 @@ from physff_openmm.training.config import DefaultModelConfig, config_to_dict, lo
 from physff_openmm.training.recipe import (
     CHARGED_SHARDS,
     charged_sampling,
+    dft_torsions,
     kd_inputs,
     public_splits,
     pull_sampling,
@@ -76,7 +79,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "kd": w / "kd.h5", "charged": w / "charged.h5", "ions": w / "ions.h5", "torsion_scans": w / "torsion_scans.h5",
-        "bond_pulls": w / "bond_pulls.h5",
+        "bond_pulls": w / "bond_pulls.h5", "dft_torsions": w / "dft_torsions.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune", "refine": w / "refine",
     }
 
@@ -138,6 +141,14 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
                 n_bonds=p.n_bonds, pull=p.pull, n_angles=p.n_angles, bend=p.bend, opt_steps=p.opt_steps,
                 max_energy_kcal_mol=p.max_energy_kcal_mol, seed=p.seed,
             ), charged_fraction=p.charged_fraction, max_atoms=p.max_atoms, workers=p.workers, seed=p.seed,
+        )
+    t = cfg.dft_torsions
+    if todo("dft_torsions"):
+        source = shard_path(cfg, "torsion_scans")
+        if not _labelled(cfg, "torsion_scans") or not source.is_file():
+            raise PhysFFError("dft_torsions labels frames of the torsion drives: the recipe needs torsion_scans.n_molecules > 0")
+        run("dft_torsions", dft_torsions,
+            paths["dft_torsions"], source, t.n_molecules, max_atoms=t.max_atoms, level=t.level, workers=t.workers, seed=t.seed,
         )
     k = cfg.kd
     inputs = kd_inputs(read_qm9(limit=k.n_qm9, seed=k.seed)) if k.n_qm9 else []
@@ -250,8 +261,8 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
     return {"stage2": _summary(result.metrics), "file": str(paths["energy"] / "stage2.pt")}
 
 
-#: The shards of GFN2-xTB frames of drug-like molecules each fine-tuning phase adds.
-PHASE_SHARDS = {"finetune": ("torsion_scans",), "refine": ("torsion_scans", "bond_pulls")}
+#: The shards of frames of drug-like molecules (GFN2-xTB, and DFT of the torsion drives) each fine-tuning phase adds.
+PHASE_SHARDS = {"finetune": ("torsion_scans", "dft_torsions"), "refine": ("torsion_scans", "bond_pulls", "dft_torsions")}
 
 
 def _labelled(cfg: DefaultModelConfig, key: str) -> bool:

@@ -510,6 +510,45 @@ class BondPullConfig(DrugLikeShardConfig):
 
 
 @dataclass
+class DFTTorsionConfig:
+    """B3LYP-D3BJ/def2-SVP energies and forces of torsion-drive frames (:func:`~physff_openmm.training.recipe.dft_torsions`):
+    the frames of neutral molecules of the ``torsion_scans`` shard, labelled again with PySCF (gpu4pyscf where a GPU
+    is present) into ``work_dir/dft_torsions.h5`` (packed into ``shard_dir``) and read by the fine-tuning phases
+    (level of the target: total energies, forces and relative energies all train).
+
+    Attributes
+    ----------
+    n_molecules : int
+        Molecules whose every frame is labelled (0: none); the list for a larger number extends the smaller one.
+    max_atoms : int
+        Largest molecule, hydrogens included.
+    level : str
+        Level of theory (:func:`~physff_openmm.training.qm.parse_level`).
+    workers : int
+        Labelling processes.
+    seed : int
+        Order in which the molecules are taken.
+    """
+
+    n_molecules: int = 0
+    max_atoms: int = 40
+    level: str = "b3lyp-d3bj/def2-svp"
+    workers: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from .qm import parse_level
+
+        if self.n_molecules < 0 or self.max_atoms < 1 or self.workers < 1:
+            raise ConfigError(
+                f"dft_torsions: need n_molecules >= 0, max_atoms >= 1 and workers >= 1, "
+                f"got {self.n_molecules}, {self.max_atoms}, {self.workers}"
+            )
+        if self.n_molecules:  # QMError for an unknown level; written either way, the same level signs the same
+            self.level = parse_level(self.level).name
+
+
+@dataclass
 class KDDataConfig:
     """Stage-1 labels: kinetic-energy partitions at a small-basis level.
 
@@ -610,6 +649,9 @@ class DefaultModelConfig:
     bond_pulls : BondPullConfig
         Bonds to H pulled apart, GFN2-xTB forces (shard ``bond_pulls.h5``), read
         by the refining phase; none unless ``bond_pulls.n_molecules`` > 0.
+    dft_torsions : DFTTorsionConfig
+        B3LYP-D3BJ/def2-SVP energies and forces of frames of the torsion drives (shard
+        ``dft_torsions.h5``), read by the fine-tuning phases; none unless ``dft_torsions.n_molecules`` > 0.
     kd : KDDataConfig
     stage1 : Stage1Config
     stage2 : Stage2Config
@@ -635,6 +677,7 @@ class DefaultModelConfig:
     ions: IonsConfig = field(default_factory=IonsConfig)
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     bond_pulls: BondPullConfig = field(default_factory=BondPullConfig)
+    dft_torsions: DFTTorsionConfig = field(default_factory=DFTTorsionConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)

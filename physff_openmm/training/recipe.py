@@ -25,6 +25,10 @@ level ``gfn2-xtb``: forces and energies relative within a molecule):
   times their length, which no other source stretches past 1.5 times;
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
+
+And one shard at the target level, through :func:`.labelling.label` (PySCF, gpu4pyscf
+on a GPU): :func:`dft_torsions`, B3LYP-D3BJ/def2-SVP energies and forces of the
+torsion-drive frames of neutral molecules of the GFN2-xTB torsion drives.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ __all__ = [
     "torsion_sampling",
     "pull_sampling",
     "xtb_drug_like",
+    "dft_torsion_inputs",
+    "dft_torsions",
 ]
 
 #: Names of the public sets, as used in splits, configs and the accuracy report.
@@ -499,3 +505,67 @@ def pull_sampling(
         pull=tuple(float(x) for x in pull), n_angle_bends=int(n_angles), bend=tuple(float(x) for x in bend),
         max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, seed=int(seed),
     )
+
+
+# ============================================================================ DFT labels of torsion drives
+def dft_torsion_inputs(
+    source: str | Path, n_molecules: int, *, max_atoms: int = 40, seed: int = 0
+) -> list[tuple[str, Any]]:
+    """(name, RDKit molecule with every frame as a conformer) of :func:`dft_torsions`.
+
+    The molecules of the torsion-drive shard ``source`` (:func:`xtb_drug_like` with
+    :func:`torsion_sampling`) without a formal charge on any atom and with at most
+    ``max_atoms`` atoms, in the order of a seeded shuffle (of the molecules sorted by name),
+    under their names there (so that a validation molecule stays in validation). The
+    list for a larger ``n_molecules`` extends the smaller one.
+    """
+    if n_molecules < 0 or max_atoms < 1:
+        raise ConfigError(f"dft_torsions: need n_molecules >= 0 and max_atoms >= 1, got {n_molecules}, {max_atoms}")
+    records = sorted(
+        (r for r in read_dataset(source) if r.n_atoms <= max_atoms and not np.any(r.formal_charges) and r.fragments is None),
+        key=lambda r: r.name,
+    )
+    order = np.random.default_rng(seed).permutation(len(records))[:n_molecules]
+    return [(records[k].name, records[k].to_rdkit()) for k in order.tolist()]
+
+
+def dft_torsions(
+    out_path: str | Path,
+    source: str | Path,
+    n_molecules: int,
+    *,
+    max_atoms: int = 40,
+    level: str = "b3lyp-d3bj/def2-svp",
+    workers: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Label the frames of torsion drives at ``level`` (energies and forces) into a shard (resumable).
+
+    The molecules of :func:`dft_torsion_inputs` (``source``, ``n_molecules``, ``max_atoms``,
+    ``seed``), every frame at its stored geometry, by :func:`.labelling.label` (PySCF;
+    gpu4pyscf when it and a CUDA device are present). The GFN2-xTB drives carry the shapes
+    of torsion profiles at the cost of xTB's errors; these carry them at the level the model
+    targets, so their total energies, forces and relative energies all train.
+
+    Returns
+    -------
+    dict
+        ``molecules`` listed, ``molecules_labelled`` (complete in the shard), ``geometries_written``
+        (their frames), ``skipped`` names (incomplete: a run again retries them).
+    """
+    from .dataset import ShardWriter
+    from .labelling import label
+
+    inputs = dft_torsion_inputs(source, n_molecules, max_atoms=max_atoms, seed=seed)
+    if inputs:
+        label(inputs, out_path, level=level, n_conformers=0, optimize=None, forces=True, kinetic=False,
+              n_workers=workers, progress=False, seed=seed)
+    names = [n for n, _ in inputs]
+    if not Path(out_path).is_file():
+        return {"molecules": len(names), "molecules_labelled": 0, "geometries_written": 0, "skipped": names}
+    with ShardWriter(out_path) as w:
+        done = {n for n in names if w.is_complete(n)}
+        frames = sum(len(w.conformer_ids(n)) for n in done)
+    return {"molecules": len(names), "molecules_labelled": sum(n in done for n in names),
+            "geometries_written": frames, "skipped": [n for n in names if n not in done]}
+

@@ -84,8 +84,15 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
     pulls = load_config({"bond_pulls": {"n_molecules": 10}}, DefaultModelConfig)
     assert [k for k in keys if script._labelled(pulls, k)] == ["bond_pulls"]
-    # the bonds pulled apart train the refining phase only
-    assert script.PHASE_SHARDS == {"finetune": ("torsion_scans",), "refine": ("torsion_scans", "bond_pulls")}
+    # the bonds pulled apart train the refining phase only; the DFT frames of the drives both fine-tuning phases
+    assert script.PHASE_SHARDS == {"finetune": ("torsion_scans", "dft_torsions"),
+                                   "refine": ("torsion_scans", "bond_pulls", "dft_torsions")}
+    assert not script._labelled(shipped, "dft_torsions")
+    dft = load_config({"work_dir": str(tmp_path / "dft"), "kd": {"n_qm9": 0, "max_atoms": 0},
+                       "dft_torsions": {"n_molecules": 5}}, DefaultModelConfig)
+    assert [k for k in keys + ("dft_torsions",) if script._labelled(dft, k)] == ["dft_torsions"]
+    with pytest.raises(PhysFFError, match="torsion_scans.n_molecules > 0"):  # it labels the drives' frames
+        script.label(dft, None)
     # the extra ions train the refining phase only
     assert script.PHASE_CHARGED == {"finetune": ("charged",), "refine": ("charged", "ions")}
     # each phase starts from the one before; the lj_net phase from the last stage-2 phase the config has

@@ -98,3 +98,63 @@ def test_torsion_molecules_mix_charged_variants_and_extend(tmp_path):
     assert len({n for n, _ in full}) == 8
     with pytest.raises(ConfigError):
         torsion_molecules(frames, 4, charged_fraction=1.5)
+
+
+def test_dft_torsions_label_the_neutral_drives_frames_at_the_target_level(tmp_path, monkeypatch):
+    """dft_torsions: every frame of the neutral molecules of a drive shard, at its stored geometry, energies and
+    forces at the level asked (here HF/STO-3G), names kept; a prefix for fewer molecules; resumes; one clear error each."""
+    pytest.importorskip("pyscf")
+    pytest.importorskip("h5py")
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from physff_openmm.errors import QMError
+    from physff_openmm.training import qm
+    from physff_openmm.training.config import DefaultModelConfig, DFTTorsionConfig, load_config
+    from physff_openmm.training.dataset import MoleculeRecord, read_dataset, write_dataset
+    from physff_openmm.training.recipe import dft_torsion_inputs, dft_torsions, section_signature
+
+    rng = np.random.default_rng(0)
+    records = []
+    for k, smiles in enumerate(["CO", "O", "CC(=O)[O-]", "CCCCCC", "N"]):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        AllChem.EmbedMolecule(mol, randomSeed=k)
+        x = mol.GetConformer().GetPositions()
+        pos = x[None] + 0.02 * rng.standard_normal((2, *x.shape))
+        records.append(MoleculeRecord.from_rdkit(mol, f"xtb_m{k:06d}", positions=pos, energy=-10.0 - rng.random(2),
+                                                 forces=0.01 * rng.standard_normal(pos.shape), level="gfn2-xtb"))
+    source = tmp_path / "torsion_scans.h5"
+    write_dataset(records, source)
+    # neutral molecules of at most max_atoms atoms only (no acetate, no hexane), a seeded order that extends
+    picked = [n for n, _ in dft_torsion_inputs(source, 10, max_atoms=6)]
+    assert sorted(picked) == ["xtb_m000000", "xtb_m000001", "xtb_m000004"]
+    assert [n for n, _ in dft_torsion_inputs(source, 2, max_atoms=6)] == picked[:2]
+    assert [m.GetNumConformers() for _, m in dft_torsion_inputs(source, 3, max_atoms=6)] == [2, 2, 2]
+
+    out = tmp_path / "dft_torsions.h5"
+    info = dft_torsions(out, source, 2, max_atoms=6, level="hf/sto-3g")
+    assert info == {"molecules": 2, "molecules_labelled": 2, "geometries_written": 4, "skipped": []}
+    by_name = {r.name: r for r in records}
+    labelled = read_dataset(out)
+    assert sorted(r.name for r in labelled) == sorted(picked[:2])
+    for r in labelled:
+        src = by_name[r.name]
+        assert r.level == "hf/sto-3g" and r.smiles == src.smiles
+        np.testing.assert_allclose(r.positions, src.positions, atol=1e-12)  # the drive's own frames
+        ref = qm.single_point(src.species, src.positions[1], 0, "hf/sto-3g", kinetic=False)
+        assert r.energy[1] == pytest.approx(ref.energy, abs=1e-8)
+        np.testing.assert_allclose(r.forces[1], ref.forces, atol=1e-6)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a complete molecule was labelled again")
+
+    monkeypatch.setattr(qm, "single_point", no_work)
+    assert dft_torsions(out, source, 2, max_atoms=6, level="hf/sto-3g")["molecules_labelled"] == 2  # resumed
+    # the config section: off by default (no PySCF needed to load it), the level in canonical form when on
+    assert load_config({}, DefaultModelConfig).dft_torsions.n_molecules == 0
+    on = DFTTorsionConfig(n_molecules=2, level="B3LYP-D3BJ/def2-SVP")
+    assert section_signature(on) == section_signature(DFTTorsionConfig(n_molecules=2, level="b3lyp5-d3bj/def2-svp", workers=4))
+    with pytest.raises(QMError):
+        DFTTorsionConfig(n_molecules=2, level="b3lyp/no-such-basis")
+    with pytest.raises(ConfigError, match="dft_torsions: need"):
+        DFTTorsionConfig(n_molecules=-1)
