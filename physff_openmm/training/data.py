@@ -10,6 +10,7 @@ built here hold the model's units, converted once, when a graph is built:
 ``has_forces``   (1,) bool | the conformer has forces
 ``kd_total``     (1,) float64 | Hartree, Tr(DK) = sum_i kd_atom_i + sum_{i<j} kd_pair_ij (NaN where absent)
 ``interaction``  (1,) float64 | kcal/mol, E(AB) - sum E(fragments) (NaN where absent)
+``charged_monomer`` (1,) bool | the record has several fragments and one of them a net charge
 ``mol_id``       (1,) long | position of the molecule's record in the data set
 ``conf_id``      (1,) long | conformer row in that record
 
@@ -108,6 +109,9 @@ def record_to_graphs(
     forces = None if record.forces is None else record.forces * HARTREE_TO_KCAL
     kd = _kd_total(record)
     absolute = has_absolute_energies(record)
+    charged_monomer = record.fragments is not None and any(
+        int(record.formal_charges[record.fragments == f].sum()) != 0 for f in np.unique(record.fragments)
+    )
     rows = range(record.n_conformers) if conformers is None else conformers
     out = []
     for k in rows:
@@ -123,6 +127,7 @@ def record_to_graphs(
         g.absolute = torch.tensor([absolute])
         g.kd_total = torch.tensor([kd[k]], dtype=torch.float64)
         g.interaction = torch.tensor([inter[k]], dtype=torch.float64)
+        g.charged_monomer = torch.tensor([charged_monomer])
         g.mol_id = torch.tensor([mol_id], dtype=torch.long)
         g.conf_id = torch.tensor([k], dtype=torch.long)
         out.append(g)

@@ -197,7 +197,8 @@ class EnergyModule(pl.LightningModule):
 
         energy_weight * |E - E_ref| (/ n_atoms if per_atom)
         + force_weight * |F - F_ref| per component, over conformers with forces
-        + interaction_weight * |E_int - E_int_ref|, over dimers with interaction energies
+        + interaction_weight * |E_int - E_int_ref|, over dimers with interaction energies (weighted mean:
+          charged_dimer_weight for dimers with a charged monomer, 1 for the others)
         + relative_weight * |(E - <E>_mol) - (E_ref - <E_ref>_mol)|, over conformers without
           forces whose molecule has several conformers in the batch (<>_mol: mean over them)
         + relative_forces_weight * the same, over conformers with forces (GFN2-xTB frames,
@@ -218,12 +219,17 @@ class EnergyModule(pl.LightningModule):
                 for p in net.parameters():
                     p.requires_grad_(False)
 
-    def _err(self, pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    def _err(self, pred: torch.Tensor, ref: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """MAE, MSE or RMSE of ``pred`` against ``ref``; with ``weight``, the weighted mean over rows."""
         d = pred - ref
         kind = self.config.loss.kind
+
+        def mean(x: torch.Tensor) -> torch.Tensor:
+            return x.mean() if weight is None else (weight * x).sum() / weight.sum()
+
         if kind == "mae":
-            return d.abs().mean()
-        mse = (d * d).mean()
+            return mean(d.abs())
+        mse = mean(d * d)
         return mse if kind == "mse" else torch.sqrt(mse + 1e-12)
 
     @staticmethod
@@ -280,7 +286,11 @@ class EnergyModule(pl.LightningModule):
         has_int = torch.isfinite(batch.interaction)
         if lc.interaction_weight > 0 and bool(has_int.any()):
             e_int = interaction_energy(self.model, batch, pos, terms)
-            loss = loss + lc.interaction_weight * self._err(e_int[has_int], batch.interaction[has_int])
+            weight = None
+            if lc.charged_dimer_weight != 1.0:
+                charged = batch.charged_monomer[has_int].to(e_int.dtype)
+                weight = 1.0 + (lc.charged_dimer_weight - 1.0) * charged
+            loss = loss + lc.interaction_weight * self._err(e_int[has_int], batch.interaction[has_int], weight)
             out["interaction_mae"] = (e_int[has_int] - batch.interaction[has_int]).abs().mean().detach()
         out["loss"] = loss
         return out

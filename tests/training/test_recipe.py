@@ -237,6 +237,48 @@ def test_relative_forces_term_covers_only_conformers_with_forces(kind):
         load_config({"loss": {"kind": "huber"}}, Stage2Config)
 
 
+@pytest.mark.parametrize("kind", ["mae", "rmse"])
+def test_charged_dimer_weight_weighs_dimers_with_an_ion_in_the_interaction_term(kind):
+    """loss.charged_dimer_weight: the interaction term's weighted mean, the weight on dimers with a charged monomer."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from physff_openmm.model import PhysFFModel
+    from physff_openmm.training.config import Stage2Config, load_config
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.dataset import MoleculeRecord
+    from physff_openmm.training.stage2 import EnergyModule, interaction_energy
+
+    records = []
+    for k, (smiles, e_int) in enumerate([("O.O", -0.008), ("C[NH3+].O", -0.03), ("CC(=O)[O-].C[NH3+]", -0.15)]):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+        AllChem.EmbedMolecule(mol, randomSeed=k)
+        pos = mol.GetConformer().GetPositions()[None]
+        pos[0, list(Chem.GetMolFrags(mol)[1])] += 3.0  # the monomers apart
+        fragments = np.zeros(mol.GetNumAtoms(), dtype=np.int8)
+        fragments[list(Chem.GetMolFrags(mol)[1])] = 1
+        records.append(MoleculeRecord.from_rdkit(mol, f"d{k}", positions=pos, energy=np.full(1, np.nan),
+                                                 interaction_energy=np.array([e_int]), level="test", fragments=fragments))
+    assert [bool(records_to_graphs([r])[0].charged_monomer) for r in records] == [False, True, True]
+    graphs = records_to_graphs(records)
+    batch = next(iter(make_loader(graphs, len(graphs))))
+    weights = {"energy_weight": 0.0, "force_weight": 0.0, "relative_weight": 0.0, "interaction_weight": 1.0}
+    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
+                       "loss": {**weights, "kind": kind, "noise_sigma": 0.0, "charged_dimer_weight": 3.0}}, Stage2Config)
+    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    out = module.compute(batch, train=False)
+    with torch.no_grad():
+        d = interaction_energy(module.model, batch, batch.pos.double()) - batch.interaction
+    w = torch.tensor([1.0, 3.0, 3.0], dtype=torch.float64)
+    expect = (w * d.abs()).sum() / w.sum() if kind == "mae" else ((w * d * d).sum() / w.sum()).sqrt()
+    assert float(out["loss"].detach()) == pytest.approx(float(expect), rel=1e-9)
+    cfg.loss.charged_dimer_weight = 1.0  # the plain mean
+    plain = d.abs().mean() if kind == "mae" else (d * d).mean().sqrt()
+    assert float(module.compute(batch, train=False)["loss"].detach()) == pytest.approx(float(plain), rel=1e-9)
+    with pytest.raises(ConfigError, match="charged_dimer_weight"):
+        load_config({"loss": {"charged_dimer_weight": 0.0}}, Stage2Config)
+
+
 def test_refit_linear_energy_is_least_squares_on_energies_without_forces():
     from physff_openmm.model import PhysFFModel, ModelConfig
     from physff_openmm.training.data import element_counts, records_to_graphs
