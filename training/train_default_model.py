@@ -145,8 +145,8 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
     t = cfg.dft_torsions
     if todo("dft_torsions"):
         source = shard_path(cfg, "torsion_scans")
-        if not _labelled(cfg, "torsion_scans") or not source.is_file():
-            raise PhysFFError("dft_torsions labels frames of the torsion drives: the recipe needs torsion_scans.n_molecules > 0")
+        if not source.is_file():
+            raise PhysFFError(f"dft_torsions labels frames of the torsion drives, but {source} is missing: label torsion_scans first")
         run("dft_torsions", dft_torsions,
             paths["dft_torsions"], source, t.n_molecules, max_atoms=t.max_atoms, level=t.level, workers=t.workers, seed=t.seed,
         )

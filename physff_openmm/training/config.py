@@ -521,8 +521,8 @@ class BondPullConfig(DrugLikeShardConfig):
 class DFTTorsionConfig:
     """B3LYP-D3BJ/def2-SVP energies and forces of torsion-drive frames (:func:`~physff_openmm.training.recipe.dft_torsions`):
     the frames of neutral molecules of the ``torsion_scans`` shard, labelled again with PySCF (gpu4pyscf where a GPU
-    is present) into ``work_dir/dft_torsions.h5`` (packed into ``shard_dir``) and read by the fine-tuning phases
-    (level of the target: total energies, forces and relative energies all train).
+    is present) into ``work_dir/dft_torsions.h5`` (packed into ``shard_dir``, signed with this section and
+    ``torsion_scans``'s) and read by the fine-tuning phases (forces and energies relative within a molecule).
 
     Attributes
     ----------
@@ -693,6 +693,10 @@ class DefaultModelConfig:
     refine: Stage2Config | None = None
     lj_head: LJHeadConfig = field(default_factory=LJHeadConfig)
     md_check: MDCheckConfig = field(default_factory=MDCheckConfig)
+
+    def __post_init__(self) -> None:
+        if self.dft_torsions.n_molecules and not self.torsion_scans.n_molecules:
+            raise ConfigError("dft_torsions labels frames of the torsion drives: it needs torsion_scans.n_molecules > 0")
 
 
 # ============================================================================ loading

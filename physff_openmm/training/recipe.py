@@ -54,6 +54,7 @@ __all__ = [
     "charged_molecules",
     "CHARGED_SHARDS",
     "section_signature",
+    "recipe_signature",
     "shard_path",
     "pack_recipe_shard",
     "split_charged_shard",
@@ -271,6 +272,20 @@ def section_signature(section) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+#: Shards labelled from another shard of the recipe: their signature includes that shard's section.
+SHARD_SOURCES = {"dft_torsions": "torsion_scans"}
+
+
+def recipe_signature(cfg, key: str) -> str:
+    """:func:`section_signature` of shard ``key``'s section in recipe ``cfg``, with that of the
+    shard it is labelled from (:data:`SHARD_SOURCES`), so that a changed source refuses it too."""
+    own = section_signature(getattr(cfg, key))
+    if key not in SHARD_SOURCES:
+        return own
+    src = SHARD_SOURCES[key]
+    return json.dumps({key: json.loads(own), src: json.loads(section_signature(getattr(cfg, src)))}, sort_keys=True)
+
+
 def shard_path(cfg, key: str) -> Path:
     """Where recipe ``cfg`` reads label shard ``key``: its packed copy in ``cfg.shard_dir``
     when there is one, else ``cfg.work_dir/<key>.h5``.
@@ -292,7 +307,7 @@ def shard_path(cfg, key: str) -> Path:
     with h5py.File(packed, "r") as f:
         stored = f.attrs.get(SECTION_ATTR, "")
     stored = stored.decode() if isinstance(stored, bytes) else str(stored)
-    expected = section_signature(getattr(cfg, key))
+    expected = recipe_signature(cfg, key)
     if stored != expected:
         raise ConfigError(
             f"{packed} was labelled with {key}: {stored or '(no record)'}, not with this recipe's "
@@ -308,7 +323,7 @@ def pack_recipe_shard(cfg, key: str) -> dict[str, Any]:
     :func:`.dataset.pack_shard`."""
     packed = Path(cfg.shard_dir) / f"{key}.h5"
     packed.parent.mkdir(parents=True, exist_ok=True)
-    counts = pack_shard(Path(cfg.work_dir) / f"{key}.h5", packed, {SECTION_ATTR: section_signature(getattr(cfg, key))})
+    counts = pack_shard(Path(cfg.work_dir) / f"{key}.h5", packed, {SECTION_ATTR: recipe_signature(cfg, key)})
     return {"file": str(packed), **counts}
 
 
@@ -515,18 +530,25 @@ def dft_torsion_inputs(
 
     The molecules of the torsion-drive shard ``source`` (:func:`xtb_drug_like` with
     :func:`torsion_sampling`) without a formal charge on any atom and with at most
-    ``max_atoms`` atoms, in the order of a seeded shuffle (of the molecules sorted by name),
-    under their names there (so that a validation molecule stays in validation). The
-    list for a larger ``n_molecules`` extends the smaller one.
+    ``max_atoms`` atoms, under their names there (so that a validation molecule stays in
+    validation), ordered by a seeded hash of the name: a molecule's place depends on no
+    other molecule, so the list for a larger ``n_molecules`` extends the smaller one, and a
+    larger ``source`` or ``max_atoms`` only inserts molecules.
+
+    Raises
+    ------
+    ConfigError
+        No molecule of ``source`` qualifies, or invalid numbers.
     """
+    from .dataset import _unit_hash
+
     if n_molecules < 0 or max_atoms < 1:
         raise ConfigError(f"dft_torsions: need n_molecules >= 0 and max_atoms >= 1, got {n_molecules}, {max_atoms}")
-    records = sorted(
-        (r for r in read_dataset(source) if r.n_atoms <= max_atoms and not np.any(r.formal_charges) and r.fragments is None),
-        key=lambda r: r.name,
-    )
-    order = np.random.default_rng(seed).permutation(len(records))[:n_molecules]
-    return [(records[k].name, records[k].to_rdkit()) for k in order.tolist()]
+    records = [r for r in read_dataset(source) if r.n_atoms <= max_atoms and not np.any(r.formal_charges) and r.fragments is None]
+    if n_molecules and not records:
+        raise ConfigError(f"dft_torsions: no molecule of {source} is neutral with at most {max_atoms} atoms")
+    records.sort(key=lambda r: (_unit_hash(r.name, seed), r.name))
+    return [(r.name, r.to_rdkit()) for r in records[:n_molecules]]
 
 
 def dft_torsions(
@@ -542,10 +564,13 @@ def dft_torsions(
     """Label the frames of torsion drives at ``level`` (energies and forces) into a shard (resumable).
 
     The molecules of :func:`dft_torsion_inputs` (``source``, ``n_molecules``, ``max_atoms``,
-    ``seed``), every frame at its stored geometry, by :func:`.labelling.label` (PySCF;
-    gpu4pyscf when it and a CUDA device are present). The GFN2-xTB drives carry the shapes
-    of torsion profiles at the cost of xTB's errors; these carry them at the level the model
-    targets, so their total energies, forces and relative energies all train.
+    ``seed``), every frame at its stored geometry (conformer ids ``input<k>``: frame k of the
+    source's record), by :func:`.labelling.label` (PySCF; gpu4pyscf when it and a CUDA device
+    are present). The GFN2-xTB drives carry the shapes of torsion profiles at the cost of
+    xTB's errors; these carry them at the level the model targets. Training uses their forces
+    and their energies relative within a molecule (``loss.relative_forces_weight``); their
+    totals are PySCF's, not on the public sets' ORCA scale (:func:`.data.has_absolute_energies`).
+    On the CPU a frame of 35 atoms takes minutes: these labels are a GPU's work.
 
     Returns
     -------

@@ -88,11 +88,11 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert script.PHASE_SHARDS == {"finetune": ("torsion_scans", "dft_torsions"),
                                    "refine": ("torsion_scans", "bond_pulls", "dft_torsions")}
     assert not script._labelled(shipped, "dft_torsions")
+    with pytest.raises(ConfigError, match="torsion_scans.n_molecules > 0"):  # it labels the drives' frames
+        load_config({"dft_torsions": {"n_molecules": 5}}, DefaultModelConfig)
     dft = load_config({"work_dir": str(tmp_path / "dft"), "kd": {"n_qm9": 0, "max_atoms": 0},
-                       "dft_torsions": {"n_molecules": 5}}, DefaultModelConfig)
-    assert [k for k in keys + ("dft_torsions",) if script._labelled(dft, k)] == ["dft_torsions"]
-    with pytest.raises(PhysFFError, match="torsion_scans.n_molecules > 0"):  # it labels the drives' frames
-        script.label(dft, None)
+                       "torsion_scans": {"n_molecules": 5}, "dft_torsions": {"n_molecules": 5}}, DefaultModelConfig)
+    assert [k for k in keys + ("dft_torsions",) if script._labelled(dft, k)] == ["torsion_scans", "dft_torsions"]
     # the extra ions train the refining phase only
     assert script.PHASE_CHARGED == {"finetune": ("charged",), "refine": ("charged", "ions")}
     # each phase starts from the one before; the lj_net phase from the last stage-2 phase the config has
@@ -145,6 +145,17 @@ def test_packed_shards_are_used_only_with_the_section_they_were_labelled_with(mo
         shard_path(recipe(n_molecules=3), "ions")
     with pytest.raises(ConfigError, match="delete it"):
         script.label(recipe(seed=5), None)
+    # a shard labelled from another (the DFT frames of the torsion drives) is refused when that one changes too
+    def dft(**scans):
+        return load_config({"work_dir": str(tmp_path / "work"), "shard_dir": str(tmp_path / "shards"),
+                            "torsion_scans": {"n_molecules": 2, **scans}, "dft_torsions": {"n_molecules": 1}},
+                           DefaultModelConfig)
+
+    write_dataset(_records(["CCO"], forces=True), tmp_path / "work" / "dft_torsions.h5")
+    pack_recipe_shard(dft(), "dft_torsions")
+    assert shard_path(dft(workers=2), "dft_torsions") == tmp_path / "shards" / "dft_torsions.h5"
+    with pytest.raises(ConfigError, match="dft_torsions.h5 was labelled with .*torsion_scans.*delete it"):
+        shard_path(dft(seed=3), "dft_torsions")
     # a recipe without stage 1 runs past it; asking for it alone is one clear error
     assert not script._has_stage1(cfg)
     with pytest.raises(PhysFFError, match="kinetic-energy labels"):

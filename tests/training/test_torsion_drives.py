@@ -111,6 +111,7 @@ def test_dft_torsions_label_the_neutral_drives_frames_at_the_target_level(tmp_pa
     from physff_openmm.errors import QMError
     from physff_openmm.training import qm
     from physff_openmm.training.config import DefaultModelConfig, DFTTorsionConfig, load_config
+    from physff_openmm.training.data import has_absolute_energies
     from physff_openmm.training.dataset import MoleculeRecord, read_dataset, write_dataset
     from physff_openmm.training.recipe import dft_torsion_inputs, dft_torsions, section_signature
 
@@ -130,6 +131,11 @@ def test_dft_torsions_label_the_neutral_drives_frames_at_the_target_level(tmp_pa
     assert sorted(picked) == ["xtb_m000000", "xtb_m000001", "xtb_m000004"]
     assert [n for n, _ in dft_torsion_inputs(source, 2, max_atoms=6)] == picked[:2]
     assert [m.GetNumConformers() for _, m in dft_torsion_inputs(source, 3, max_atoms=6)] == [2, 2, 2]
+    fewer = tmp_path / "fewer.h5"  # a molecule's place depends on no other: a smaller source keeps the order
+    write_dataset([r for r in records if r.name != picked[0]], fewer)
+    assert [n for n, _ in dft_torsion_inputs(fewer, 10, max_atoms=6)] == picked[1:]
+    with pytest.raises(ConfigError, match="no molecule of .* is neutral with at most 2 atoms"):
+        dft_torsion_inputs(source, 1, max_atoms=2)
 
     out = tmp_path / "dft_torsions.h5"
     info = dft_torsions(out, source, 2, max_atoms=6, level="hf/sto-3g")
@@ -140,6 +146,7 @@ def test_dft_torsions_label_the_neutral_drives_frames_at_the_target_level(tmp_pa
     for r in labelled:
         src = by_name[r.name]
         assert r.level == "hf/sto-3g" and r.smiles == src.smiles
+        assert not has_absolute_energies(r)  # PySCF totals: relative energies and forces only
         np.testing.assert_allclose(r.positions, src.positions, atol=1e-12)  # the drive's own frames
         ref = qm.single_point(src.species, src.positions[1], 0, "hf/sto-3g", kinetic=False)
         assert r.energy[1] == pytest.approx(ref.energy, abs=1e-8)
