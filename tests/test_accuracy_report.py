@@ -410,10 +410,12 @@ def test_compare_validation_scores_models_on_the_validation_split(load_benchmark
     assert [r["model"] for r in rows] == [str(path_model_path)]
     assert rows[0]["conformers"]["n_molecules"] > 0 and math.isfinite(rows[0]["conformers"]["rmse"])
     assert math.isfinite(rows[0]["torsions_train_rmse"])
+    assert set(rows[0]["ncia_ionic_hb_rmse"]) == {"val", "train"}  # ions beside neutral molecules, scored apart
     shard = rows[0]["shards"]["ions"]
     n = len(val["ions"])
     assert shard["n_molecules"] == n and shard["relative_energy"]["n"] == 2 * n and math.isfinite(shard["forces"]["mae"])
     printed = capsys.readouterr().out
+    assert "| NCIA IHB100x10 (ion + neutral molecule), validation |" in printed and "| NCIA IHB100x10, training |" in printed
     assert "| conformers RMSE (largest) |" in printed and f"| ions ({n} molecules): relative energies RMSE |" in printed
     escape = rows[0]["bond_escape"]
     assert escape["n_bonds"] > 0 and 0 <= escape["downhill"] <= escape["n_bonds"] and math.isfinite(escape["lowest_barrier"])
