@@ -522,7 +522,7 @@ class DFTTorsionConfig:
     """B3LYP-D3BJ/def2-SVP energies and forces of torsion-drive frames (:func:`~physff_openmm.training.recipe.dft_torsions`):
     the frames of neutral molecules of the ``torsion_scans`` shard, labelled again with PySCF (gpu4pyscf where a GPU
     is present) into ``work_dir/dft_torsions.h5`` (packed into ``shard_dir``, signed with this section and
-    ``torsion_scans``'s) and read by the fine-tuning phases (forces and energies relative within a molecule).
+    ``torsion_scans``'s) and read by the fine-tuning phases (forces, relative and total energies).
 
     Attributes
     ----------

@@ -32,7 +32,7 @@ from ..errors import ConfigError, DependencyError, PhysFFError
 from ..graph import ELEMENTS, MolGraph, mol_to_graph
 from ..units import HARTREE_TO_KCAL
 from .dataset import MoleculeRecord, read_dataset, split_by_molecule
-from .keys import PYSCF_SOURCE, XTB_LEVEL
+from .keys import XTB_LEVEL
 
 try:
     import lightning.pytorch as pl
@@ -72,13 +72,10 @@ def _kd_total(record: MoleculeRecord) -> np.ndarray:
 def has_absolute_energies(record: MoleculeRecord) -> bool:
     """Whether a record's total energies are on the target level's scale (E_lin is fitted to them).
 
-    Plain GFN2-xTB energies (level ``gfn2-xtb``) are not, nor are those labelled here with
-    PySCF (source :data:`.keys.PYSCF_SOURCE`): B3LYP-D3BJ/def2-SVP with PySCF lies 0.0004-0.0007
-    Hartree above the public sets' ORCA totals for the same geometries, with relative energies
-    within 0.03 kcal/mol (``benchmarks/results/qm_level_check.md``). Both teach relative energies
-    and forces only; every other level's totals count.
+    Plain GFN2-xTB energies (level ``gfn2-xtb``) are not: they teach relative
+    energies and forces only; every other level's are.
     """
-    return record.level != XTB_LEVEL and not record.source.startswith(PYSCF_SOURCE)
+    return record.level != XTB_LEVEL
 
 
 def record_to_graphs(

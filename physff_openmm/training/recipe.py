@@ -567,9 +567,10 @@ def dft_torsions(
     ``seed``), every frame at its stored geometry (conformer ids ``input<k>``: frame k of the
     source's record), by :func:`.labelling.label` (PySCF; gpu4pyscf when it and a CUDA device
     are present). The GFN2-xTB drives carry the shapes of torsion profiles at the cost of
-    xTB's errors; these carry them at the level the model targets. Training uses their forces
-    and their energies relative within a molecule (``loss.relative_forces_weight``); their
-    totals are PySCF's, not on the public sets' ORCA scale (:func:`.data.has_absolute_energies`).
+    xTB's errors; these carry them at the level the model targets: forces, energies relative
+    within a molecule (``loss.relative_forces_weight``) and totals (``loss.energy_weight``),
+    although PySCF's totals sit 0.0004-0.0007 Hartree above the public sets' ORCA ones
+    (``benchmarks/results/qm_level_check.md``).
     On the CPU a frame of 35 atoms takes minutes: these labels are a GPU's work.
 
     Returns
