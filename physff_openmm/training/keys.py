@@ -43,4 +43,3 @@ CURRENT_SCHEMA_VERSION = 1
 
 # --- levels of theory -----------------------------------------------------------------
 XTB_LEVEL = "gfn2-xtb"  # name of the GFN2-xTB level in shards and model metadata
-PYSCF_SOURCE = "physff-openmm labelling: PySCF"  # start of SOURCE of the shards labelled here with PySCF

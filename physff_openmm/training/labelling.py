@@ -32,7 +32,6 @@ import numpy as np
 from physff_openmm.errors import ConfigError, DependencyError, PhysFFError, QMError
 
 from .dataset import ShardWriter, canonical_smiles, safe_name
-from .keys import PYSCF_SOURCE
 
 __all__ = ["label"]
 
@@ -167,7 +166,7 @@ def _source_string(level: str, n_conformers: int, optimize: str | None, n_off: i
         geometry += f", GFN2-xTB (tblite {version('tblite')}) minimized"
     if n_off:
         geometry += f", {n_off} GFN2-xTB MD samples each"
-    return f"{PYSCF_SOURCE} {version('pyscf')} {level}; {geometry}"
+    return f"physff-openmm labelling: PySCF {version('pyscf')} {level}; {geometry}"
 
 
 def _progress_bar(total: int, enabled: bool):
