@@ -44,12 +44,13 @@ def test_trained_model_ships_with_provenance_and_hash(NAME):
     assert all(splits[s]["test_molecules"] > 0 for s in ("conformers", "torsions", "ncia"))
     assert "md_stability" in meta["metrics"] and "test" in meta["metrics"]
     assert meta["metrics"]["md_stability"]["all_stable"]
+    assert meta["metrics"].get("minimization", {"all_kept": True})["all_kept"]  # recorded since physff-v2.8
     assert len(model.file_hash) == 64
 
 
 @pytest.mark.parametrize("NAME", SHIPPED)
 @pytest.mark.parametrize(
-    "smiles", ["O", "N", "NC=O", "CO", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)Nc1ccc(O)cc1", "OC(=O)c1ccccc1Cl"]
+    "smiles", ["O", "N", "NC=O", "CO", "C[NH3+]", "[NH3+]CC(=O)[O-]", "O.O", "CC(=O)Nc1ccc(O)cc1", "OC(=O)c1ccccc1Cl"]
 )
 def test_minimization_keeps_every_bond(NAME, smiles):
     """Minimization from an RDKit geometry moves no bond more than 20 % (issue 13's line; v1 tore water apart)."""

@@ -10,6 +10,7 @@ in the recipe's ``shard_dir`` is used as is and not labelled again):
 - ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0,
   and more ions where ``ions.n_molecules`` > 0), torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
   bonds to H pulled apart with GFN2-xTB forces (where ``bond_pulls.n_molecules`` > 0),
+  acyclic bonds between heavy atoms pulled apart (where ``heavy_pulls.n_molecules`` > 0),
   B3LYP-D3BJ/def2-SVP energies and forces of frames of those torsion drives (where
   ``dft_torsions.n_molecules`` > 0; gpu4pyscf on a GPU),
   and the stage-1 kinetic-energy labels (QM9 and small training molecules, where
@@ -21,13 +22,13 @@ in the recipe's ``shard_dir`` is used as is and not labelled again):
 - ``finetune``: a second stage-2 phase from those weights with the torsion
   drives (and their DFT frames) added;
 - ``refine``: a third phase from the fine-tuning phase's weights on the same data,
-  the ``ions`` and the ``bond_pulls`` shards (where the config has ``refine``), e.g. with path
+  the ``ions``, ``bond_pulls`` and ``heavy_pulls`` shards (where the config has ``refine``), e.g. with path
   embeddings added;
 - ``lj``: the model's lj_net (per-atom Lennard-Jones terms with other force
   fields' atoms, :mod:`physff_openmm.training.lj_head`) on the NCIAtlas training
   dimers, the rest of the model frozen (where ``lj_head.hidden`` > 0);
 
-then the MD check and the model file.
+then the MD check, the minimization check and the model file.
 
 A phase reads only the shards its config labels, so that one recipe's run
 is not changed by another's shards left in a shared ``work_dir``. No molecule
@@ -79,7 +80,7 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "kd": w / "kd.h5", "charged": w / "charged.h5", "ions": w / "ions.h5", "torsion_scans": w / "torsion_scans.h5",
-        "bond_pulls": w / "bond_pulls.h5", "dft_torsions": w / "dft_torsions.h5",
+        "bond_pulls": w / "bond_pulls.h5", "heavy_pulls": w / "heavy_pulls.h5", "dft_torsions": w / "dft_torsions.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune", "refine": w / "refine",
     }
 
@@ -141,6 +142,14 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
                 n_bonds=p.n_bonds, pull=p.pull, n_angles=p.n_angles, bend=p.bend, opt_steps=p.opt_steps,
                 max_energy_kcal_mol=p.max_energy_kcal_mol, seed=p.seed,
             ), charged_fraction=p.charged_fraction, max_atoms=p.max_atoms, workers=p.workers, seed=p.seed,
+        )
+    h = cfg.heavy_pulls
+    if todo("heavy_pulls"):
+        run("heavy_pulls", xtb_drug_like,
+            paths["heavy_pulls"], h.source or cfg.xtb_frames.path, h.n_molecules, pull_sampling(
+                n_bonds=0, n_angles=0, n_heavy=h.n_bonds, heavy_pull=h.pull, opt_steps=h.opt_steps,
+                max_energy_kcal_mol=h.max_energy_kcal_mol, solvent=h.solvent, seed=h.seed,
+            ), charged_fraction=h.charged_fraction, max_atoms=h.max_atoms, workers=h.workers, seed=h.seed,
         )
     t = cfg.dft_torsions
     if todo("dft_torsions"):
@@ -262,7 +271,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
 
 #: The shards of frames of drug-like molecules (GFN2-xTB, and DFT of the torsion drives) each fine-tuning phase adds.
-PHASE_SHARDS = {"finetune": ("torsion_scans", "dft_torsions"), "refine": ("torsion_scans", "bond_pulls", "dft_torsions")}
+PHASE_SHARDS = {"finetune": ("torsion_scans", "dft_torsions"), "refine": ("torsion_scans", "bond_pulls", "heavy_pulls", "dft_torsions")}
 
 
 def _labelled(cfg: DefaultModelConfig, key: str) -> bool:
@@ -358,16 +367,21 @@ def _summary(metrics: dict) -> dict:
 
 
 def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool, recipe: str) -> dict:
-    """MD check, model file with provenance and metrics, registry entry."""
-    from physff_openmm.training.evaluate import md_stability
+    """MD and minimization checks, model file with provenance and metrics, registry entry.
+
+    A model that fails either check is written (to be looked at) but not installed: the run
+    ends with an error that names the molecules.
+    """
+    from physff_openmm.training.evaluate import md_stability, minimization_check
     from physff_openmm.training.export import export_model, install_model
 
     md = md_stability(result.model, cfg.md_check)
+    kept = minimization_check(result.model, cfg.md_check)
     metadata = {
         "name": cfg.name,
         "description": cfg.description,
         "level": "b3lyp-d3bj/def2-svp",
-        "metrics": {**result.metrics, "phases": phases, "md_stability": md},
+        "metrics": {**result.metrics, "phases": phases, "md_stability": md, "minimization": kept},
         "data": {
             **result.provenance,
             "recipe": recipe,
@@ -376,6 +390,10 @@ def _finish(cfg: DefaultModelConfig, splits, result, phases: dict, install: bool
         },
     }
     sha = export_model(result.model, cfg.output, metadata, config=getattr(cfg, _last_stage2_phase(cfg)))
+    failed = [f"MD of {k} (bond change {v['max_bond_change']:.1%})" for k, v in md["molecules"].items() if not v["stable"]]
+    failed += [f"minimization of {k} ({v['bond']} by {v['max_bond_change']:+.1%})" for k, v in kept["molecules"].items() if not v["kept"]]
+    if failed:
+        raise PhysFFError(f"{cfg.output} (sha256 {sha[:8]}) fails its checks, so it is not installed: {'; '.join(failed)}")
     if install:
         install_model(cfg.output, cfg.name, description=cfg.description, alias=cfg.alias or None)
     return {"file": cfg.output, "sha256": sha, "metrics": metadata["metrics"]}

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model import ModelConfig
-from .data import BEND_DEGREES, PULL_LENGTHS
+from .data import BEND_DEGREES, HEAVY_PULL_LENGTHS, PULL_LENGTHS
 from .sources import CHARGED_KINDS
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "DrugLikeShardConfig",
     "TorsionScanConfig",
     "BondPullConfig",
+    "HeavyPullConfig",
     "LJHeadConfig",
     "DefaultModelConfig",
     "load_config",
@@ -273,6 +274,11 @@ class Stage2Config:
     loss: Stage2LossConfig = field(default_factory=Stage2LossConfig)
 
 
+#: Issue 13's small molecules that minimization must leave bonded: water, ammonia, formamide,
+#: methanol, methylammonium, the glycine zwitterion and the water dimer.
+MINIMIZE_SMILES = ("O", "N", "NC=O", "CO", "C[NH3+]", "[NH3+]CC(=O)[O-]", "O.O")
+
+
 @dataclass
 class MDCheckConfig:
     """Stability check after training: Langevin MD with the native backend.
@@ -285,6 +291,13 @@ class MDCheckConfig:
     temperature_k : float
     max_bond_change : float
         Largest allowed relative change of any covalent bond length.
+    minimize : list of str
+        Molecules minimized from an RDKit geometry after training
+        (:func:`~physff_openmm.training.evaluate.minimization_check`); by default
+        issue 13's small molecules: water, ammonia, formamide, methanol,
+        methylammonium, the glycine zwitterion and the water dimer.
+    max_minimized_bond_change : float
+        Largest allowed relative change of a bond in those minimizations.
     """
 
     smiles: list[str] = field(default_factory=lambda: ["CCO", "CC(=O)NC", "c1ccccc1O"])
@@ -292,6 +305,8 @@ class MDCheckConfig:
     timestep_fs: float = 0.5
     temperature_k: float = 300.0
     max_bond_change: float = 0.2
+    minimize: list[str] = field(default_factory=lambda: list(MINIMIZE_SMILES))
+    max_minimized_bond_change: float = 0.2
 
 
 @dataclass
@@ -518,6 +533,31 @@ class BondPullConfig(DrugLikeShardConfig):
 
 
 @dataclass
+class HeavyPullConfig(DrugLikeShardConfig):
+    """Acyclic bonds between heavy atoms pulled apart in drug-like molecules, half of them charged
+    variants, GFN2-xTB energies and forces (:func:`~physff_openmm.training.recipe.xtb_drug_like`),
+    labelled into ``work_dir/heavy_pulls.h5`` (packed into ``shard_dir``) and read by the refining
+    phase. As :class:`DrugLikeShardConfig`, with ``n_bonds`` bonds per molecule (those at a charged
+    atom first) each pulled to every length of ``pull`` (multiples of its length; one side of the
+    bond moves as a whole, :func:`~physff_openmm.training.data.fragment_pull_geometries`). Each
+    molecule is relaxed on the GFN2-xTB + ALPB surface of ``solvent`` ("": gas phase), where a
+    zwitterion keeps its protons; the labels are gas-phase GFN2-xTB."""
+
+    section: ClassVar[str] = "heavy_pulls"
+
+    charged_fraction: float = 0.5
+    n_bonds: int = 3
+    pull: list[float] = field(default_factory=lambda: list(HEAVY_PULL_LENGTHS))
+    max_energy_kcal_mol: float = 200.0
+    solvent: str = "water"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_bonds < 1 or not self.pull or min(self.pull) <= 1.0:
+            raise ConfigError(f"heavy_pulls: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
+
+
+@dataclass
 class DFTTorsionConfig:
     """B3LYP-D3BJ/def2-SVP energies and forces of torsion-drive frames (:func:`~physff_openmm.training.recipe.dft_torsions`):
     the frames of neutral molecules of the ``torsion_scans`` shard, labelled again with PySCF (gpu4pyscf where a GPU
@@ -657,6 +697,9 @@ class DefaultModelConfig:
     bond_pulls : BondPullConfig
         Bonds to H pulled apart, GFN2-xTB forces (shard ``bond_pulls.h5``), read
         by the refining phase; none unless ``bond_pulls.n_molecules`` > 0.
+    heavy_pulls : HeavyPullConfig
+        Acyclic bonds between heavy atoms pulled apart, GFN2-xTB forces (shard
+        ``heavy_pulls.h5``), read by the refining phase; none unless ``heavy_pulls.n_molecules`` > 0.
     dft_torsions : DFTTorsionConfig
         B3LYP-D3BJ/def2-SVP energies and forces of frames of the torsion drives (shard
         ``dft_torsions.h5``), read by the fine-tuning phases; none unless ``dft_torsions.n_molecules`` > 0.
@@ -685,6 +728,7 @@ class DefaultModelConfig:
     ions: IonsConfig = field(default_factory=IonsConfig)
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     bond_pulls: BondPullConfig = field(default_factory=BondPullConfig)
+    heavy_pulls: HeavyPullConfig = field(default_factory=HeavyPullConfig)
     dft_torsions: DFTTorsionConfig = field(default_factory=DFTTorsionConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)

@@ -395,6 +395,9 @@ class PhysFFDataModule(pl.LightningDataModule):
 #: ``bond_pulls:`` section.
 PULL_LENGTHS = (1.4, 1.8, 2.2, 2.7)
 BEND_DEGREES = (-40.0, -20.0, 20.0, 40.0)
+#: Lengths (multiples of the bond's) to which heavy-atom pulls stretch an acyclic bond between two
+#: heavy atoms: the defaults of :class:`XTBSampling` and the recipe's ``heavy_pulls:`` section.
+HEAVY_PULL_LENGTHS = (1.15, 1.3, 1.5, 1.8)
 
 
 @dataclass
@@ -467,6 +470,13 @@ class XTBSampling:
     bend : tuple of float
         Changes of the bent angles, degrees (non-zero; negative closes, positive
         opens; an angle opens to 175 degrees at most).
+    n_heavy_pulls : int
+        Acyclic bonds between heavy atoms of the lowest minimized conformer
+        (:func:`heavy_pull_bonds`: those at a charged atom first) pulled apart,
+        each to every length of ``heavy_pull`` (:func:`fragment_pull_geometries`:
+        the fragment on one side moves as a whole, so only that bond stretches).
+    heavy_pull : tuple of float
+        Lengths of those bonds, as multiples of their length (each > 1).
     """
 
     n_conformers: int = 3
@@ -491,10 +501,12 @@ class XTBSampling:
     pull: tuple[float, ...] = PULL_LENGTHS
     n_angle_bends: int = 0
     bend: tuple[float, ...] = BEND_DEGREES
+    n_heavy_pulls: int = 0
+    heavy_pull: tuple[float, ...] = HEAVY_PULL_LENGTHS
 
     def __post_init__(self) -> None:
         counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans,
-                  self.n_bond_pulls, self.n_angle_bends)
+                  self.n_bond_pulls, self.n_angle_bends, self.n_heavy_pulls)
         if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
             raise ConfigError(
                 "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
@@ -509,8 +521,9 @@ class XTBSampling:
         n_points = 360.0 / self.torsion_step_deg if self.torsion_step_deg > 0 else 0.0
         if n_points < 2 or abs(n_points - round(n_points)) > 1e-9:
             raise ConfigError(f"XTBSampling: torsion_step_deg must divide 360 in 2 or more steps, got {self.torsion_step_deg}")
-        if self.n_bond_pulls and (not len(self.pull) or min(self.pull) <= 1.0):
-            raise ConfigError(f"XTBSampling: pull lengths must be multiples > 1 of the bond length, got {self.pull}")
+        for n, pull in ((self.n_bond_pulls, self.pull), (self.n_heavy_pulls, self.heavy_pull)):
+            if n and (not len(pull) or min(pull) <= 1.0):
+                raise ConfigError(f"XTBSampling: pull lengths must be multiples > 1 of the bond length, got {pull}")
         if self.n_angle_bends and (not len(self.bend) or not all(0.0 < abs(d) < 90.0 for d in self.bend)):
             raise ConfigError(f"XTBSampling: angle bends must be non-zero changes below 90 degrees, got {self.bend}")
 
@@ -611,6 +624,55 @@ def _pull_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, 
     other = [b for b in order if not on_carbon(b)]
     out = [lst[k] for k in range(max(len(carbon), len(other))) for lst in (other, carbon) if k < len(lst)]
     return out[:n_bonds]
+
+
+def heavy_pull_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Up to ``n_bonds`` acyclic bonds (i, j) between heavy atoms to pull apart: first those with
+    an atom that is charged or bonded to a charged atom (the C-C of a carboxylate, the C-N of an
+    ammonium), then the others, each group in a random order (``rng``); ``j`` is the end on the
+    side with fewer atoms, the fragment that :func:`fragment_pull_geometries` moves."""
+    near, far = [], []
+    for bond in mol.GetBonds():
+        a, b = bond.GetBeginAtom(), bond.GetEndAtom()
+        if bond.IsInRing() or a.GetAtomicNum() == 1 or b.GetAtomicNum() == 1:
+            continue
+        charged = any(x.GetFormalCharge() or any(nb.GetFormalCharge() for nb in x.GetNeighbors()) for x in (a, b))
+        i, j = a.GetIdx(), b.GetIdx()
+        if len(_fragment(mol, i, j)) > len(_fragment(mol, j, i)):
+            i, j = j, i
+        (near if charged else far).append((i, j))
+    out = [grp[k] for grp in (near, far) for k in rng.permutation(len(grp))]
+    return out[:n_bonds]
+
+
+def _fragment(mol, i: int, j: int) -> list[int]:
+    """The atoms reached from j without crossing the bond i-j (j included; i too where the bond is in a ring)."""
+    seen, todo = {j}, [j]
+    while todo:
+        a = todo.pop()
+        for nb in mol.GetAtomWithIdx(a).GetNeighbors():
+            k = nb.GetIdx()
+            if (a, k) != (j, i) and k not in seen:
+                seen.add(k)
+                todo.append(k)
+    return sorted(seen)
+
+
+def fragment_pull_geometries(mol, positions: np.ndarray, bond: tuple[int, int], factors: Sequence[float]) -> np.ndarray:
+    """Geometries with the acyclic bond (i, j) at each of ``factors`` times its length: the fragment on
+    j's side moves as a whole along the bond, so that no other bond or angle inside either fragment
+    changes. (n_factors, n_atoms, 3) Angstrom."""
+    i, j = bond
+    side = _fragment(mol, i, j)
+    if i in side:
+        raise PhysFFError(f"bond {i}-{j} is in a ring: pulling it apart would break the ring")
+    d = positions[j] - positions[i]
+    out = []
+    for f in factors:
+        g = positions.copy()
+        g[side] += d * (float(f) - 1.0)
+        out.append(g)
+    return np.asarray(out).reshape(-1, *positions.shape)
 
 
 def bend_angles(mol, n_angles: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
@@ -738,6 +800,12 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for f, x in zip(sampling.pull, pulled):
                 positions.append(x)
                 ids.append(f"c{lowest}-pull{i}_{j}-{f:g}")
+    if lowest is not None and sampling.n_heavy_pulls:
+        rng = np.random.default_rng(rng_seed + 7000)
+        for i, j in heavy_pull_bonds(mol, sampling.n_heavy_pulls, rng):
+            for f, x in zip(sampling.heavy_pull, fragment_pull_geometries(mol, minima[lowest], (i, j), sampling.heavy_pull)):
+                positions.append(x)
+                ids.append(f"c{lowest}-hpull{i}_{j}-{f:g}")
     if lowest is not None and sampling.n_angle_bends:
         rng = np.random.default_rng(rng_seed + 6000)
         for angle in bend_angles(mol, sampling.n_angle_bends, rng):
@@ -784,6 +852,11 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
     if sampling.n_bond_pulls:
         what.append(
             f"{sampling.n_bond_pulls} bonds to H pulled to {', '.join(f'{x:g}' for x in sampling.pull)} times their length"
+        )
+    if sampling.n_heavy_pulls:
+        what.append(
+            f"{sampling.n_heavy_pulls} acyclic bonds between heavy atoms pulled to "
+            f"{', '.join(f'{x:g}' for x in sampling.heavy_pull)} times their length (one side moving as a whole)"
         )
     if sampling.n_angle_bends:
         what.append(

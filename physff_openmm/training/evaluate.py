@@ -12,6 +12,9 @@ Units: energies in kcal/mol, forces in kcal/mol/Angstrom, distances in Angstrom.
 * :func:`md_stability` - Langevin MD through :func:`physff_openmm.workflows.run_md`
   (the CLI's MD driver); checks that bonds stay within a fraction of their length in
   the input geometry and nothing is NaN.
+* :func:`minimization_check` - L-BFGS minimization through
+  :func:`physff_openmm.workflows.minimize` of small molecules from RDKit
+  geometries; checks that no bond moves more than a fraction of its length.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..errors import ConfigError, PhysFFError
 from ..model import PhysFFModel
 from ..units import HARTREE_TO_KCAL
 
-__all__ = ["predict", "error_stats", "evaluate_graphs", "evaluate_report", "md_stability", "parity_plot"]
+__all__ = ["predict", "error_stats", "evaluate_graphs", "evaluate_report", "md_stability", "minimization_check", "parity_plot"]
 
 logger = logging.getLogger(__name__)
 
@@ -360,3 +363,47 @@ def md_stability(model: PhysFFModel | str | Path, config=None) -> dict[str, Any]
         "molecules": results,
         "all_stable": all(v["stable"] for v in results.values()),
     }
+
+
+def minimization_check(model: PhysFFModel | str | Path, config=None) -> dict[str, Any]:
+    """Minimize each of ``config.minimize`` from an RDKit geometry (native backend, Reference
+    platform) and measure how far its bonds moved: issue 13's line that a bond's own terms
+    hold it, e.g. the glycine zwitterion's C-C, which a model may pull apart.
+
+    Returns
+    -------
+    dict
+        Per SMILES: ``kept`` (bool), ``max_bond_change`` (relative, signed largest),
+        ``bond`` (the atoms of that bond), ``energy_change_kcal_mol``; and ``all_kept``
+        and the ``max_bond_change`` allowed.
+    """
+    from ..errors import ModelFailureError
+    from ..molecule import ensure_conformer, load_molecule, positions_angstrom
+    from ..registry import load_model
+    from ..workflows import minimize
+    from ..workflows.simulation import bond_changes
+    from .config import MDCheckConfig, load_config
+
+    cfg = load_config(config, MDCheckConfig)
+    net = load_model(model)
+    results: dict[str, Any] = {}
+    for smiles in cfg.minimize:
+        start = ensure_conformer(load_molecule(smiles))
+        pairs = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in start.GetBonds()], dtype=np.int64)
+        try:
+            mol, res = minimize(start, model=net, platform="Reference", progress=False)
+        except ModelFailureError as exc:  # a bond past 30 %: nothing comes back
+            results[smiles] = {"kept": False, "max_bond_change": exc.change, "bond": exc.bond, "failure": str(exc)}
+            continue
+        rel = bond_changes(pairs, positions_angstrom(start), positions_angstrom(mol))
+        k = int(np.argmax(np.abs(rel)))
+        i, j = (int(a) for a in pairs[k])
+        symbol = lambda a: start.GetAtomWithIdx(a).GetSymbol() + str(a)  # noqa: E731
+        results[smiles] = {
+            "kept": bool(abs(rel[k]) <= cfg.max_minimized_bond_change),
+            "max_bond_change": float(rel[k]),
+            "bond": f"{symbol(i)}-{symbol(j)}",
+            "energy_change_kcal_mol": float(res["energy_change_kcal_mol"]),
+        }
+    return {"molecules": results, "max_bond_change": cfg.max_minimized_bond_change,
+            "all_kept": all(v["kept"] for v in results.values())}

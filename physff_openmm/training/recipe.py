@@ -22,7 +22,8 @@ level ``gfn2-xtb``: forces and energies relative within a molecule):
 - :func:`xtb_drug_like` with :func:`torsion_sampling`: torsion drives of rotatable bonds of
   xtb-frames molecules and their charged variants, which the xtb-frames sample only at their
   conformers; with :func:`pull_sampling`: bonds to H of such molecules pulled to up to 2.7
-  times their length, which no other source stretches past 1.5 times;
+  times their length, which no other source stretches past 1.5 times, and (``n_heavy``)
+  acyclic bonds between heavy atoms, a charged group's first, pulled to up to 1.8 times;
 - :func:`kd_inputs`: molecules for stage 1 (kinetic-energy partitions), labelled
   with :func:`.labelling.label` at a small-basis level.
 
@@ -42,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .data import BEND_DEGREES, PULL_LENGTHS, XTBSampling, label_xtb
+from .data import BEND_DEGREES, HEAVY_PULL_LENGTHS, PULL_LENGTHS, XTBSampling, label_xtb
 from .dataset import MoleculeRecord, pack_shard, read_dataset, split_by_molecule
 
 __all__ = [
@@ -497,8 +498,11 @@ def pull_sampling(
     pull: Sequence[float] = PULL_LENGTHS,
     n_angles: int = 6,
     bend: Sequence[float] = BEND_DEGREES,
+    n_heavy: int = 0,
+    heavy_pull: Sequence[float] = HEAVY_PULL_LENGTHS,
     opt_steps: int = 10,
     max_energy_kcal_mol: float = 200.0,
+    solvent: str | None = None,
     seed: int = 0,
 ) -> XTBSampling:
     """The per-molecule sampling of bond pulls (:func:`xtb_drug_like`): about 25 frames, a few seconds of one core.
@@ -513,12 +517,18 @@ def pull_sampling(
     each pull (a bond that breaks costs energy) and as each angle bends either
     way. Without the bends a model trained on pulls let the angles of hydrogens
     go soft far from their minimum (a C-O-H angle opened by 32 degrees for
-    0.25 kcal/mol, GFN2-xTB 12.8), and MD at 2 fs broke.
+    0.25 kcal/mol, GFN2-xTB 12.8), and MD at 2 fs broke. With ``n_heavy``
+    (the ``heavy_pulls:`` section), that many acyclic bonds between heavy atoms
+    (those at a charged atom first) are pulled to every length of
+    ``heavy_pull``, one side of the bond moving as a whole. ``solvent``: the
+    relaxation runs on the GFN2-xTB + ALPB surface of that tblite solvent (a
+    zwitterion keeps its protons); the labels stay gas-phase.
     """
     return XTBSampling(
         n_conformers=1, n_md=0, n_normal_modes=0, opt_steps=int(opt_steps), n_bond_pulls=int(n_bonds),
         pull=tuple(float(x) for x in pull), n_angle_bends=int(n_angles), bend=tuple(float(x) for x in bend),
-        max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, seed=int(seed),
+        n_heavy_pulls=int(n_heavy), heavy_pull=tuple(float(x) for x in heavy_pull),
+        max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, solvent=solvent or None, seed=int(seed),
     )
 
 

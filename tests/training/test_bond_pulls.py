@@ -1,4 +1,5 @@
-"""Bonds to H pulled apart for training: which bonds, the geometries, GFN2-xTB labels, the recipe section."""
+"""Bonds pulled apart for training (bonds to H; acyclic bonds between heavy atoms): which bonds, the
+geometries, GFN2-xTB labels, the recipe sections."""
 
 from __future__ import annotations
 
@@ -138,3 +139,75 @@ def test_xtb_drug_like_labels_pulls_of_xtb_frames_molecules_and_resumes(tmp_path
     assert sorted(r.name for r in recs) == ["xtb_m000", "xtb_m001"]  # named like their frames: the split follows
     assert all(r.conformer_ids[1].endswith("-1.5") and r.energy[1] > r.energy[0] for r in recs)
     assert xtb_drug_like(out, frames, 2, sampling, charged_fraction=0.0)["molecules_labelled"] == 0  # resumed
+
+
+def test_heavy_pulls_take_bonds_at_charged_groups_first_and_move_one_side_whole():
+    from physff_openmm.errors import PhysFFError
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+    from physff_openmm.training.data import fragment_pull_geometries, heavy_pull_bonds
+
+    mol = ensure_conformer(load_molecule("CCOC(=O)c1ccccc1CC[NH3+]"))
+    bonds = heavy_pull_bonds(mol, 50, np.random.default_rng(0))
+    heavy_acyclic = [b for b in mol.GetBonds() if not b.IsInRing() and b.GetBeginAtom().GetAtomicNum() > 1
+                     and b.GetEndAtom().GetAtomicNum() > 1]
+    assert len(bonds) == len(heavy_acyclic) == 8 and len({frozenset(b) for b in bonds}) == 8
+    assert {frozenset(b) for b in bonds[:2]} == {frozenset((11, 12)), frozenset((12, 13))}  # at the ammonium first
+    assert heavy_pull_bonds(mol, 3, np.random.default_rng(0)) == bonds[:3]
+    assert heavy_pull_bonds(load_molecule("c1ccccc1"), 3, np.random.default_rng(0)) == []  # ring bonds stay
+    x0 = positions_angstrom(mol)
+    pairs = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    r0 = np.linalg.norm(x0[pairs[:, 0]] - x0[pairs[:, 1]], axis=1)
+    for i, j in bonds:
+        geoms = fragment_pull_geometries(mol, x0, (i, j), [1.2, 1.8])
+        assert geoms.shape == (2, *x0.shape)
+        for f, g in zip((1.2, 1.8), geoms):
+            r = np.linalg.norm(g[pairs[:, 0]] - g[pairs[:, 1]], axis=1)
+            this = [k for k, (a, b) in enumerate(pairs) if {a, b} == {i, j}]
+            assert r[this[0]] == pytest.approx(f * r0[this[0]], rel=1e-9)
+            np.testing.assert_allclose(np.delete(r, this), np.delete(r0, this), atol=1e-9)  # no other bond changes
+            moved = np.flatnonzero(np.abs(g - x0).max(axis=1) > 1e-9)
+            assert j in moved and i not in moved and len(moved) <= mol.GetNumAtoms() / 2  # the smaller side moves
+    with pytest.raises(PhysFFError, match="in a ring"):
+        fragment_pull_geometries(mol, x0, (5, 6), [1.2])
+
+
+def test_pulled_glycine_zwitterion_rises_along_each_heavy_bond_in_gfn2_xtb():
+    """The bond a model once let go in minimization (the zwitterion's C-C): GFN2-xTB, relaxed in
+    ALPB water so that the zwitterion keeps its protons, rises along it."""
+    pytest.importorskip("tblite")
+    from physff_openmm.training.data import XTBSampling, _xtb_molecule
+    from physff_openmm.training.recipe import pull_sampling
+    from physff_openmm.training.xtb import xtb_energy_forces
+
+    pull = (1.15, 1.3, 1.5)
+    sampling = pull_sampling(n_bonds=0, n_angles=0, n_heavy=3, heavy_pull=pull, solvent="water", seed=0)
+    rec = _xtb_molecule(("glycine", "[NH3+]CC(=O)[O-]", sampling))
+    assert "3 acyclic bonds between heavy atoms pulled to 1.15, 1.3, 1.5 times their length" in rec.source
+    assert "labels: gas-phase GFN2-xTB" in rec.source
+    assert len(rec.conformer_ids) == 1 + 3 * len(pull)
+    e = (rec.energy - rec.energy[0]) * HARTREE_KCAL
+    pulled = set()
+    for b in range(3):
+        i, j = (int(a) for a in rec.conformer_ids[1 + b * len(pull)].split("-hpull")[1].split("-")[0].split("_"))
+        pulled.add(frozenset((int(rec.species[i]), int(rec.species[j]))))
+        profile = e[1 + b * len(pull): 1 + (b + 1) * len(pull)]
+        assert profile[0] > 3.0 and np.all(np.diff(profile) > 5.0)  # uphill all the way
+    assert frozenset((6,)) in pulled  # the C-C
+    k = len(rec.conformer_ids) - 1
+    e_ref, f_ref = xtb_energy_forces(rec.species.astype(int), rec.positions[k], 0)
+    assert rec.energy[k] == pytest.approx(e_ref, abs=1e-8)
+    np.testing.assert_allclose(rec.forces[k], f_ref, atol=1e-8)
+    with pytest.raises(ConfigError, match="pull lengths must be multiples > 1"):
+        XTBSampling(n_heavy_pulls=1, heavy_pull=(1.0,))
+
+
+def test_heavy_pull_section_of_the_recipe():
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+
+    cfg = load_config({"heavy_pulls": {"n_molecules": 3}}, DefaultModelConfig)
+    h = cfg.heavy_pulls
+    assert (h.n_bonds, h.pull, h.charged_fraction, h.solvent, h.max_energy_kcal_mol) == (3, [1.15, 1.3, 1.5, 1.8], 0.5, "water", 200.0)
+    assert load_config({}, DefaultModelConfig).heavy_pulls.n_molecules == 0  # none unless asked for
+    for bad in ({"pull": [0.9]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": -0.1}):
+        with pytest.raises(ConfigError, match="heavy_pulls: need"):
+            load_config({"heavy_pulls": bad}, DefaultModelConfig)

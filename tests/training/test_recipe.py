@@ -77,16 +77,18 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     spec.loader.exec_module(script)
     shipped = load_config(ROOT / "training" / "default_model.yaml", DefaultModelConfig)
     bare = load_config({"work_dir": str(tmp_path / "bare")}, DefaultModelConfig)
-    keys = ("charged", "ions", "torsion_scans", "bond_pulls")
+    keys = ("charged", "ions", "torsion_scans", "bond_pulls", "heavy_pulls")
     assert [k for k in keys if script._labelled(shipped, k)] == list(keys)
     ions = load_config({"ions": {"n_molecules": 10}}, DefaultModelConfig)
     assert [k for k in keys if script._labelled(ions, k)] == ["ions"] and ions.ions.kinds == ["sulfonamide", "phenolate", "aromatic_n"]
     assert [k for k in keys if script._labelled(bare, k)] == []  # a shard left in work_dir by another recipe: unread
     pulls = load_config({"bond_pulls": {"n_molecules": 10}}, DefaultModelConfig)
     assert [k for k in keys if script._labelled(pulls, k)] == ["bond_pulls"]
+    heavy = load_config({"heavy_pulls": {"n_molecules": 10}}, DefaultModelConfig)
+    assert [k for k in keys if script._labelled(heavy, k)] == ["heavy_pulls"]
     # the bonds pulled apart train the refining phase only; the DFT frames of the drives both fine-tuning phases
     assert script.PHASE_SHARDS == {"finetune": ("torsion_scans", "dft_torsions"),
-                                   "refine": ("torsion_scans", "bond_pulls", "dft_torsions")}
+                                   "refine": ("torsion_scans", "bond_pulls", "heavy_pulls", "dft_torsions")}
     assert not script._labelled(shipped, "dft_torsions")
     with pytest.raises(ConfigError, match="torsion_scans.n_molecules > 0"):  # it labels the drives' frames
         load_config({"dft_torsions": {"n_molecules": 5}}, DefaultModelConfig)

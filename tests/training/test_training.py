@@ -371,3 +371,27 @@ def test_md_stability_runs_a_model_file_and_keeps_bonds(bound_model_path):
     assert run["finite"] and run["steps"] == 4000 and run["time_ps"] == pytest.approx(2.0)
     assert result["settings"]["max_bond_change"] == 0.3 and 0 < run["max_bond_change"] <= 0.3
     assert run["stable"] and result["all_stable"], result
+
+
+def test_minimization_check_measures_each_bond_against_the_rdkit_geometry(bound_model_path):
+    """evaluate.minimization_check: the largest bond change of a minimization, as measured by hand,
+    and a molecule over the allowed change counted as failed."""
+    from physff_openmm import workflows as wf
+    from physff_openmm.molecule import ensure_conformer, load_molecule, positions_angstrom
+    from physff_openmm.training.config import MINIMIZE_SMILES, MDCheckConfig
+    from physff_openmm.training.evaluate import minimization_check
+
+    assert MDCheckConfig().minimize == list(MINIMIZE_SMILES) and "[NH3+]CC(=O)[O-]" in MINIMIZE_SMILES
+    result = minimization_check(bound_model_path, {"minimize": ["CO", "O.O"], "max_minimized_bond_change": 0.3})
+    assert result["all_kept"] and result["max_bond_change"] == 0.3 and set(result["molecules"]) == {"CO", "O.O"}
+    start = ensure_conformer(load_molecule("CO"))
+    mol, res = wf.minimize(start, model=str(bound_model_path), platform="Reference")
+    x0, x = positions_angstrom(start), positions_angstrom(mol)
+    rel = [np.linalg.norm(x[b.GetBeginAtomIdx()] - x[b.GetEndAtomIdx()]) / np.linalg.norm(x0[b.GetBeginAtomIdx()] - x0[b.GetEndAtomIdx()]) - 1.0
+           for b in start.GetBonds()]
+    got = result["molecules"]["CO"]
+    assert abs(got["max_bond_change"]) == pytest.approx(max(abs(r) for r in rel), abs=1e-6)
+    assert got["energy_change_kcal_mol"] == pytest.approx(res["energy_change_kcal_mol"], abs=1e-4) and got["kept"]
+    strict = minimization_check(bound_model_path, {"minimize": ["CO"], "max_minimized_bond_change": 1e-9})
+    assert not strict["all_kept"] and not strict["molecules"]["CO"]["kept"]
+    assert strict["molecules"]["CO"]["bond"] == got["bond"]
