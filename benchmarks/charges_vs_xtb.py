@@ -23,20 +23,15 @@ from _common import command_line, machine_info, md_table, write_results
 
 #: Anions, cations and the neutral molecules they bind in NCIAtlas's ionic H-bonded dimers.
 DEFAULT_SMILES = ["[OH-]", "CC(=O)[O-]", "[O-]c1ccccc1", "[C-]#N", "[NH4+]", "C[NH3+]", "O", "CO", "CC(=O)O"]
-BOHR_PER_ANGSTROM = 1.0 / 0.529177210903
 
 
 def xtb_charges(mol) -> np.ndarray:
     """GFN2-xTB (tblite) atomic charges of ``mol``'s conformer, e."""
-    from tblite.interface import Calculator
-
     from physff_openmm.molecule import positions_angstrom
+    from physff_openmm.training.xtb import xtb_charges as charges
 
-    numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
-    charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
-    calc = Calculator("GFN2-xTB", numbers, positions_angstrom(mol) * BOHR_PER_ANGSTROM, charge=charge)
-    calc.set("verbosity", 0)
-    return np.asarray(calc.singlepoint().get("charges"), dtype=float)
+    return charges([a.GetAtomicNum() for a in mol.GetAtoms()], positions_angstrom(mol),
+                   sum(a.GetFormalCharge() for a in mol.GetAtoms()))
 
 
 def _by_atom(mol, q) -> str:

@@ -220,6 +220,14 @@ def test_minimize_lowers_energy_and_keeps_topology(model_path, smiles):
     assert res["energy_change_kcal_mol"] == pytest.approx(res["final_energy_kcal_mol"] - res["initial_energy_kcal_mol"])
     assert mol.GetNumConformers() == 1
     assert Chem.MolToSmiles(mol) == Chem.MolToSmiles(load_molecule(smiles))
+    # the largest bond change it reports, against the input geometry by hand
+    start = ensure_conformer(load_molecule(smiles))
+    x0, x1 = start.GetConformer().GetPositions(), mol.GetConformer().GetPositions()
+    rel = {f"{b.GetBeginAtom().GetSymbol()}{b.GetBeginAtomIdx()}-{b.GetEndAtom().GetSymbol()}{b.GetEndAtomIdx()}":
+           np.linalg.norm(x1[b.GetBeginAtomIdx()] - x1[b.GetEndAtomIdx()]) / np.linalg.norm(x0[b.GetBeginAtomIdx()] - x0[b.GetEndAtomIdx()]) - 1.0
+           for b in start.GetBonds()}
+    worst = max(rel, key=lambda k: abs(rel[k]))
+    assert res["worst_bond"] == worst and res["max_bond_change"] == pytest.approx(rel[worst], abs=1e-9)
     # the returned coordinates are the minimum: evaluating them again gives the final energy
     again = wf.energy(mol, model=model_path, platform=PLATFORM)
     assert again["energy_kcal_mol"] == pytest.approx(res["final_energy_kcal_mol"], abs=1e-6)

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DependencyError, QMError
 from ..units import ANGSTROM_TO_NM, BOHR_TO_ANGSTROM, HARTREE_TO_KCAL, KCAL_TO_KJ
 from .qm import _atomic_numbers
 
-__all__ = ["xtb_energy_forces", "xtb_optimize", "sample_off_equilibrium"]
+__all__ = ["xtb_energy_forces", "xtb_charges", "xtb_optimize", "sample_off_equilibrium"]
 
 _INSTALL_HINT = "pip install physff-openmm[train]"
 _METHOD = "GFN2-xTB"
@@ -128,6 +128,13 @@ def xtb_energy_forces(
     calc = _XTB(numbers, positions_angstrom, charge)
     energy, grad = calc(positions_angstrom)
     return energy, -grad
+
+
+def xtb_charges(numbers: Sequence[int | str], positions_angstrom, charge: int = 0) -> np.ndarray:
+    """GFN2-xTB atomic partial charges (e; tblite's, summing to ``charge``) at one geometry."""
+    calc = _XTB(numbers, positions_angstrom, charge)
+    calc(positions_angstrom)
+    return np.asarray(calc._restart.get("charges"), dtype=float)  # the single point's tblite result
 
 
 def xtb_energies(numbers: Sequence[int | str], geometries, charge: int = 0) -> list[float | None]:

@@ -610,7 +610,9 @@ def minimize(
         A copy of the molecule with one conformer at the minimized coordinates
         (Angstrom), and ``initial_energy_kcal_mol``, ``final_energy_kcal_mol``
         (absolute, E_lin included), ``energy_change_kcal_mol``, ``rmsd_angstrom``
-        (coordinate RMS displacement), ``n_atoms``, ``platform``.
+        (coordinate RMS displacement), ``max_bond_change`` (the largest relative change of a
+        covalent bond, signed, > 0 stretched) and ``worst_bond`` (that bond, e.g. ``"O0-H1"``),
+        ``n_atoms``, ``platform``.
 
     Raises
     ------
@@ -629,12 +631,14 @@ def minimize(
     minimize_context(context, tolerance_kcal_mol_a, max_iterations, progress=progress)
     e1 = potential_kcal_mol(context) + offset
     final = context_positions_angstrom(context)
-    check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, start, final, where="the minimization")
+    change, worst = check_bonds_kept(prep.params.covalent_pairs, prep.params.symbols, start, final, where="the minimization")
     result = {
         "initial_energy_kcal_mol": e0,
         "final_energy_kcal_mol": e1,
         "energy_change_kcal_mol": e1 - e0,
         "rmsd_angstrom": float(np.sqrt(np.mean(np.sum((final - start) ** 2, axis=1)))),
+        "max_bond_change": change,
+        "worst_bond": worst,
         "n_atoms": prep.params.n_atoms,
         "platform": context.getPlatform().getName(),
     }
