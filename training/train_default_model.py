@@ -242,6 +242,12 @@ def _datamodule(cfg, splits, stage_cfg, shards, charged=("charged",)):
             extra = read_dataset(path)
             train += [r for r in extra if r.name not in names_val and not _skeletons([r]) & held_out]
             val += [r for r in extra if r.name in names_val]
+    if stage_cfg.loss.charge_weight > 0:  # GFN2-xTB charges of the charged molecules: the charge term's targets
+        from physff_openmm.training.xtb import attach_charge_targets
+
+        t0 = time.perf_counter()
+        counts = attach_charge_targets(train + val, charged_only=True)
+        print(f"charge targets: {counts} ({time.perf_counter() - t0:.0f} s)", flush=True)
     d = stage_cfg.data
     return PhysFFDataModule(
         splits=(train, val, test), batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,

@@ -208,6 +208,11 @@ class Stage2LossConfig:
         IHB100: an ion beside a neutral molecule) inside the interaction term, whose error is
         the weighted mean over the batch's dimers. Fixed charges have no induction, and the
         model underbinds such dimers most.
+    charge_weight : float
+        Weight (kcal/mol per e) of the charge term: |Q - Q_ref| over the atoms that have a
+        target charge (``charge_target``; in the recipe, GFN2-xTB charges of the charged
+        molecules, see its ``charge_targets``). Energies leave how an ion's excess charge
+        spreads over its atoms weakly determined.
     """
 
     kind: str = "mse"
@@ -219,6 +224,7 @@ class Stage2LossConfig:
     relative_forces_weight: float = 0.0
     noise_sigma: float = 0.005
     charged_dimer_weight: float = 1.0
+    charge_weight: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("mae", "mse", "rmse"):
@@ -227,6 +233,8 @@ class Stage2LossConfig:
             raise ConfigError(f"loss.noise_sigma must be >= 0 Angstrom, got {self.noise_sigma}")
         if self.charged_dimer_weight <= 0:
             raise ConfigError(f"loss.charged_dimer_weight must be > 0, got {self.charged_dimer_weight}")
+        if self.charge_weight < 0:
+            raise ConfigError(f"loss.charge_weight must be >= 0, got {self.charge_weight}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ built here hold the model's units, converted once, when a graph is built:
 ``has_forces``   (1,) bool | the conformer has forces
 ``kd_total``     (1,) float64 | Hartree, Tr(DK) = sum_i kd_atom_i + sum_{i<j} kd_pair_ij (NaN where absent)
 ``interaction``  (1,) float64 | kcal/mol, E(AB) - sum E(fragments) (NaN where absent)
+``ref_charges``  (n_atoms,) float64 | e, the record's ``charge_target`` (NaN where absent)
 ``charged_monomer`` (1,) bool | the record has fragments (a dimer) and one of them has a net charge
 ``mol_id``       (1,) long | position of the molecule's record in the data set
 ``conf_id``      (1,) long | conformer row in that record
@@ -108,6 +109,9 @@ def record_to_graphs(
     inter = np.asarray(record.interaction_energy, dtype=np.float64) * HARTREE_TO_KCAL
     forces = None if record.forces is None else record.forces * HARTREE_TO_KCAL
     kd = _kd_total(record)
+    ref_charges = torch.from_numpy(
+        np.full(record.n_atoms, np.nan) if record.charge_target is None else np.asarray(record.charge_target, dtype=np.float64)
+    )
     absolute = has_absolute_energies(record)
     charged_monomer = record.fragments is not None and any(
         int(record.formal_charges[record.fragments == f].sum()) != 0 for f in np.unique(record.fragments)
@@ -127,6 +131,7 @@ def record_to_graphs(
         g.absolute = torch.tensor([absolute])
         g.kd_total = torch.tensor([kd[k]], dtype=torch.float64)
         g.interaction = torch.tensor([inter[k]], dtype=torch.float64)
+        g.ref_charges = ref_charges.clone()
         g.charged_monomer = torch.tensor([charged_monomer])
         g.mol_id = torch.tensor([mol_id], dtype=torch.long)
         g.conf_id = torch.tensor([k], dtype=torch.long)

@@ -247,6 +247,9 @@ class MoleculeRecord:
         Named subset of the source ("" if none).
     nci_group : str
         Non-covalent interaction class ("" if none).
+    charge_target : ndarray (n_atoms,) float64 or None
+        Target partial charges of the charge loss, e (NaN for atoms without one): set in
+        training by :func:`.xtb.attach_charge_targets`, not stored in shards.
     """
 
     name: str
@@ -274,6 +277,7 @@ class MoleculeRecord:
     fragments: np.ndarray | None = None
     subset: str = ""
     nci_group: str = ""
+    charge_target: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.name = str(self.name)
@@ -332,6 +336,7 @@ class MoleculeRecord:
         self.subset = str(self.subset)
         self.nci_group = str(self.nci_group)
         self.complete = bool(self.complete)
+        self.charge_target = _as_float_array(self.charge_target, (n,), f"{self.name}: charge_target", allow_none=True)
 
     # ------------------------------------------------------------------ properties
     @property

@@ -203,6 +203,7 @@ class EnergyModule(pl.LightningModule):
           forces whose molecule has several conformers in the batch (<>_mol: mean over them)
         + relative_forces_weight * the same, over conformers with forces (GFN2-xTB frames,
           charged molecules, torsion drives)
+        + charge_weight * |Q - Q_ref|, over the atoms with a target charge (``ref_charges``)
     """
 
     def __init__(self, model: PhysFFModel, config: Stage2Config):
@@ -292,6 +293,11 @@ class EnergyModule(pl.LightningModule):
                 weight = 1.0 + (lc.charged_dimer_weight - 1.0) * charged
             loss = loss + lc.interaction_weight * self._err(e_int[has_int], batch.interaction[has_int], weight)
             out["interaction_mae"] = (e_int[has_int] - batch.interaction[has_int]).abs().mean().detach()
+        ref_q = getattr(batch, "ref_charges", None)
+        if lc.charge_weight > 0 and ref_q is not None and bool(torch.isfinite(ref_q).any()):
+            has_q = torch.isfinite(ref_q)
+            loss = loss + lc.charge_weight * self._err(terms[0][has_q], ref_q[has_q])
+            out["charge_mae"] = (terms[0][has_q] - ref_q[has_q]).abs().mean().detach()
         out["loss"] = loss
         return out
 

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DependencyError, QMError
 from ..units import ANGSTROM_TO_NM, BOHR_TO_ANGSTROM, HARTREE_TO_KCAL, KCAL_TO_KJ
 from .qm import _atomic_numbers
 
-__all__ = ["xtb_energy_forces", "xtb_charges", "xtb_optimize", "sample_off_equilibrium"]
+__all__ = ["xtb_energy_forces", "xtb_charges", "charge_targets", "attach_charge_targets", "xtb_optimize", "sample_off_equilibrium"]
 
 _INSTALL_HINT = "pip install physff-openmm[train]"
 _METHOD = "GFN2-xTB"
@@ -135,6 +135,70 @@ def xtb_charges(numbers: Sequence[int | str], positions_angstrom, charge: int = 
     calc = _XTB(numbers, positions_angstrom, charge)
     calc(positions_angstrom)
     return np.asarray(calc._restart.get("charges"), dtype=float)  # the single point's tblite result
+
+
+def charge_targets(record, *, charged_only: bool = True) -> np.ndarray:
+    """GFN2-xTB charges of each fragment of a record, alone, at the record's lowest-energy conformer.
+
+    The model's charges depend on each molecule's topology only (never on its
+    partner in a complex), so the target of a fragment is that fragment by itself,
+    at one geometry: the conformer of lowest energy where energies exist (the relaxed
+    frame of a scan), else the first. Topologically equivalent atoms (RDKit's canonical
+    ranks without tie breaking: the two O of a carboxylate, the H of a methyl), whose
+    model charges are equal, get the mean of their charges.
+
+    Parameters
+    ----------
+    record : MoleculeRecord
+    charged_only : bool
+        Only fragments with a net formal charge get targets (the others stay NaN).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_atoms,) e; each labelled fragment sums to its formal charge; NaN where unlabelled.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = record.n_atoms
+    out = np.full(n, np.nan)
+    bonds = np.asarray(record.bonds, dtype=int).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    energy = np.asarray(record.energy, dtype=float)
+    row = int(np.nanargmin(energy)) if np.isfinite(energy).any() else 0
+    for f in np.unique(label):
+        atoms = np.flatnonzero(label == f)
+        charge = int(record.formal_charges[atoms].sum())
+        if charged_only and charge == 0:
+            continue
+        out[atoms] = xtb_charges(record.species[atoms], record.positions[row][atoms], charge)
+    if np.isfinite(out).any():
+        from rdkit import Chem
+
+        rank = np.asarray(Chem.CanonicalRankAtoms(record.to_rdkit(), breakTies=False))
+        sums = np.bincount(rank, weights=np.nan_to_num(out), minlength=n)
+        counts = np.bincount(rank, minlength=n)
+        out = np.where(np.isfinite(out), sums[rank] / counts[rank], np.nan)
+    return out
+
+
+def attach_charge_targets(records, *, charged_only: bool = True) -> dict[str, int]:
+    """Set ``charge_target`` (:func:`charge_targets`) on every record; records whose
+    single point fails keep none. Returns counts: labelled records, atoms, failures."""
+    counts = {"records": 0, "atoms": 0, "failed": 0}
+    for rec in records:
+        try:
+            target = charge_targets(rec, charged_only=charged_only)
+        except QMError:
+            counts["failed"] += 1
+            continue
+        labelled = int(np.isfinite(target).sum())
+        rec.charge_target = target if labelled else None
+        counts["records"] += bool(labelled)
+        counts["atoms"] += labelled
+    return counts
 
 
 def xtb_energies(numbers: Sequence[int | str], geometries, charge: int = 0) -> list[float | None]:

@@ -212,3 +212,43 @@ def test_recipe_reads_the_charged_shard_only_where_the_config_labels_it(monkeypa
         load_config({"ions": {"kinds": ["sulfonate"]}}, DefaultModelConfig)
     assert off.ions.kinds == ["sulfonamide", "phenolate", "aromatic_n"] and not off.ions.small
     assert off.charged.kinds == ["zwitterion", "carboxylate", "ammonium"] and off.charged.small
+
+
+def test_charge_targets_are_gfn2_xtb_charges_of_each_charged_fragment_alone():
+    """The charge term's targets: each charged fragment by itself at the record's lowest-energy
+    conformer, equivalent atoms averaged; neutral fragments unlabelled unless asked."""
+    pytest.importorskip("tblite")
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from physff_openmm.training.data import record_to_graphs
+    from physff_openmm.training.dataset import MoleculeRecord
+    from physff_openmm.training.xtb import attach_charge_targets, charge_targets, xtb_charges
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("C[NH3+].O.[OH-]"))
+    AllChem.EmbedMolecule(mol, randomSeed=3)
+    x = mol.GetConformer().GetPositions()
+    frags = Chem.GetMolFrags(mol)
+    for k, atoms in enumerate(frags):
+        x[list(atoms)] += 4.0 * k  # apart
+    pos = np.stack([x, x + 0.03 * np.random.default_rng(0).standard_normal(x.shape)])
+    rec = MoleculeRecord.from_rdkit(mol, "trio", positions=pos, energy=np.array([-20.0, -20.5]), level="test")
+    target = charge_targets(rec)
+    ammonium, water, hydroxide = (list(a) for a in frags)
+    assert np.isnan(target[water]).all()
+    assert target[ammonium].sum() == pytest.approx(1.0, abs=1e-6)
+    assert target[hydroxide].sum() == pytest.approx(-1.0, abs=1e-6)
+    ref = xtb_charges(rec.species[hydroxide], pos[1][hydroxide], -1)  # row 1: the lowest energy
+    np.testing.assert_allclose(target[hydroxide], ref, atol=1e-10)
+    assert target[hydroxide][0] < -0.9  # GFN2-xTB keeps hydroxide's charge on O
+    ammonium_h = [a for a in ammonium if rec.species[a] == 1 and mol.GetAtomWithIdx(a).GetNeighbors()[0].GetSymbol() == "N"]
+    assert len(ammonium_h) == 3 and np.ptp(target[ammonium_h]) < 1e-12  # equivalent atoms: one value
+    assert charge_targets(rec, charged_only=False)[water].sum() == pytest.approx(0.0, abs=1e-6)
+    m2 = Chem.AddHs(Chem.MolFromSmiles("CO"))
+    AllChem.EmbedMolecule(m2, randomSeed=0)
+    neutral = MoleculeRecord.from_rdkit(m2, "methanol", level="test")
+    assert attach_charge_targets([rec, neutral]) == {"records": 1, "atoms": len(ammonium) + 2, "failed": 0}
+    assert neutral.charge_target is None
+    graphs = record_to_graphs(rec) + record_to_graphs(neutral)
+    np.testing.assert_allclose(graphs[1].ref_charges.numpy(), target, equal_nan=True)
+    assert np.isnan(graphs[-1].ref_charges.numpy()).all()

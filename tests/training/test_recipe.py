@@ -386,3 +386,38 @@ def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
     assert len(calls) == 1
     out["loss"].backward()  # the shared terms carry gradients to every loss term
     assert all(p.grad is not None for p in model.feats_net.parameters())
+
+
+@pytest.mark.parametrize("kind", ["mae", "mse"])
+def test_charge_term_compares_the_model_charges_with_the_targets_where_given(kind):
+    """loss.charge_weight: the error of the model's charges over the atoms with a target (ref_charges)."""
+    from physff_openmm.model import PhysFFModel
+    from physff_openmm.training.config import Stage2Config, load_config
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.stage2 import EnergyModule
+
+    records = _records(["C[NH3+]", "CC(=O)[O-]", "CO"], n_conf=2)
+    records[0].charge_target = np.linspace(-0.4, 0.4, records[0].n_atoms)
+    records[1].charge_target = np.full(records[1].n_atoms, np.nan)
+    records[1].charge_target[:4] = [-0.2, 0.3, -0.6, -0.7]
+    graphs = records_to_graphs(records)
+    batch = next(iter(make_loader(graphs, len(graphs))))
+    weights = {"energy_weight": 0.0, "force_weight": 0.0, "relative_weight": 0.0, "interaction_weight": 0.0}
+    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
+                       "loss": {**weights, "kind": kind, "noise_sigma": 0.0, "charge_weight": 5.0}}, Stage2Config)
+    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    out = module.compute(batch, train=False)
+    with torch.no_grad():
+        h = module.model.embed(batch.x, batch.edge_index, batch.edge_attr)
+        q = module.model.charges(h, batch.fragment_index, batch.fragment_charge).numpy()
+    ref = batch.ref_charges.numpy()
+    has = np.isfinite(ref)
+    assert has.sum() == 2 * (records[0].n_atoms + 4)  # two conformers each; methanol has no targets
+    d = q[has] - ref[has]
+    expect = np.abs(d).mean() if kind == "mae" else (d * d).mean()
+    assert float(out["loss"].detach()) == pytest.approx(5.0 * expect, rel=1e-9)
+    assert float(out["charge_mae"]) == pytest.approx(np.abs(d).mean(), rel=1e-9)
+    cfg.loss.charge_weight = 0.0
+    assert "charge_mae" not in module.compute(batch, train=False)
+    with pytest.raises(ConfigError, match="charge_weight"):
+        load_config({"loss": {"charge_weight": -1.0}}, Stage2Config)
