@@ -1,7 +1,10 @@
 """Partial charges of small ions and molecules: physff models against GFN2-xTB.
 
-The models' charges are trained only through energies (no charge or dipole target).
-This script shows where that leaves them: per molecule, the charge of each heavy atom
+Up to physff-v2.8 the models' charges were trained only through energies; physff-v2.9's
+refining phase adds a charge term against GFN2-xTB for the charged molecules of its data
+(``loss.charge_weight``; the ions listed here are among them, so for ions this is a check
+of the fit, for the neutral molecules one of what energies alone give). Per molecule: the
+charge of each heavy atom
 and the total on the hydrogens, from each model (``physff_openmm.parameterize``) and
 from a GFN2-xTB single point (tblite, its Mulliken-type charges) at the RDKit geometry.
 The ions that fixed charges underbind beside neutral molecules (water + hydroxide,
@@ -9,7 +12,7 @@ the ionic H-bonded dimers of NCIAtlas) are in the default list.
 
 Usage (repository root, ``pip install -e .[train]`` for tblite)::
 
-    python benchmarks/charges_vs_xtb.py --models physff-v2.8 physff-v2.3
+    python benchmarks/charges_vs_xtb.py --models physff-v2.9 physff-v2.8
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
         "# Partial charges: physff models against GFN2-xTB\n\n"
         f"Command: `{command_line(argv, __file__)}` ({info['date_utc']}).\n\n"
         "Charges in e at the RDKit geometry: each heavy atom, then the sum over the hydrogens; RMS difference "
-        "from GFN2-xTB (tblite) over all atoms. The models learn charges only through energies.\n\n"
+        "from GFN2-xTB (tblite) over all atoms. physff-v2.9 fits the charges of charged molecules to GFN2-xTB's "
+        "(its training data holds these ions); the neutral molecules' charges come from energies alone.\n\n"
         + md_table(["molecule", "charges from", "heavy atoms; hydrogens' sum", "RMS vs GFN2-xTB"], rows)
         + "\n"
     )
