@@ -36,6 +36,21 @@ def _records(smiles: list[str], n_conf: int = 3, seed: int = 0, forces: bool = F
     return out
 
 
+def _loss_module(records, kind: str, **loss):
+    """A small EnergyModule with every loss term off but ``loss``, and one batch of ``records``."""
+    from physff_openmm.model import PhysFFModel
+    from physff_openmm.training.config import Stage2Config, load_config
+    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.stage2 import EnergyModule
+
+    graphs = records_to_graphs(records)
+    batch = next(iter(make_loader(graphs, len(graphs))))
+    off = {"energy_weight": 0.0, "force_weight": 0.0, "relative_weight": 0.0, "interaction_weight": 0.0}
+    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
+                       "loss": {**off, "kind": kind, "noise_sigma": 0.0, **loss}}, Stage2Config)
+    return EnergyModule(PhysFFModel(cfg.model), cfg), batch
+
+
 def test_default_recipe_config_loads():
     from physff_openmm.training.config import DefaultModelConfig, load_config
 
@@ -256,11 +271,10 @@ def test_charged_dimer_weight_weighs_dimers_with_an_ion_in_the_interaction_term(
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from physff_openmm.model import PhysFFModel
     from physff_openmm.training.config import Stage2Config, load_config
-    from physff_openmm.training.data import make_loader, records_to_graphs
+    from physff_openmm.training.data import records_to_graphs
     from physff_openmm.training.dataset import MoleculeRecord
-    from physff_openmm.training.stage2 import EnergyModule, interaction_energy
+    from physff_openmm.training.stage2 import interaction_energy
 
     records = []
     for k, (smiles, e_int) in enumerate([("O.O", -0.008), ("C[NH3+].O", -0.03), ("CC(=O)[O-].C[NH3+]", -0.15)]):
@@ -273,12 +287,8 @@ def test_charged_dimer_weight_weighs_dimers_with_an_ion_in_the_interaction_term(
         records.append(MoleculeRecord.from_rdkit(mol, f"d{k}", positions=pos, energy=np.full(1, np.nan),
                                                  interaction_energy=np.array([e_int]), level="test", fragments=fragments))
     assert [bool(records_to_graphs([r])[0].charged_monomer) for r in records] == [False, True, True]
-    graphs = records_to_graphs(records)
-    batch = next(iter(make_loader(graphs, len(graphs))))
-    weights = {"energy_weight": 0.0, "force_weight": 0.0, "relative_weight": 0.0, "interaction_weight": 1.0}
-    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
-                       "loss": {**weights, "kind": kind, "noise_sigma": 0.0, "charged_dimer_weight": 3.0}}, Stage2Config)
-    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    module, batch = _loss_module(records, kind, interaction_weight=1.0, charged_dimer_weight=3.0)
+    cfg = module.config
     out = module.compute(batch, train=False)
     with torch.no_grad():
         d = interaction_energy(module.model, batch, batch.pos.double()) - batch.interaction
@@ -391,21 +401,14 @@ def test_a_batch_is_embedded_once_for_all_loss_terms(monkeypatch):
 @pytest.mark.parametrize("kind", ["mae", "mse"])
 def test_charge_term_compares_the_model_charges_with_the_targets_where_given(kind):
     """loss.charge_weight: the error of the model's charges over the atoms with a target (ref_charges)."""
-    from physff_openmm.model import PhysFFModel
     from physff_openmm.training.config import Stage2Config, load_config
-    from physff_openmm.training.data import make_loader, records_to_graphs
-    from physff_openmm.training.stage2 import EnergyModule
 
     records = _records(["C[NH3+]", "CC(=O)[O-]", "CO"], n_conf=2)
     records[0].charge_target = np.linspace(-0.4, 0.4, records[0].n_atoms)
     records[1].charge_target = np.full(records[1].n_atoms, np.nan)
     records[1].charge_target[:4] = [-0.2, 0.3, -0.6, -0.7]
-    graphs = records_to_graphs(records)
-    batch = next(iter(make_loader(graphs, len(graphs))))
-    weights = {"energy_weight": 0.0, "force_weight": 0.0, "relative_weight": 0.0, "interaction_weight": 0.0}
-    cfg = load_config({"model": {"hidden": 16, "n_steps": 2, "pair_hidden": 16},
-                       "loss": {**weights, "kind": kind, "noise_sigma": 0.0, "charge_weight": 5.0}}, Stage2Config)
-    module = EnergyModule(PhysFFModel(cfg.model), cfg)
+    module, batch = _loss_module(records, kind, charge_weight=5.0)
+    cfg = module.config
     out = module.compute(batch, train=False)
     with torch.no_grad():
         h = module.model.embed(batch.x, batch.edge_index, batch.edge_attr)
