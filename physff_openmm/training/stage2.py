@@ -294,8 +294,8 @@ class EnergyModule(pl.LightningModule):
             loss = loss + lc.interaction_weight * self._err(e_int[has_int], batch.interaction[has_int], weight)
             out["interaction_mae"] = (e_int[has_int] - batch.interaction[has_int]).abs().mean().detach()
         ref_q = getattr(batch, "ref_charges", None)
-        if lc.charge_weight > 0 and ref_q is not None and bool(torch.isfinite(ref_q).any()):
-            has_q = torch.isfinite(ref_q)
+        has_q = torch.isfinite(ref_q) if ref_q is not None else None
+        if lc.charge_weight > 0 and has_q is not None and bool(has_q.any()):
             loss = loss + lc.charge_weight * self._err(terms[0][has_q], ref_q[has_q])
             out["charge_mae"] = (terms[0][has_q] - ref_q[has_q]).abs().mean().detach()
         out["loss"] = loss

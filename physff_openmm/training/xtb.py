@@ -158,26 +158,25 @@ def charge_targets(record, *, charged_only: bool = True) -> np.ndarray:
     numpy.ndarray
         (n_atoms,) e; each labelled fragment sums to its formal charge; NaN where unlabelled.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from rdkit import Chem
+
+    from ..molecule import fragment_atom_indices
 
     n = record.n_atoms
     out = np.full(n, np.nan)
-    bonds = np.asarray(record.bonds, dtype=int).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
+    if charged_only and not np.any(record.formal_charges):
+        return out  # no charged fragment
+    mol = record.to_rdkit()
     energy = np.asarray(record.energy, dtype=float)
     row = int(np.nanargmin(energy)) if np.isfinite(energy).any() else 0
-    for f in np.unique(label):
-        atoms = np.flatnonzero(label == f)
+    for frag in fragment_atom_indices(mol):
+        atoms = np.asarray(frag)
         charge = int(record.formal_charges[atoms].sum())
         if charged_only and charge == 0:
             continue
         out[atoms] = xtb_charges(record.species[atoms], record.positions[row][atoms], charge)
     if np.isfinite(out).any():
-        from rdkit import Chem
-
-        rank = np.asarray(Chem.CanonicalRankAtoms(record.to_rdkit(), breakTies=False))
+        rank = np.asarray(Chem.CanonicalRankAtoms(mol, breakTies=False))
         sums = np.bincount(rank, weights=np.nan_to_num(out), minlength=n)
         counts = np.bincount(rank, minlength=n)
         out = np.where(np.isfinite(out), sums[rank] / counts[rank], np.nan)
