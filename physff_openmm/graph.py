@@ -11,6 +11,13 @@ one molecule, or different molecules), whether i and j share a ring, and, for
 covalent pairs, the reference length of the bond (:func:`reference_bond_length`,
 Angstrom; 0 otherwise), around which the covalent core's minimum is placed.
 
+Resonance (:func:`resonance_structures`, for a model built with ``resonance_features``):
+where a molecule has other Lewis structures that only move formal charges between atoms of
+the same element (a carboxylate's two O, a nitro group, an amidinium's two N, imidazolium),
+the formal-charge and bond-type one-hots and the reference bond lengths are averaged over
+those structures, so that resonance-equivalent atoms get equal embeddings, charges and
+parameters (aromatic bonds stay aromatic).
+
 Path atoms (:func:`path_atoms`): for a 1-3 pair the middle atom, for a 1-4 pair the
 two atoms of the central bond, averaged over the shortest paths between i and j;
 a model built with ``path_embeddings`` adds their embeddings to feats_net's input.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from rdkit import Chem
+from rdkit.rdBase import BlockLogs
 from torch_geometric.data import Data
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "path_atoms",
     "bond_features",
     "covalent_pairs",
+    "resonance_structures",
     "mol_to_graph",
     "MolGraph",
 ]
@@ -118,8 +127,56 @@ def _one_hot(value, choices) -> list[float]:
     return out
 
 
-def atom_features(mol: Chem.Mol) -> np.ndarray:
-    """(n_atoms, ATOM_FEATURES) float32 atom features."""
+#: Most Lewis structures :func:`resonance_structures` asks RDKit for (its own default).
+MAX_RESONANCE_STRUCTURES: int = 1000
+
+
+def resonance_structures(mol: Chem.Mol) -> list[Chem.Mol]:
+    """The Lewis structures of ``mol`` whose formal charges sit on the same elements as its own, atom and bond order kept.
+
+    RDKit's :class:`~rdkit.Chem.rdchem.ResonanceMolSupplier` (default flags: no new charge
+    separation) enumerates the structures; those that put a charge on another element (the
+    carbanion forms of a phenolate) are left out, duplicates dropped. A molecule without
+    formal charges, or with no other such structure, gives ``[mol]``.
+    """
+    charged = sorted((a.GetAtomicNum(), a.GetFormalCharge()) for a in mol.GetAtoms() if a.GetFormalCharge())
+    if not charged:
+        return [mol]
+    out, seen = [], set()
+    with BlockLogs():  # RDKit logs the structures it rejects (an over-valent C) as errors
+        forms = list(Chem.ResonanceMolSupplier(mol, 0, MAX_RESONANCE_STRUCTURES))
+    for s in forms:
+        if s is None:
+            continue
+        if sorted((a.GetAtomicNum(), a.GetFormalCharge()) for a in s.GetAtoms() if a.GetFormalCharge()) != charged:
+            continue
+        key = (tuple(a.GetFormalCharge() for a in s.GetAtoms()), tuple(b.GetBondType() for b in s.GetBonds()))
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out if len(out) > 1 else [mol]
+
+
+def _charge_one_hot(mol: Chem.Mol, structures: list[Chem.Mol] | None) -> np.ndarray:
+    """(n, len(_FORMAL_CHARGES)) formal-charge one-hots, averaged over ``structures`` when given."""
+    forms = structures if structures and len(structures) > 1 else [mol]
+    out = np.zeros((mol.GetNumAtoms(), len(_FORMAL_CHARGES)))
+    for m in forms:
+        out += [_one_hot(a.GetFormalCharge(), _FORMAL_CHARGES)[:-1] for a in m.GetAtoms()]
+    return out / len(forms)
+
+
+def _bond_type_weights(bond: Chem.Bond, structures: list[Chem.Mol] | None) -> list[tuple[Chem.BondType, float]]:
+    """(bond type, weight) of a bond: its own type, or its types over ``structures`` (an aromatic bond stays aromatic)."""
+    if not structures or len(structures) < 2 or bond.GetIsAromatic():
+        return [(bond.GetBondType(), 1.0)]
+    w = 1.0 / len(structures)
+    return [(m.GetBondWithIdx(bond.GetIdx()).GetBondType(), w) for m in structures]
+
+
+def atom_features(mol: Chem.Mol, structures: list[Chem.Mol] | None = None) -> np.ndarray:
+    """(n_atoms, ATOM_FEATURES) float32 atom features; formal charges averaged over ``structures``
+    (:func:`resonance_structures`) when given."""
     rows = []
     for atom in mol.GetAtoms():
         element = [0.0] * len(ELEMENTS)
@@ -132,30 +189,35 @@ def atom_features(mol: Chem.Mol) -> np.ndarray:
             + _one_hot(atom.GetTotalNumHs(), _NUM_H)
             + [float(atom.GetIsAromatic()), float(atom.IsInRing())]
         )
-    return np.asarray(rows, dtype=np.float32).reshape(-1, ATOM_FEATURES)
+    out = np.asarray(rows, dtype=np.float32).reshape(-1, ATOM_FEATURES)
+    if structures is not None and len(structures) > 1:
+        out[:, len(ELEMENTS):len(ELEMENTS) + len(_FORMAL_CHARGES)] = _charge_one_hot(mol, structures)
+    return out
 
 
-def bond_features(bond: Chem.Bond | None) -> list[float]:
-    """Bond feature vector of a covalent bond, or of a non-covalent pair when ``bond`` is None."""
+def bond_features(bond: Chem.Bond | None, structures: list[Chem.Mol] | None = None) -> list[float]:
+    """Bond feature vector of a covalent bond, or of a non-covalent pair when ``bond`` is None; the
+    bond-type one-hot averaged over ``structures`` (:func:`resonance_structures`) when given."""
     out = [0.0] * BOND_FEATURES
     if bond is None:
         out[NONCOVALENT] = 1.0
         return out
-    bt = bond.GetBondType()
-    out[_BOND_TYPES.index(bt) if bt in _BOND_TYPES else 0] = 1.0
+    for bt, w in _bond_type_weights(bond, structures):
+        out[_BOND_TYPES.index(bt) if bt in _BOND_TYPES else 0] += w
     out[NONCOVALENT + 1] = float(bond.GetIsConjugated())
     out[NONCOVALENT + 2] = float(bond.IsInRing())
     return out
 
 
-def covalent_pairs(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
-    """Covalent pairs (m, 2) int64 with i < j, sorted, and their (m, BOND_FEATURES) float32 features."""
+def covalent_pairs(mol: Chem.Mol, structures: list[Chem.Mol] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Covalent pairs (m, 2) int64 with i < j, sorted, and their (m, BOND_FEATURES) float32 features
+    (``structures``: see :func:`bond_features`)."""
     bonds = sorted(
         (min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), b)
         for b in mol.GetBonds()
     )
     pairs = np.asarray([(i, j) for i, j, _ in bonds], dtype=np.int64).reshape(-1, 2)
-    feats = np.asarray([bond_features(b) for _, _, b in bonds], dtype=np.float32).reshape(-1, BOND_FEATURES)
+    feats = np.asarray([bond_features(b, structures) for _, _, b in bonds], dtype=np.float32).reshape(-1, BOND_FEATURES)
     return pairs, feats
 
 
@@ -180,12 +242,13 @@ def _topology(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return dist, frag, ring
 
 
-def pair_features(mol: Chem.Mol, pairs: np.ndarray) -> np.ndarray:
+def pair_features(mol: Chem.Mol, pairs: np.ndarray, structures: list[Chem.Mol] | None = None) -> np.ndarray:
     """(P, PAIR_FEATURES) float32 features of atom pairs ``pairs`` (P, 2) of ``mol``.
 
     Columns: bond features (:func:`bond_features`), distance class one-hot (1..5 bonds,
     >= 6 bonds, different molecules), shares a ring, reference bond length (Angstrom,
-    covalent pairs only).
+    covalent pairs only). With ``structures`` (:func:`resonance_structures`) a bond's type
+    and reference length are averaged over them.
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     out = np.zeros((len(pairs), PAIR_FEATURES), dtype=np.float32)
@@ -201,8 +264,10 @@ def pair_features(mol: Chem.Mol, pairs: np.ndarray) -> np.ndarray:
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     for k in np.flatnonzero(cls == 0):
         bond = mol.GetBondBetweenAtoms(int(i[k]), int(j[k]))
-        out[k, :BOND_FEATURES] = bond_features(bond)
-        out[k, PAIR_REFERENCE_LENGTH] = reference_bond_length(symbols[i[k]], symbols[j[k]], bond.GetBondType())
+        out[k, :BOND_FEATURES] = bond_features(bond, structures)
+        out[k, PAIR_REFERENCE_LENGTH] = sum(
+            w * reference_bond_length(symbols[i[k]], symbols[j[k]], bt) for bt, w in _bond_type_weights(bond, structures)
+        )
     return out
 
 
@@ -285,7 +350,7 @@ class MolGraph(Data):
         return 0
 
 
-def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
+def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False, structures: list[Chem.Mol] | None = None) -> MolGraph:
     """Build the graph of a molecule (atom order kept).
 
     Parameters
@@ -297,6 +362,9 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
         features ``pair_attr`` (P, PAIR_FEATURES)) and their path atoms (``path_pair``,
         ``path_atom``, ``path_weight``, :func:`path_atoms`), as training needs for
         whole-molecule energies.
+    structures : list of rdkit.Chem.Mol, optional
+        Average formal charges and bond types over these structures of ``mol``
+        (:func:`resonance_structures`, for a model built with ``resonance_features``).
 
     Returns
     -------
@@ -308,8 +376,8 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
         ``fragment_charge`` (n_fragments,) formal charge per fragment.
     """
     n = mol.GetNumAtoms()
-    x = torch.from_numpy(atom_features(mol))
-    pairs, feats = covalent_pairs(mol)
+    x = torch.from_numpy(atom_features(mol, structures))
+    pairs, feats = covalent_pairs(mol, structures)
     bond_index = torch.from_numpy(pairs)
     bond_attr = torch.from_numpy(feats)
     edge_index = torch.cat([bond_index.T, bond_index.flip(1).T], dim=1)
@@ -337,7 +405,7 @@ def mol_to_graph(mol: Chem.Mol, *, with_pairs: bool = False) -> MolGraph:
         iu, ju = np.triu_indices(n, 1)
         pair_index = np.stack([iu, ju], axis=1).astype(np.int64).reshape(-1, 2)
         data.pair_index = torch.from_numpy(pair_index)
-        data.pair_attr = torch.from_numpy(pair_features(mol, pair_index))
+        data.pair_attr = torch.from_numpy(pair_features(mol, pair_index, structures))
         row, atom, weight = path_atoms(mol, pair_index)
         data.path_pair, data.path_atom, data.path_weight = map(torch.from_numpy, (row, atom, weight))
     return data

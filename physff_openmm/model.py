@@ -100,6 +100,11 @@ class ModelConfig:
     path_embeddings : bool
         feats_net also sees the embeddings of the inner atoms of a 1-3 or 1-4 pair's shortest
         paths (:func:`physff_openmm.graph.path_atoms`): the middle atom, the central bond.
+    resonance_features : bool
+        The graph averages formal charges and bond types over the molecule's resonance
+        structures (:func:`physff_openmm.graph.resonance_structures`), so that
+        resonance-equivalent atoms (a carboxylate's O) are parameterized alike; False for
+        models trained before it.
     lj_sigma_range, lj_epsilon_range : float
         lj_net changes ln(sigma) by at most ``lj_sigma_range`` and ln(epsilon) by at most
         ``lj_epsilon_range`` from the base values it scales
@@ -124,6 +129,7 @@ class ModelConfig:
     width_floor: float = 0.0
     curvature_max: float = 0.0
     path_embeddings: bool = False
+    resonance_features: bool = False
     lj_hidden: int = 0
     lj_sigma_range: float = 0.2
     lj_epsilon_range: float = 2.0

@@ -35,6 +35,7 @@ from .graph import (
     mol_to_graph,
     pair_features,
     path_atoms,
+    resonance_structures,
 )
 from ._progress import progress_bar
 from .model import PhysFFModel
@@ -330,7 +331,8 @@ def class_embeddings(g, model: PhysFFModel) -> tuple[np.ndarray, torch.Tensor]:
 def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False) -> dict[str, Any]:
     """Charges, classes, class table and intramolecular pair parameters of ``mol`` (input atom order)."""
     model = _float64_copy(model)
-    g = mol_to_graph(mol)
+    structures = resonance_structures(mol) if model.config.resonance_features else None
+    g = mol_to_graph(mol, structures=structures)
     classes, hc = class_embeddings(g, model)
     n_cls = hc.shape[0]
     h_sym = hc[torch.from_numpy(classes)]
@@ -347,7 +349,7 @@ def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False)
     pairs = intramolecular_pairs(mol)
     intra = np.zeros((len(pairs), N_PARAMETERS))
     if len(pairs):
-        feats = torch.from_numpy(pair_features(mol, pairs)).to(hc.dtype)
+        feats = torch.from_numpy(pair_features(mol, pairs, structures)).to(hc.dtype)
         qt = torch.from_numpy(q)
         path = path_atoms(mol, pairs) if model.config.path_embeddings else None  # rows ascending
         show = progress if len(pairs) > PAIR_BLOCK else False  # a drug-like molecule takes milliseconds

@@ -458,3 +458,76 @@ def test_a_large_molecule_is_parameterized_in_blocks_with_a_progress_bar(test_mo
     np.testing.assert_array_equal(shown.intra_parameters, quiet.intra_parameters)
     pf.parameterize("CCO", model=test_model_path, cache=False, progress=True)
     assert capsys.readouterr().err == ""  # a small molecule: no bar even when asked
+
+
+def test_resonance_structures_move_formal_charges_only_between_atoms_of_one_element(capfd):
+    """Acetate's two O, nitrate's three: averaged charges, bond types and reference lengths; a phenolate's
+    carbanion forms and molecules without formal charges leave the features as they were."""
+    from physff_openmm.graph import (
+        ELEMENTS, PAIR_REFERENCE_LENGTH, atom_features, pair_features, resonance_structures,
+    )
+
+    charge_cols = slice(len(ELEMENTS), len(ELEMENTS) + 5)  # formal charge -2..+2
+    acetate = load_molecule("CC(=O)[O-]")  # C0 C1 O2 O3
+    forms = resonance_structures(acetate)
+    assert len(forms) == 2
+    x = atom_features(acetate, forms)
+    np.testing.assert_array_equal(x[2], x[3])
+    assert x[2, charge_cols].tolist() == [0.0, 0.5, 0.5, 0.0, 0.0]
+    np.testing.assert_array_equal(atom_features(acetate)[[0, 1]], x[[0, 1]])  # the rest as before
+    f = pair_features(acetate, np.array([[1, 2], [1, 3]]), forms)
+    np.testing.assert_array_equal(f[0], f[1])
+    assert f[0, :2].tolist() == [0.5, 0.5]  # half single, half double
+    assert f[0, PAIR_REFERENCE_LENGTH] == pytest.approx((1.38 + 1.38 * 0.87) / 2)  # C-O single 0.75 + 0.63
+    plain = pair_features(acetate, np.array([[1, 2], [1, 3]]))
+    assert plain[:, :2].tolist() == [[0.0, 1.0], [1.0, 0.0]]  # without structures: double, single
+
+    nitrate = load_molecule("O=[N+]([O-])[O-]")
+    x = atom_features(nitrate, resonance_structures(nitrate))
+    np.testing.assert_allclose(x[[0, 2, 3], charge_cols], [[0.0, 2 / 3, 1 / 3, 0.0, 0.0]] * 3)
+    phenolate = load_molecule("[O-]c1ccccc1")
+    assert resonance_structures(phenolate) == [phenolate]
+    paracetamol = load_molecule("CC(=O)Nc1ccc(O)cc1")
+    assert resonance_structures(paracetamol) == [paracetamol]
+    zwitterion = load_molecule("[O-]C1=CC=[S+]C1")  # RDKit rejects some of its structures, quietly
+    capfd.readouterr()
+    assert len(resonance_structures(zwitterion)) == 1
+    assert "valence" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("smiles,equivalent", [
+    ("CC(=O)[O-]", [(2, 3)]),
+    ("O=[N+]([O-])c1ccccc1", [(0, 2)]),
+    ("NC(=[NH2+])c1ccccc1", [(0, 2)]),
+    ("c1c[nH+]c[nH]1", [(2, 4)]),
+])
+def test_a_resonance_model_parameterizes_resonance_equivalent_atoms_alike(test_model_path, smiles, equivalent):
+    """With resonance_features the two O of a carboxylate (or nitro group, the two N of an amidinium or an
+    imidazolium) share class, charge and covalent core; without, they do not; training graphs give the same
+    pair parameters as parameterize."""
+    from physff_openmm.graph import mol_to_graph, resonance_structures
+    from physff_openmm.model import load_model_file
+
+    base = load_model_file(test_model_path)
+    model = load_model_file(test_model_path)
+    model.config.resonance_features = True
+    model.file_hash = None
+    mol = load_molecule(smiles)
+    p0 = pf.parameterize(mol, model=base, cache=False)
+    p = pf.parameterize(mol, model=model, cache=False)
+    c = p.pair_parameters()
+    for a, b in equivalent:
+        assert p0.charges[a] != pytest.approx(p0.charges[b], abs=1e-6)
+        assert p.atom_classes[a] == p.atom_classes[b]
+        assert p.charges[a] == pytest.approx(p.charges[b], abs=1e-12)
+        (k,) = {n.GetIdx() for n in mol.GetAtomWithIdx(a).GetNeighbors() if n.GetSymbol() != "H"} & {
+            n.GetIdx() for n in mol.GetAtomWithIdx(b).GetNeighbors() if n.GetSymbol() != "H"}
+        np.testing.assert_allclose(c[k, a], c[k, b], rtol=1e-9, atol=1e-12)  # the two bonds to their shared neighbour
+    g = mol_to_graph(mol, with_pairs=True, structures=resonance_structures(mol))
+    twin = model.double()
+    g.x, g.edge_attr, g.pair_attr = g.x.double(), g.edge_attr.double(), g.pair_attr.double()
+    with torch.no_grad():
+        _, terms = twin.pair_terms(g)
+    i, j = g.pair_index[:, 0].numpy(), g.pair_index[:, 1].numpy()
+    # parameterize merges atoms whose embeddings differ by less than CLASS_TOLERANCE (class means)
+    np.testing.assert_allclose(terms.numpy(), c[i, j], rtol=1e-4, atol=1e-6)

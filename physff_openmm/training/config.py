@@ -260,6 +260,11 @@ class Stage2Config:
         (:meth:`physff_openmm.model.PhysFFModel.add_path_embeddings`: feats_net also sees
         the middle atom of 1-3 pairs and the central bond of 1-4 pairs, its new input
         weights starting at zero), or a new model.
+    resonance_features : bool
+        Train with graphs whose formal charges and bond types are averaged over resonance
+        structures (:func:`physff_openmm.graph.resonance_structures`) and mark the model so
+        (:attr:`physff_openmm.model.ModelConfig.resonance_features`); a start model that
+        already has them needs it set.
     wall_factor, width_floor, curvature_max : float or None
         Set on the model before training (:attr:`physff_openmm.model.ModelConfig.wall_factor`,
         ``width_floor``, ``curvature_max``: the inner wall of non-covalent pairs within a
@@ -270,6 +275,7 @@ class Stage2Config:
 
     model: ModelConfig | None = None
     path_embeddings: bool = False
+    resonance_features: bool = False
     wall_factor: float | None = None
     width_floor: float | None = None
     curvature_max: float | None = None

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DependencyError, PhysFFError
-from ..graph import ELEMENTS, MolGraph, mol_to_graph
+from ..graph import ELEMENTS, MolGraph, mol_to_graph, resonance_structures
 from ..units import HARTREE_TO_KCAL
 from .dataset import MoleculeRecord, read_dataset, split_by_molecule
 from .keys import XTB_LEVEL
@@ -85,6 +85,7 @@ def record_to_graphs(
     with_pairs: bool = True,
     mol_id: int = 0,
     conformers: Sequence[int] | None = None,
+    resonance: bool = False,
 ) -> list[MolGraph]:
     """One graph per conformer of a record, labels converted to kcal/mol and kcal/mol/Angstrom.
 
@@ -97,6 +98,9 @@ def record_to_graphs(
         Stored in ``mol_id`` of every graph.
     conformers : sequence of int, optional
         Rows to use (default: all).
+    resonance : bool
+        Features averaged over the resonance structures (:func:`physff_openmm.graph.resonance_structures`),
+        for a model with ``resonance_features``.
 
     Returns
     -------
@@ -104,7 +108,7 @@ def record_to_graphs(
         Fields as in the module docstring.
     """
     mol = record.to_rdkit()
-    template = mol_to_graph(mol, with_pairs=with_pairs)
+    template = mol_to_graph(mol, with_pairs=with_pairs, structures=resonance_structures(mol) if resonance else None)
     energy = np.asarray(record.energy, dtype=np.float64) * HARTREE_TO_KCAL
     inter = np.asarray(record.interaction_energy, dtype=np.float64) * HARTREE_TO_KCAL
     forces = None if record.forces is None else record.forces * HARTREE_TO_KCAL
@@ -145,6 +149,7 @@ def records_to_graphs(
     with_pairs: bool = True,
     require: str | None = None,
     mol_ids: Sequence[int] | None = None,
+    resonance: bool = False,
 ) -> list[MolGraph]:
     """Graphs of every conformer of every record.
 
@@ -158,6 +163,8 @@ def records_to_graphs(
         interaction energy or forces).
     mol_ids : sequence of int, optional
         ``mol_id`` of each record's graphs (default: its position in ``records``).
+    resonance : bool
+        See :func:`record_to_graphs`.
 
     Raises
     ------
@@ -179,7 +186,7 @@ def records_to_graphs(
             raise ConfigError(f"unknown label requirement {require!r}; valid: 'energy', 'kd', 'any', None")
         if len(rows):
             mid = m if mol_ids is None else int(mol_ids[m])
-            out.extend(record_to_graphs(rec, with_pairs=with_pairs, mol_id=mid, conformers=rows.tolist()))
+            out.extend(record_to_graphs(rec, with_pairs=with_pairs, mol_id=mid, conformers=rows.tolist(), resonance=resonance))
     return out
 
 
@@ -282,6 +289,9 @@ class PhysFFDataModule(pl.LightningDataModule):
         Training batches hold all conformers of whole molecules (for the
         relative-energy loss); ``batch_size`` is then the target number of
         conformers per batch (a molecule larger than that forms its own batch).
+    resonance : bool
+        Graphs with features averaged over resonance structures (:func:`record_to_graphs`), for
+        a model with ``resonance_features``.
     """
 
     def __init__(
@@ -296,6 +306,7 @@ class PhysFFDataModule(pl.LightningDataModule):
         records: list[MoleculeRecord] | None = None,
         splits: tuple[Sequence[MoleculeRecord], Sequence[MoleculeRecord], Sequence[MoleculeRecord]] | None = None,
         group_by_molecule: bool = False,
+        resonance: bool = False,
     ):
         super().__init__()
         if stage not in ("embed", "energy"):
@@ -308,6 +319,7 @@ class PhysFFDataModule(pl.LightningDataModule):
             records = [r for part in splits for r in part]
         self._splits = None if splits is None else tuple(list(p) for p in splits)
         self.group_by_molecule = bool(group_by_molecule)
+        self.resonance = bool(resonance)
         self.paths = paths
         self.stage = stage
         self.batch_size = int(batch_size)
@@ -352,7 +364,8 @@ class PhysFFDataModule(pl.LightningDataModule):
         index = {id(r): k for k, r in enumerate(records)}  # mol_id: position in the whole data set
 
         def graphs(part):
-            return records_to_graphs(part, with_pairs=pairs, require=require, mol_ids=[index[id(r)] for r in part])
+            return records_to_graphs(part, with_pairs=pairs, require=require, mol_ids=[index[id(r)] for r in part],
+                                     resonance=self.resonance)
 
         self.train_graphs = graphs(train)
         self.val_graphs = graphs(val or train)

@@ -247,7 +247,9 @@ def evaluate_report(
             continue
         kind = _kind(rec)
         by_kind[kind].append(m)
-        graphs_by_kind[kind].extend(record_to_graphs(rec, mol_id=m, conformers=rows.tolist()))
+        graphs_by_kind[kind].extend(
+            record_to_graphs(rec, mol_id=m, conformers=rows.tolist(), resonance=net.config.resonance_features)
+        )
     levels = sorted({r.level for r in records})
     do_xtb = xtb_baseline and levels != [XTB_LEVEL]
     report: dict[str, Any] = {

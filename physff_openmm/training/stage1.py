@@ -225,6 +225,7 @@ def prepare_run(cfg, data, stage: str, out_dir: str | Path, epochs: int | None) 
     dm = data if isinstance(data, PhysFFDataModule) else PhysFFDataModule(
         data, stage=stage, batch_size=cfg.data.batch_size, split=cfg.data.split, seed=cfg.data.seed,
         num_workers=cfg.data.num_workers, group_by_molecule=cfg.data.group_by_molecule,
+        resonance=getattr(cfg, "resonance_features", False),
     )
     dm.setup()
     return out_dir, dm

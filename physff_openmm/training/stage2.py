@@ -398,6 +398,13 @@ def train_stage2(
         stage1_meta = {}
     if cfg.path_embeddings:
         model.add_path_embeddings()
+    if cfg.resonance_features:
+        model.config.resonance_features = True
+    if model.config.resonance_features != dm.resonance:
+        raise ConfigError(
+            f"the model has resonance_features={model.config.resonance_features} but the data was built with "
+            f"resonance={dm.resonance}: set resonance_features in the stage config to the model's"
+        )
     model.set_walls(cfg.wall_factor, cfg.width_floor, cfg.curvature_max)
     cfg.model = model.config
     metrics: dict[str, Any] = {"stage": "energy", **stage1_meta}
