@@ -3,7 +3,9 @@
 Up to physff-v2.8 the models' charges were trained only through energies; physff-v2.9's
 refining phase adds a charge term against GFN2-xTB for the charged molecules of its data
 (``loss.charge_weight``; the ions listed here are among them, so for ions this is a check
-of the fit, for the neutral molecules one of what energies alone give). Per molecule: the
+of the fit, for the neutral molecules one of what energies alone give); physff-v2.10 averages
+formal charges and bond types over resonance structures, so a carboxylate's two O (a nitro
+group's, an amidinium's N) get one charge. Per molecule: the
 charge of each heavy atom
 and the total on the hydrogens, from each model (``physff_openmm.parameterize``) and
 from a GFN2-xTB single point (tblite, its Mulliken-type charges) at the RDKit geometry.
@@ -12,7 +14,7 @@ the ionic H-bonded dimers of NCIAtlas) are in the default list.
 
 Usage (repository root, ``pip install -e .[train]`` for tblite)::
 
-    python benchmarks/charges_vs_xtb.py --models physff-v2.9 physff-v2.8
+    python benchmarks/charges_vs_xtb.py --models physff-v2.10 physff-v2.9 physff-v2.8
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import numpy as np
 from _common import command_line, machine_info, md_table, write_results
 
 #: Anions, cations and the neutral molecules they bind in NCIAtlas's ionic H-bonded dimers.
-DEFAULT_SMILES = ["[OH-]", "CC(=O)[O-]", "[O-]c1ccccc1", "[C-]#N", "[NH4+]", "C[NH3+]", "O", "CO", "CC(=O)O"]
+DEFAULT_SMILES = [
+    "[OH-]", "CC(=O)[O-]", "[O-]c1ccccc1", "[C-]#N", "[NH4+]", "C[NH3+]", "NC(=[NH2+])c1ccccc1", "O", "CO", "CC(=O)O",
+    "O=[N+]([O-])c1ccccc1",
+]
 
 
 def xtb_charges(mol) -> np.ndarray:
@@ -75,8 +80,10 @@ def main(argv=None) -> int:
         "# Partial charges: physff models against GFN2-xTB\n\n"
         f"Command: `{command_line(argv, __file__)}` ({info['date_utc']}).\n\n"
         "Charges in e at the RDKit geometry: each heavy atom, then the sum over the hydrogens; RMS difference "
-        "from GFN2-xTB (tblite) over all atoms. physff-v2.9 fits the charges of charged molecules to GFN2-xTB's "
-        "(its training data holds these ions); the neutral molecules' charges come from energies alone.\n\n"
+        "from GFN2-xTB (tblite) over all atoms. physff-v2.9 and later fit the charges of charged molecules to "
+        "GFN2-xTB's (their training data holds these ions); the neutral molecules' charges come from energies alone. "
+        "physff-v2.10 averages formal charges and bond types over resonance structures: a carboxylate's O (a nitro "
+        "group's, an amidinium's N) get one charge.\n\n"
         + md_table(["molecule", "charges from", "heavy atoms; hydrogens' sum", "RMS vs GFN2-xTB"], rows)
         + "\n"
     )

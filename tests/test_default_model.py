@@ -16,7 +16,11 @@ from pathlib import Path
 INDEX = json.loads((MODELS_DIR / "index.json").read_text())
 ROOT = Path(__file__).resolve().parents[1]
 #: The trained models and the recipe each was written by.
-TRAINED = {"physff-v2.8": "training/default_model.yaml", "physff-v2.9": "training/default_model.yaml"}
+TRAINED = {
+    "physff-v2.8": "training/default_model.yaml",
+    "physff-v2.9": "training/default_model.yaml",
+    "physff-v2.10": "training/default_model.yaml",
+}
 SHIPPED = [n for n in TRAINED if n in INDEX]
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no trained model is installed in this checkout")
 
@@ -133,3 +137,15 @@ def test_the_shipped_model_runs_a_ligand_in_water(NAME, tmp_path):
     late = report["Time (ps)"] >= 2.0
     assert 0.9 < float(np.mean(report["Density (g/mL)"][late])) < 1.1  # 4 ps: near water's density, not yet equilibrated
     assert np.all(np.isfinite(report["Potential Energy (kJ/mole)"]))
+
+
+@pytest.mark.parametrize("NAME", [n for n in SHIPPED if pf.load_model(n).config.resonance_features])
+@pytest.mark.parametrize("smiles,equivalent", [("CC(=O)[O-]", (2, 3)), ("O=[N+]([O-])c1ccccc1", (0, 2)), ("NC(N)=[NH2+]", (0, 2))])
+def test_resonance_equivalent_atoms_of_the_shipped_model_are_alike(NAME, smiles, equivalent):
+    """A carboxylate's two O (a nitro group's, a guanidinium's N) get one charge and bonds of one length."""
+    p = pf.parameterize(smiles, model=NAME)
+    a, b = equivalent
+    assert p.charges[a] == pytest.approx(p.charges[b], abs=1e-9)
+    bonds = {tuple(x): r for x, r in zip(p.covalent_pairs.tolist(), p.equilibrium_lengths())}
+    (center,) = [k for k in range(p.n_atoms) if (min(a, k), max(a, k)) in bonds and (min(b, k), max(b, k)) in bonds]
+    assert bonds[(min(a, center), max(a, center))] == pytest.approx(bonds[(min(b, center), max(b, center))], abs=1e-9)

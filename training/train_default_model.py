@@ -251,7 +251,7 @@ def _datamodule(cfg, splits, stage_cfg, shards, charged=("charged",)):
     d = stage_cfg.data
     return PhysFFDataModule(
         splits=(train, val, test), batch_size=d.batch_size, seed=d.seed, num_workers=d.num_workers,
-        group_by_molecule=d.group_by_molecule,
+        group_by_molecule=d.group_by_molecule, resonance=stage_cfg.resonance_features,
     )
 
 
