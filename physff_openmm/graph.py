@@ -139,7 +139,10 @@ def resonance_structures(mol: Chem.Mol) -> list[Chem.Mol]:
     carbanion forms of a phenolate) are left out, duplicates dropped. A molecule without
     formal charges, or with no other such structure, gives ``[mol]``.
     """
-    charged = sorted((a.GetAtomicNum(), a.GetFormalCharge()) for a in mol.GetAtoms() if a.GetFormalCharge())
+    def charged_elements(m: Chem.Mol) -> list[tuple[int, int]]:
+        return sorted((a.GetAtomicNum(), a.GetFormalCharge()) for a in m.GetAtoms() if a.GetFormalCharge())
+
+    charged = charged_elements(mol)
     if not charged:
         return [mol]
     out, seen = [], set()
@@ -148,7 +151,7 @@ def resonance_structures(mol: Chem.Mol) -> list[Chem.Mol]:
     for s in forms:
         if s is None:
             continue
-        if sorted((a.GetAtomicNum(), a.GetFormalCharge()) for a in s.GetAtoms() if a.GetFormalCharge()) != charged:
+        if charged_elements(s) != charged:
             continue
         key = (tuple(a.GetFormalCharge() for a in s.GetAtoms()), tuple(b.GetBondType() for b in s.GetBonds()))
         if key not in seen:
@@ -157,13 +160,12 @@ def resonance_structures(mol: Chem.Mol) -> list[Chem.Mol]:
     return out if len(out) > 1 else [mol]
 
 
-def _charge_one_hot(mol: Chem.Mol, structures: list[Chem.Mol] | None) -> np.ndarray:
-    """(n, len(_FORMAL_CHARGES)) formal-charge one-hots, averaged over ``structures`` when given."""
-    forms = structures if structures and len(structures) > 1 else [mol]
-    out = np.zeros((mol.GetNumAtoms(), len(_FORMAL_CHARGES)))
-    for m in forms:
+def _charge_one_hot(structures: list[Chem.Mol]) -> np.ndarray:
+    """(n, len(_FORMAL_CHARGES)) formal-charge one-hots averaged over ``structures``."""
+    out = np.zeros((structures[0].GetNumAtoms(), len(_FORMAL_CHARGES)))
+    for m in structures:
         out += [_one_hot(a.GetFormalCharge(), _FORMAL_CHARGES)[:-1] for a in m.GetAtoms()]
-    return out / len(forms)
+    return out / len(structures)
 
 
 def _bond_type_weights(bond: Chem.Bond, structures: list[Chem.Mol] | None) -> list[tuple[Chem.BondType, float]]:
@@ -191,7 +193,7 @@ def atom_features(mol: Chem.Mol, structures: list[Chem.Mol] | None = None) -> np
         )
     out = np.asarray(rows, dtype=np.float32).reshape(-1, ATOM_FEATURES)
     if structures is not None and len(structures) > 1:
-        out[:, len(ELEMENTS):len(ELEMENTS) + len(_FORMAL_CHARGES)] = _charge_one_hot(mol, structures)
+        out[:, len(ELEMENTS):len(ELEMENTS) + len(_FORMAL_CHARGES)] = _charge_one_hot(structures)
     return out
 
 

@@ -327,12 +327,18 @@ def class_embeddings(g, model: PhysFFModel) -> tuple[np.ndarray, torch.Tensor]:
     return classes, hc
 
 
+def _model_graph(mol: Chem.Mol, model: PhysFFModel) -> tuple[Any, list[Chem.Mol] | None]:
+    """The graph that parameterization builds for ``mol`` under ``model``, and the resonance structures
+    its features are averaged over (None for a model without ``resonance_features``)."""
+    structures = resonance_structures(mol) if model.config.resonance_features else None
+    return mol_to_graph(mol, structures=structures), structures
+
+
 @torch.no_grad()
 def _run_model(mol: Chem.Mol, model: PhysFFModel, progress: bool | None = False) -> dict[str, Any]:
     """Charges, classes, class table and intramolecular pair parameters of ``mol`` (input atom order)."""
     model = _float64_copy(model)
-    structures = resonance_structures(mol) if model.config.resonance_features else None
-    g = mol_to_graph(mol, structures=structures)
+    g, structures = _model_graph(mol, model)
     classes, hc = class_embeddings(g, model)
     n_cls = hc.shape[0]
     h_sym = hc[torch.from_numpy(classes)]

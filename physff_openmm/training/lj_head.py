@@ -34,9 +34,8 @@ import torch
 
 from ..errors import PhysFFError
 from ..forcefield import BARE_HYDROGEN_CORE, lj_head_base
-from ..graph import mol_to_graph, resonance_structures
 from ..model import PhysFFModel
-from ..parameters import _float64_copy, class_embeddings, parameterize
+from ..parameters import _float64_copy, _model_graph, class_embeddings, parameterize
 from ..units import ANGSTROM_TO_NM, COULOMB_KCAL_ANGSTROM, HARTREE_TO_KCAL, KJ_TO_KCAL
 from .config import LJHeadConfig
 from .dataset import MoleculeRecord
@@ -142,7 +141,7 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
         except PhysFFError:
             skipped += 1
             continue
-        g = mol_to_graph(mol, structures=resonance_structures(mol) if model.config.resonance_features else None)
+        g, _ = _model_graph(mol, model)
         classes, hc = class_embeddings(g, _float64_copy(model))  # parameterize's own graph and float64 twin
         sigma, eps = lj_head_base(params)
         sigma, eps, q = sigma / ANGSTROM_TO_NM, eps * KJ_TO_KCAL, params.charges.copy()

@@ -144,8 +144,9 @@ def charge_targets(record, *, charged_only: bool = True) -> np.ndarray:
     partner in a complex), so the target of a fragment is that fragment by itself,
     at one geometry: the conformer of lowest energy where energies exist (the relaxed
     frame of a scan), else the first. Topologically equivalent atoms (RDKit's canonical
-    ranks without tie breaking: the two O of a carboxylate, the H of a methyl), whose
-    model charges are equal, get the mean of their charges.
+    ranks without tie breaking, which heed bond orders: the H of a methyl, the O of a
+    sulfonyl group, not a carboxylate's two O), whose model charges are equal, get the
+    mean of their charges.
 
     Parameters
     ----------
