@@ -67,6 +67,7 @@ from openmm import app
 from rdkit import Chem
 
 from .errors import ConfigError, MoleculeError, PhysFFError
+from .model import lj_sigma_floors
 from .molecule import element_graph
 from .parameters import ParameterSet
 from .system import (
@@ -151,7 +152,10 @@ def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
     |f_epsilon| <= ``lj_epsilon_range`` of the model config. lj_net reads the atom's
     embedding; it is trained after the rest of the model, on NCIAtlas interaction energies with
     these terms and the physff charges between the monomers (water as TIP3P)
-    (:mod:`physff_openmm.training.lj_head`). Without an lj_net, :func:`wall_lennard_jones`.
+    (:mod:`physff_openmm.training.lj_head`). A heavy atom's sigma is then at least
+    ``params.lj_sigma_floor`` times its van der Waals diameter
+    (:func:`physff_openmm.model.lj_sigma_floors`, the model's ``lj_sigma_floor``). Without an
+    lj_net, :func:`wall_lennard_jones`.
 
     Parameters
     ----------
@@ -167,7 +171,8 @@ def atom_lennard_jones(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:
         return wall_lennard_jones(params)
     sigma, eps = lj_head_base(params)
     f = params.class_lj[params.atom_classes]
-    return sigma * np.exp(f[:, 0]), eps * np.exp(f[:, 1])
+    floor = lj_sigma_floors(params.symbols, params.lj_sigma_floor) * ANGSTROM_TO_NM
+    return np.maximum(sigma * np.exp(f[:, 0]), floor), eps * np.exp(f[:, 1])
 
 
 def lj_head_base(params: ParameterSet) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
@@ -42,6 +43,12 @@ _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1
 #: Van der Waals radii (Bondi, J. Phys. Chem. 68, 441 (1964)), Angstrom: the scale of the
 #: inner wall of non-covalent pairs within a molecule (``ModelConfig.wall_factor``).
 VDW_RADII: dict[str, float] = {"H": 1.20, "C": 1.70, "N": 1.55, "O": 1.52, "F": 1.47, "S": 1.80, "Cl": 1.75, "Br": 1.85, "P": 1.80}
+
+
+def lj_sigma_floors(symbols: Sequence[str], fraction: float) -> np.ndarray:
+    """(n,) Angstrom: the smallest Lennard-Jones sigma of each atom with an lj_net (``ModelConfig.lj_sigma_floor``):
+    ``fraction`` times a heavy atom's van der Waals diameter, 0 for hydrogens."""
+    return np.array([0.0 if e == "H" else 2.0 * fraction * VDW_RADII[e] for e in symbols], dtype=np.float64)
 
 
 @dataclass
@@ -109,6 +116,10 @@ class ModelConfig:
         lj_net changes ln(sigma) by at most ``lj_sigma_range`` and ln(epsilon) by at most
         ``lj_epsilon_range`` from the base values it scales
         (:func:`physff_openmm.forcefield.lj_head_base`).
+    lj_sigma_floor : float
+        A heavy atom's sigma after lj_net's factors is at least ``lj_sigma_floor`` times its
+        van der Waals diameter (2 R, :data:`VDW_RADII`), so that no factor shrinks an ion's O
+        until water's hydrogens reach into it; 0 (no floor) for models trained before it.
     """
 
     hidden: int = 128
@@ -133,6 +144,7 @@ class ModelConfig:
     lj_hidden: int = 0
     lj_sigma_range: float = 0.2
     lj_epsilon_range: float = 2.0
+    lj_sigma_floor: float = 0.0
     atom_features: int = ATOM_FEATURES
     bond_features: int = BOND_FEATURES
     pair_features: int = PAIR_FEATURES
@@ -159,6 +171,8 @@ class ModelConfig:
             )
         if int(self.lj_hidden) < 0 or self.lj_sigma_range < 0 or self.lj_epsilon_range < 0:
             raise ConfigError("lj_hidden, lj_sigma_range and lj_epsilon_range must not be negative")
+        if not 0.0 <= self.lj_sigma_floor < 1.0:
+            raise ConfigError(f"lj_sigma_floor must lie in [0, 1) (a fraction of the van der Waals diameter), got {self.lj_sigma_floor}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -293,7 +307,7 @@ class PhysFFModel(nn.Module):
         # head of the per-atom Lennard-Jones terms with other force fields' atoms (optional)
         self.lj_net = None
         if c.lj_hidden > 0:
-            self.add_lj_net(c.lj_hidden, c.lj_sigma_range, c.lj_epsilon_range)
+            self.add_lj_net(c.lj_hidden, c.lj_sigma_range, c.lj_epsilon_range, c.lj_sigma_floor)
         with torch.no_grad():  # start from small parameters; feats_net's last layer near zero
             self.feats_net[-1].weight.mul_(0.01)
             self.feats_net[-1].bias.zero_()
@@ -381,12 +395,13 @@ class PhysFFModel(nn.Module):
         shift = (fragment_charge.to(q.dtype) - total) / count
         return q + shift[fragment_index]
 
-    def add_lj_net(self, hidden: int, sigma_range: float, epsilon_range: float) -> None:
+    def add_lj_net(self, hidden: int, sigma_range: float, epsilon_range: float, sigma_floor: float = 0.0) -> None:
         """Give the model a new lj_net of width ``hidden`` (config updated), its output layer at zero,
-        so that it leaves the rule's base values as they are until trained."""
+        so that it leaves the rule's base values as they are until trained (``sigma_floor`` aside)."""
         self.config.lj_hidden = int(hidden)
         self.config.lj_sigma_range = float(sigma_range)
         self.config.lj_epsilon_range = float(epsilon_range)
+        self.config.lj_sigma_floor = float(sigma_floor)
         self.lj_net = nn.Sequential(nn.Linear(self.config.hidden, int(hidden)), nn.SiLU(), nn.Linear(int(hidden), 2))
         with torch.no_grad():
             self.lj_net[-1].weight.zero_()

@@ -81,6 +81,9 @@ class ParameterSet:
         atoms in the per-atom rule for pairs with other force fields' atoms
         (:func:`physff_openmm.forcefield.atom_lennard_jones`), from the model's lj_net; None
         for a model without one.
+    lj_sigma_floor : float
+        The model's ``lj_sigma_floor``: with ``class_lj``, a heavy atom's sigma in that rule is at
+        least this fraction of its van der Waals diameter (0: no floor).
     """
 
     symbols: list[str]
@@ -98,6 +101,7 @@ class ParameterSet:
     model_hash: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     class_lj: np.ndarray | None = None
+    lj_sigma_floor: float = 0.0
 
     @property
     def n_atoms(self) -> int:
@@ -187,6 +191,7 @@ class ParameterSet:
             "model_name": self.model_name,
             "model_hash": self.model_hash,
             "metadata": self.metadata,
+            "lj_sigma_floor": float(self.lj_sigma_floor),
         }
 
     def save(self, path: str | Path) -> None:
@@ -223,6 +228,7 @@ class ParameterSet:
             model_name=header["model_name"],
             model_hash=header["model_hash"],
             metadata=header["metadata"],
+            lj_sigma_floor=float(header.get("lj_sigma_floor", 0.0)),
             **arrays,
         )
 
@@ -251,6 +257,7 @@ class ParameterSet:
             metadata=dict(d.get("metadata", {})),
             class_lj=None if d.get("class_lj_log_factors") is None
             else np.asarray(d["class_lj_log_factors"], dtype=np.float64).reshape(-1, 2),
+            lj_sigma_floor=float(d.get("lj_sigma_floor", 0.0)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,6 +277,7 @@ class ParameterSet:
             "class_parameters": self.class_parameters.tolist(),
             "parameter_units": ["kcal/mol A^6", "kcal/mol A^12"] + ["kcal/mol", "A"] * 6,
             "class_lj_log_factors": None if self.class_lj is None else self.class_lj.tolist(),
+            "lj_sigma_floor": float(self.lj_sigma_floor),
             "metadata": self.metadata,
         }
 
@@ -546,4 +554,5 @@ def parameterize(
         model_hash=net_hash,
         metadata={"cache_hit": hit, "seconds": time.perf_counter() - t0},
         class_lj=np.asarray(result["lj"], dtype=np.float64).reshape(-1, 2) if len(result["lj"]) else None,
+        lj_sigma_floor=float(net.config.lj_sigma_floor),
     )

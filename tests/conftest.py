@@ -73,6 +73,21 @@ def head_model_path(tmp_path_factory, test_model_path):
 
 
 @pytest.fixture(scope="session")
+def floor_model_path(tmp_path_factory, head_model_path):
+    """The random lj_net model with its sigma factors in exp(+-1), mostly shrinking, and a floor at 0.9 of each heavy atom's van der
+    Waals diameter (so that the floor lifts some of its atoms and leaves others), in a file."""
+    from physff_openmm.model import load_model_file, save_model_file
+
+    model = load_model_file(head_model_path)
+    model.config.lj_sigma_range, model.config.lj_sigma_floor = 1.0, 0.9
+    with torch.no_grad():
+        model.lj_net[-1].bias[0] -= 1.0  # sigma factors mostly below 1
+    path = tmp_path_factory.mktemp("floor-model") / "test-floor.pt"
+    save_model_file(model, path, {"name": "test-random-lj-floor"})
+    return path
+
+
+@pytest.fixture(scope="session")
 def path_model_path(tmp_path_factory, test_model_path):
     """The random test model with path embeddings (feats_net sees the middle atom of 1-3 pairs and
     the central bond of 1-4 pairs), their input weights random, in a file."""

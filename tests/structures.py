@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from openmm import app
+import openmm
+from openmm import app, unit
 
 #: A hydrogen-bonded water dimer: O...O 2.91 A, the donor O-H pointing at the acceptor O.
 #: Atom order as ``load_molecule("O.O")`` gives it: O, O, then the hydrogens of the first and of the second.
@@ -54,3 +55,33 @@ def merged(*parts):
             top.addBond(atoms[a], atoms[b])
         pos.append(np.asarray(part_pos))
     return top, np.concatenate(pos)
+
+
+def tip3p_interaction(partner, model, frames: np.ndarray) -> np.ndarray:
+    """E(AB) - E(A) - E(B), kcal/mol, of a physff molecule (``partner``: SMILES or RDKit molecule, its atoms first in
+    each of ``frames``) and one TIP3P water (the last three atoms: O, H, H) through ``openmm.app.ForceField`` with
+    :class:`physff_openmm.PhysFFTemplateGenerator` and ``amber14/tip3p.xml``, no cutoff, Reference platform."""
+    import physff_openmm as pf
+    from physff_openmm.molecule import load_molecule
+    from physff_openmm.workflows.simulation import topology_from_mol
+
+    mol = load_molecule(partner)
+    gen = pf.PhysFFTemplateGenerator([mol], model=model)
+    ff = app.ForceField("amber14/tip3p.xml")
+    ff.registerTemplateGenerator(gen.generator)
+    top_a = topology_from_mol(mol)
+    top_w = app.Topology()
+    water_residue(top_w)
+    n_a = mol.GetNumAtoms()
+    top, _ = merged((top_a, frames[0, :n_a]), (top_w, frames[0, n_a:]))
+
+    def energies(t, xs):
+        system = ff.createSystem(t, nonbondedMethod=app.NoCutoff, rigidWater=False)
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        out = []
+        for x in xs:
+            ctx.setPositions(np.asarray(x) * 0.1)
+            out.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole))
+        return np.array(out)
+
+    return energies(top, frames) - energies(top_a, frames[:, :n_a]) - energies(top_w, frames[:, n_a:])

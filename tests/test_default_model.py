@@ -20,6 +20,7 @@ TRAINED = {
     "physff-v2.8": "training/default_model.yaml",
     "physff-v2.9": "training/default_model.yaml",
     "physff-v2.10": "training/default_model.yaml",
+    "physff-v2.11": "training/default_model.yaml",
 }
 SHIPPED = [n for n in TRAINED if n in INDEX]
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no trained model is installed in this checkout")
@@ -149,3 +150,23 @@ def test_resonance_equivalent_atoms_of_the_shipped_model_are_alike(NAME, smiles,
     bonds = {tuple(x): r for x, r in zip(p.covalent_pairs.tolist(), p.equilibrium_lengths())}
     (center,) = [k for k in range(p.n_atoms) if (min(a, k), max(a, k)) in bonds and (min(b, k), max(b, k)) in bonds]
     assert bonds[(min(a, center), max(a, center))] == pytest.approx(bonds[(min(b, center), max(b, center))], abs=1e-9)
+
+
+@pytest.mark.parametrize("NAME", [n for n in SHIPPED if pf.load_model(n).config.lj_sigma_floor > 0])
+def test_hydroxide_meets_tip3p_water_with_a_wall(NAME):
+    """Water (TIP3P) donating to hydroxide (physff) along the O-H...O line: at an O...O distance of 1.96 A the
+    interaction is above that at 2.45 A, where the complex is bound (physff-v2.10, without the floor on sigma, bound
+    more at 1.96: -23.5 against -28.7 kcal/mol)."""
+    from structures import tip3p_interaction
+
+    bend = np.deg2rad(104.52)
+
+    def frame(d):
+        water_h = np.array([-0.9572, 0.0, 0.0])
+        other_h = 0.9572 * np.array([-np.cos(bend), np.sin(bend), 0.0])
+        o_w = np.array([d, 0.0, 0.0])
+        return np.array([[0.0, 0.0, 0.0], [-0.97, 0.0, 0.0], o_w, o_w + water_h, o_w + other_h])
+
+    e_short, e_bound = tip3p_interaction("[OH-]", NAME, np.stack([frame(1.96), frame(2.45)]))
+    assert e_bound < -20.0
+    assert e_short > e_bound

@@ -207,23 +207,37 @@ def lj_net_reference(model_path, mol):
     return t * np.array([model.config.lj_sigma_range, model.config.lj_epsilon_range])
 
 
-def test_lj_net_scales_the_rule_within_its_bounds(head_model_path, ligand):
-    """A model with an lj_net: the wall rule (hydrogens a 1 A, 0.001 kcal/mol core; epsilon >= 0.001) times exp(factors)."""
+#: Bondi van der Waals diameters (Angstrom), typed here for the floor's reference.
+DIAMETER = {"C": 3.40, "N": 3.10, "O": 3.04, "S": 3.60}
+
+
+@pytest.mark.parametrize("floored", [False, True])
+def test_lj_net_scales_the_rule_within_its_bounds(head_model_path, floor_model_path, ligand, floored):
+    """A model with an lj_net: the wall rule (hydrogens a 1 A, 0.001 kcal/mol core; epsilon >= 0.001) times exp(factors);
+    with a sigma floor, no heavy atom's sigma below that fraction of its van der Waals diameter."""
     from physff_openmm.forcefield import WALL_ENERGY_KCAL
 
+    model_path = floor_model_path if floored else head_model_path
+    lifted = []
     for mol in (ligand, load_molecule("CC(=O)[O-]"), load_molecule("C[NH3+]")):
-        params = pf.parameterize(mol, model=head_model_path)
-        assert params.class_lj is not None
+        params = pf.parameterize(mol, model=model_path)
+        assert params.class_lj is not None and params.lj_sigma_floor == (0.9 if floored else 0.0)
         sigma_a, eps_kcal = physff_atom_lj(params)
         ref_sigma, ref_eps = rule_reference(params, WALL_ENERGY_KCAL)
         hydrogen = np.array([s == "H" for s in params.symbols])
         ref_sigma[hydrogen], ref_eps[hydrogen] = 1.0, 0.001
         ref_eps = np.maximum(ref_eps, 0.001)
-        f = lj_net_reference(head_model_path, mol)
-        np.testing.assert_allclose(sigma_a, ref_sigma * np.exp(f[:, 0]), atol=2e-3)
+        f = lj_net_reference(model_path, mol)
+        scaled = ref_sigma * np.exp(f[:, 0])
+        floor = np.array([0.0 if s == "H" else 0.9 * DIAMETER[s] for s in params.symbols]) if floored else 0.0
+        np.testing.assert_allclose(sigma_a, np.maximum(scaled, floor), atol=2e-3)
+        lifted.extend((scaled < floor - 0.01)[~hydrogen] if floored else [])
         np.testing.assert_allclose(eps_kcal, ref_eps * np.exp(f[:, 1]), rtol=1e-6)
-        assert np.all(np.abs(params.class_lj[:, 0]) <= 0.2) and np.all(np.abs(params.class_lj[:, 1]) <= 2.0)
+        assert np.all(np.abs(params.class_lj[:, 0]) <= (1.0 if floored else 0.2))
+        assert np.all(np.abs(params.class_lj[:, 1]) <= 2.0)
         assert np.abs(params.class_lj).max() > 0.05  # the random head moves the values: applied, not ignored
+    if floored:  # the floor lifts some heavy atoms and leaves others: both branches checked
+        assert any(lifted) and not all(lifted)
 
 
 @pytest.fixture(scope="module")

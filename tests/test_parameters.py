@@ -267,11 +267,21 @@ def test_parameter_set_save_load_roundtrip(test_model_path, tmp_path):
     assert not list(tmp_path.glob("*partial*"))
 
 
-def test_lj_net_factors_survive_the_cache_files_and_the_model_file(head_model_path, test_model_path, tmp_path):
-    """A model's lj_net factors (one row per class) go through the cache, .npz, .json and a model file unchanged."""
+def test_lj_net_factors_survive_the_cache_files_and_the_model_file(head_model_path, floor_model_path, test_model_path,
+                                                                  tmp_path):
+    """A model's lj_net factors (one row per class) and sigma floor go through the cache, .npz, .json and a model
+    file unchanged."""
     from physff_openmm.model import load_model_file, save_model_file
 
     mol = load_molecule("CC(=O)Nc1ccc(O)cc1")
+    floored = pf.parameterize(mol, model=floor_model_path, cache=tmp_path / "cache")
+    assert floored.lj_sigma_floor == 0.9
+    hit = pf.parameterize(mol, model=floor_model_path, cache=tmp_path / "cache")
+    assert hit.metadata["cache_hit"] is True and hit.lj_sigma_floor == 0.9
+    for name in ("f.npz", "f.json"):
+        floored.save(tmp_path / name)
+        assert pf.ParameterSet.load(tmp_path / name).lj_sigma_floor == 0.9
+    assert load_model_file(floor_model_path).config.lj_sigma_floor == 0.9
     first = pf.parameterize(mol, model=head_model_path, cache=tmp_path / "cache")
     assert first.class_lj.shape == (first.n_classes, 2) and np.any(first.class_lj != 0)
     perm = np.random.default_rng(5).permutation(mol.GetNumAtoms()).tolist()
@@ -281,6 +291,7 @@ def test_lj_net_factors_survive_the_cache_files_and_the_model_file(head_model_pa
     for name in ("p.npz", "p.json"):
         first.save(tmp_path / name)
         np.testing.assert_array_equal(pf.ParameterSet.load(tmp_path / name).class_lj, first.class_lj)
+    assert first.lj_sigma_floor == 0.0  # no floor unless the model has one
     assert pf.parameterize(mol, model=test_model_path).class_lj is None  # no lj_net: none, and none on disk
     plain = pf.parameterize(mol, model=test_model_path)
     plain.save(tmp_path / "plain.npz")

@@ -646,6 +646,9 @@ class LJHeadConfig:
     sigma_range, epsilon_range : float
         Largest change of ln(sigma) and ln(epsilon) from the base values
         (:func:`physff_openmm.forcefield.lj_head_base`).
+    sigma_floor : float
+        A heavy atom's sigma is at least this fraction of its van der Waals diameter
+        (``ModelConfig.lj_sigma_floor``; 0: no floor).
     steps : int
         Full-batch Adam steps.
     lr : float
@@ -659,6 +662,7 @@ class LJHeadConfig:
     hidden: int = 0
     sigma_range: float = 0.2
     epsilon_range: float = 2.0
+    sigma_floor: float = 0.0
     steps: int = 1000
     lr: float = 3.0e-3
     huber_delta: float = 5.0
@@ -673,6 +677,8 @@ class LJHeadConfig:
             )
         if self.sigma_range < 0 or self.epsilon_range < 0:
             raise ConfigError("lj_head: sigma_range and epsilon_range must not be negative")
+        if not 0.0 <= self.sigma_floor < 1.0:
+            raise ConfigError(f"lj_head: sigma_floor must lie in [0, 1) (a fraction of the van der Waals diameter), got {self.sigma_floor}")
 
 
 @dataclass

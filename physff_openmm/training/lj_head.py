@@ -10,7 +10,9 @@ energies those terms give for NCIAtlas dimers against CCSD(T)/CBS:
     E_int = sum_{i in A, j in B} k_e Q_i Q_j / r_ij + 4 eps_ij ((sigma_ij / r_ij)^12 - (sigma_ij / r_ij)^6),
     sigma_ij = (sigma_i + sigma_j) / 2,  eps_ij = sqrt(eps_i eps_j),
 
-over every frame of each dimer's distance scan, with the rest of the model frozen. A
+over every frame of each dimer's distance scan, with the rest of the model frozen (a heavy
+atom's sigma at least ``LJHeadConfig.sigma_floor`` times its van der Waals diameter, the
+model's ``lj_sigma_floor`` at run time). A
 monomer that is water is TIP3P (charges, sigma and epsilon of OpenMM's ``amber14/tip3p.xml``,
 its hydrogens with the small core the template generator gives them against physff atoms of
 negative charge),
@@ -34,7 +36,7 @@ import torch
 
 from ..errors import PhysFFError
 from ..forcefield import BARE_HYDROGEN_CORE, lj_head_base
-from ..model import PhysFFModel
+from ..model import PhysFFModel, lj_sigma_floors
 from ..parameters import _float64_copy, _model_graph, class_embeddings, parameterize
 from ..units import ANGSTROM_TO_NM, COULOMB_KCAL_ANGSTROM, HARTREE_TO_KCAL, KJ_TO_KCAL
 from .config import LJHeadConfig
@@ -93,6 +95,8 @@ class DimerBatch:
     h : (n_atoms, hidden) class embedding of each atom (frozen model)
     base_sigma, base_epsilon : (n_atoms,) the rule's values before lj_net's factors (TIP3P's for water)
     learned : (n_atoms,) bool, True for physff atoms (False for TIP3P water)
+    floor_unit : (n_atoms,) sigma floor of a physff heavy atom per unit of the model's ``lj_sigma_floor``
+        (its van der Waals diameter, :func:`~physff_openmm.model.lj_sigma_floors`), 0 elsewhere
     pair_a, pair_b, pair_frame : (n_pairs,) atoms of monomer A and B and the frame of each pair
     pair_plain : (n_pairs,) bool, a water hydrogen with a physff atom whose charge is not negative: no
         Lennard-Jones there (the water hydrogens' core acts on physff atoms of negative charge only)
@@ -108,6 +112,7 @@ class DimerBatch:
     base_sigma: torch.Tensor
     base_epsilon: torch.Tensor
     learned: torch.Tensor
+    floor_unit: torch.Tensor
     pair_a: torch.Tensor
     pair_b: torch.Tensor
     pair_frame: torch.Tensor
@@ -129,7 +134,7 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
     """The dimers of ``records`` (two fragments, ``interaction_energy`` set) with ``model``'s charges,
     class embeddings and base Lennard-Jones values; a dimer the model cannot parameterize is left out."""
     tip = tip3p_water()
-    cols: dict[str, list] = {k: [] for k in ("h", "bs", "be", "learned", "pa", "pb", "pf", "plain", "r", "coul", "ref",
+    cols: dict[str, list] = {k: [] for k in ("h", "bs", "be", "learned", "floor", "pa", "pb", "pf", "plain", "r", "coul", "ref",
                                               "s", "rec")}
     names, water = [], []
     n_atoms = n_frames = 0
@@ -165,6 +170,7 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
         cols["bs"].append(sigma)
         cols["be"].append(eps)
         cols["learned"].append(learned)
+        cols["floor"].append(np.where(learned, lj_sigma_floors(symbols, 1.0), 0.0))
         cols["pa"].append(np.tile(ia.ravel(), n_f) + n_atoms)
         cols["pb"].append(np.tile(ib.ravel(), n_f) + n_atoms)
         cols["pf"].append(np.repeat(np.arange(n_f), ia.size) + n_frames)
@@ -185,7 +191,7 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     t = lambda k, dtype=torch.float64: torch.as_tensor(cat[k], dtype=dtype)  # noqa: E731
     return DimerBatch(
-        h=t("h"), base_sigma=t("bs"), base_epsilon=t("be"), learned=t("learned", torch.bool),
+        h=t("h"), base_sigma=t("bs"), base_epsilon=t("be"), learned=t("learned", torch.bool), floor_unit=t("floor"),
         pair_a=t("pa", torch.long), pair_b=t("pb", torch.long), pair_frame=t("pf", torch.long),
         pair_plain=t("plain", torch.bool), r=t("r"),
         coulomb=t("coul"), reference=t("ref"), scaling=cat["s"], record=cat["rec"], names=names,
@@ -195,9 +201,10 @@ def dimer_batch(records: Sequence[MoleculeRecord], model: PhysFFModel) -> DimerB
 
 def rule_sigma_epsilon(model: PhysFFModel, batch: DimerBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Each atom's sigma (Angstrom) and epsilon (kcal/mol): the rule's base times ``model``'s lj_net factors
-    (float64 lj_net), TIP3P's own for water."""
+    (float64 lj_net), a heavy atom's sigma at least the model's floor, TIP3P's own for water."""
     f = model.lj_log_factors(batch.h)
-    sigma = torch.where(batch.learned, batch.base_sigma * torch.exp(f[:, 0]), batch.base_sigma)
+    scaled = torch.maximum(batch.base_sigma * torch.exp(f[:, 0]), model.config.lj_sigma_floor * batch.floor_unit)
+    sigma = torch.where(batch.learned, scaled, batch.base_sigma)
     eps = torch.where(batch.learned, batch.base_epsilon * torch.exp(f[:, 1]), batch.base_epsilon)
     return sigma, eps
 
@@ -255,7 +262,7 @@ def train_lj_head(
     t0 = time.perf_counter()
     batches = {"train": dimer_batch(train, model), "val": dimer_batch(val, model) if len(val) else None}
     torch.manual_seed(cfg.seed)
-    model.add_lj_net(cfg.hidden, cfg.sigma_range, cfg.epsilon_range)  # starts from the base values
+    model.add_lj_net(cfg.hidden, cfg.sigma_range, cfg.epsilon_range, cfg.sigma_floor)  # starts from the base values
     model.lj_net = model.lj_net.double()
     # the model is no longer the one its file holds: no cached parameters or float64 twin of that file
     model.file_hash = None

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import openmm
 import pytest
 import torch
-from openmm import app, unit
 
 import physff_openmm as pf
 from physff_openmm.model import load_model_file
@@ -19,7 +17,7 @@ from physff_openmm.training.lj_head import (
     tip3p_water,
     train_lj_head,
 )
-from structures import merged, water_residue
+from structures import tip3p_interaction
 
 # TIP3P as openmm/app/data/amber14/tip3p.xml states it (Jorgensen et al. 1983)
 TIP3P = {"O": (-0.834, 3.1507524065751241, 0.635968 / 4.184), "H": (0.417, 10.0, 0.0)}  # H: sigma 1 nm, epsilon 0
@@ -59,43 +57,19 @@ def _dimer(partner: str, name: str, seed: int):
                                      scaling=np.array(SCALINGS), fragments=fragments)
 
 
-def _openmm_interaction(partner: str, model_path, frames: np.ndarray) -> np.ndarray:
-    """E(AB) - E(A) - E(B), kcal/mol, of the partner through ForceField + PhysFFTemplateGenerator and TIP3P water."""
-    from physff_openmm.molecule import load_molecule
-    from physff_openmm.workflows.simulation import topology_from_mol
-
-    mol = load_molecule(partner)
-    gen = pf.PhysFFTemplateGenerator([mol], model=model_path)
-    ff = app.ForceField("amber14/tip3p.xml")
-    ff.registerTemplateGenerator(gen.generator)
-    top_a = topology_from_mol(mol)
-    top_w = app.Topology()
-    water_residue(top_w)
-    n_a = mol.GetNumAtoms()
-    top, _ = merged((top_a, frames[0, :n_a]), (top_w, frames[0, n_a:]))
-
-    def energies(t, xs):
-        system = ff.createSystem(t, nonbondedMethod=app.NoCutoff, rigidWater=False)
-        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-        out = []
-        for x in xs:
-            ctx.setPositions(np.asarray(x) * 0.1)
-            out.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole))
-        return np.array(out)
-
-    return energies(top, frames) - energies(top_a, frames[:, :n_a]) - energies(top_w, frames[:, n_a:])
-
-
-@pytest.mark.parametrize("partner", ["CO", "CC(=O)[O-]"])
-def test_phase_energies_are_the_runtime_rule(head_model_path, partner):
-    """What the phase fits is what OpenMM computes: the rule with the model's lj_net, physff charges, TIP3P water."""
+@pytest.mark.parametrize("partner,floored", [("CO", False), ("CC(=O)[O-]", False), ("CC(=O)[O-]", True)])
+def test_phase_energies_are_the_runtime_rule(head_model_path, floor_model_path, partner, floored):
+    """What the phase fits is what OpenMM computes: the rule with the model's lj_net (and sigma floor), physff
+    charges, TIP3P water."""
     rec = _dimer(partner, "d", 3)
-    model = load_model_file(head_model_path)
+    model_path = floor_model_path if floored else head_model_path
+    model = load_model_file(model_path)
     batch = dimer_batch([rec], model)
+    model.lj_net.double()  # as parameterize's float64 twin: the floor model's wide factors show float32 rounding
     with torch.no_grad():
-        mine = interaction_energies(batch, *rule_sigma_epsilon(model, batch)).numpy()  # float32 head, float64 data
+        mine = interaction_energies(batch, *rule_sigma_epsilon(model, batch)).numpy()
     # the partner's atoms come first in the record, as in the OpenMM topology
-    expected = _openmm_interaction(partner, head_model_path, np.asarray(rec.positions))
+    expected = tip3p_interaction(partner, model_path, np.asarray(rec.positions))
     np.testing.assert_allclose(mine, expected, rtol=ENERGY_TOL, atol=1e-8)
     assert batch.water.tolist() == [True] and not batch.learned[-3:].any()
 
@@ -106,14 +80,15 @@ def test_fitting_lowers_the_error_and_marks_the_model_changed(test_model_path):
     model = load_model_file(test_model_path)
     assert model.lj_net is None and model.file_hash is not None
     assert pf.parameterize("CCO", model=model).class_lj is None  # leaves a cache entry and a float64 twin behind
-    cfg = LJHeadConfig(hidden=8, steps=60, lr=1e-2, sigma_range=0.3, epsilon_range=1.5)
+    cfg = LJHeadConfig(hidden=8, steps=60, lr=1e-2, sigma_range=0.3, epsilon_range=1.5, sigma_floor=0.7)
     out = train_lj_head(model, train, val, cfg)
     before, after = out["before"]["train"], out["after"]["train"]
     assert after["rmse_all_frames"] < before["rmse_all_frames"]
-    assert model.lj_net is not None and model.config.lj_hidden == 8
+    assert model.lj_net is not None and model.config.lj_hidden == 8 and model.config.lj_sigma_floor == 0.7
     assert model.file_hash is None  # no longer the file's model: parameters are not taken from the cache
     params = pf.parameterize("CCO", model=model)  # neither the cache entry nor the twin of before is used
     assert params.class_lj is not None and params.class_lj.shape == (params.n_classes, 2)
+    assert params.lj_sigma_floor == 0.7
     assert np.all(np.abs(params.class_lj[:, 0]) <= 0.3) and np.all(np.abs(params.class_lj[:, 1]) <= 1.5)
     assert np.any(params.class_lj != 0.0)
 
@@ -126,3 +101,14 @@ def test_errors_count_collapses_of_water_dimers(test_model_path):
     deep[np.argmin(batch.scaling)] = ref.min() - 1.5  # the shortest frame 1.5 below the scan's minimum
     assert dimer_errors(batch, deep)["water_collapses"] == ["c"]
     assert dimer_errors(batch, ref) == {**dimer_errors(batch, ref), "water_collapses": [], "rmse_equilibrium": 0.0}
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.0])
+def test_a_sigma_floor_outside_zero_to_one_is_refused(floor):
+    from physff_openmm.errors import ConfigError
+    from physff_openmm.model import ModelConfig
+
+    with pytest.raises(ConfigError, match="sigma_floor must lie in"):
+        LJHeadConfig(hidden=8, sigma_floor=floor)
+    with pytest.raises(ConfigError, match="lj_sigma_floor must lie in"):
+        ModelConfig(lj_sigma_floor=floor)
