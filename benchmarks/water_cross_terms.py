@@ -53,7 +53,8 @@ CROSS_TERM_RULE = ("physff charges and per-atom Lennard-Jones (physff_openmm.for
                    "WALL_ENERGY_KCAL, epsilon = C_0(ii)^2/(4 C_1(ii)); hydrogens no LJ (a 1 A / 0.0157 kcal/mol core where "
                    "the charge is not positive); a model with an lj_net: hydrogens "
                    "a core of sigma 1 A and epsilon 0.001 kcal/mol, epsilon at least 0.001, then sigma and epsilon times "
-                   "the lj_net's factors of the atom's class; Lorentz-Berthelot with TIP3P, whose hydrogens (no LJ "
+                   "the lj_net's factors of the atom's class, a heavy atom's sigma at least the model's lj_sigma_floor "
+                   "times its van der Waals diameter; Lorentz-Berthelot with TIP3P, whose hydrogens (no LJ "
                    "there) meet physff atoms of negative charge with a core of sigma 1.2 A and epsilon 0.01 kcal/mol "
                    "(BARE_HYDROGEN_CORE)")
 METHODS = {"tip3p_physff": "TIP3P water + physff partner", "physff": "all physff", "mmff94": "all MMFF94"}
@@ -304,13 +305,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def markdown(summary: dict[str, Any], info, model_info, n_records: int, wall: float, lj_net: bool) -> str:
+def markdown(summary: dict[str, Any], info, model_info, n_records: int, wall: float, lj_net: bool,
+             sigma_floor: float) -> str:
     lines = [header_markdown("Cross terms with TIP3P water: NCIAtlas dimers with a water vs CCSD(T)/CBS", info, model_info,
                              [f"- Dimers with a water: {n_records}; target: TIP3P + physff RMSE <= {TARGET_RMSE} kcal/mol "
                               f"at equilibrium (scaling 1.00), no collapses (the method's energy at the shortest scaling "
                               f"more than {COLLAPSE_MARGIN} kcal/mol below the lowest reference energy of the scan)",
                               f"- Cross-term rule: {CROSS_TERM_RULE}; WALL_ENERGY_KCAL = {wall} kcal/mol; "
-                              f"this model {'has' if lj_net else 'has no'} lj_net"]), ""]
+                              f"this model {'has' if lj_net else 'has no'} lj_net"
+                              + (f", lj_sigma_floor {sigma_floor:g}" if lj_net else "")]), ""]
     for label in ("all", "test"):
         s = summary[label]
         lines += [f"## {label} dimers ({s['n_dimers']})", ""]
@@ -357,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"rmse_equilibrium_kcal_mol": TARGET_RMSE, "collapses": 0, "collapse_margin_kcal_mol": COLLAPSE_MARGIN},
         "cross_term_rule": CROSS_TERM_RULE,
         "lj_net": getattr(model, "lj_net", None) is not None,
+        "lj_sigma_floor": float(model.config.lj_sigma_floor),
         "wall_energy_kcal_mol": forcefield.WALL_ENERGY_KCAL,
         "summary": summary,
         "per_dimer": rows,
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wall is not None and args.out is None:
         stem += f"_wall{args.wall:g}"
     paths = write_results(stem, payload, markdown(summary, info, model_info, len(records), forcefield.WALL_ENERGY_KCAL,
-                                                  payload["lj_net"]))
+                                                  payload["lj_net"], payload["lj_sigma_floor"]))
     eq = summary["all"]["equilibrium"]["tip3p_physff"]
     print(f"TIP3P + physff at equilibrium: RMSE {eq['rmse']:.2f} kcal/mol over {eq['n']} dimers "
           f"(target {TARGET_RMSE}); collapses {len(summary['all']['collapses']['tip3p_physff'])}; wrote "
