@@ -1,0 +1,155 @@
+"""Bonds between heavy atoms pulled to dissociation: physff against GFN2-xTB.
+
+The pair formula is fitted near equilibrium and on bonds pulled to 1.8 times their length
+(the recipe's ``heavy_pulls``); beyond that nothing trains it. This measures where a bond's
+cleavage ends. Per molecule (physff-minimized from an RDKit/MMFF94 conformer) and per acyclic
+bond between heavy atoms: the smaller side moved rigidly along the bond axis by 0.3-10
+Angstrom, physff's energy relative to the start (native System, Reference platform): its
+highest point (the barrier a trajectory must cross) and its value with the sides 10 Angstrom
+further apart (the dissociated limit). Reference: GFN2-xTB (tblite) homolytic dissociation
+energy at the same geometry, the closed-shell molecule against its two fragments, each alone
+with one unpaired electron per broken bond (a doublet; a triplet for a double bond) (unrelaxed fragments: an upper bound of the bond dissociation energy). Neutral molecules only.
+
+Usage (repository root, ``pip install -e .[train]`` for tblite)::
+
+    python benchmarks/bond_cleavage.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from _common import command_line, machine_info, md_table, write_results
+
+#: Drug-like molecules and small ones (the README's paracetamol, the recipe's MD-check molecules).
+DEFAULT_SMILES = ["CC(=O)Nc1ccc(O)cc1", "CCO", "CC(=O)NC", "Clc1ccccc1C(=O)O", "CC(=O)Oc1ccccc1C(=O)O", "CCN(CC)CC"]
+#: Rigid separations of the two sides along the bond axis, Angstrom (the last is the dissociated limit).
+SHIFTS = (0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
+
+
+def xtb_energy(numbers, positions_angstrom, uhf: int) -> float:
+    """GFN2-xTB (tblite) energy, kcal/mol, of a neutral molecule or fragment with ``uhf`` unpaired electrons."""
+    from tblite.interface import Calculator
+
+    from physff_openmm.units import BOHR_TO_ANGSTROM, HARTREE_TO_KCAL
+
+    calc = Calculator("GFN2-xTB", np.asarray(numbers), np.asarray(positions_angstrom) / BOHR_TO_ANGSTROM, charge=0.0, uhf=uhf)
+    calc.set("verbosity", 0)
+    return float(calc.singlepoint().get("energy")) * HARTREE_TO_KCAL
+
+
+def cleavage_rows(mol, model) -> list[dict]:
+    """One dict per acyclic bond between heavy atoms of ``mol`` (see the module docstring)."""
+    import openmm
+    from openmm import unit
+    from rdkit import Chem
+
+    import physff_openmm as pf
+    from physff_openmm.molecule import positions_angstrom
+
+    system = pf.create_system(pf.parameterize(mol, model=model))
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(positions_angstrom(mol) * 0.1)
+    openmm.LocalEnergyMinimizer.minimize(ctx, 1e-3, 2000)
+    x0 = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+
+    def energy(x) -> float:
+        ctx.setPositions(x * 0.1)
+        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
+
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    e0, xtb0 = energy(x0), xtb_energy(numbers, x0, 0)
+    rows = []
+    for bond in mol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        if bond.IsInRing() or 1 in (numbers[i], numbers[j]):
+            continue
+        pieces = Chem.GetMolFrags(Chem.FragmentOnBonds(mol, [bond.GetIdx()], addDummies=False))
+        side = min(pieces, key=len)
+        axis = x0[j] - x0[i] if j in side else x0[i] - x0[j]
+        axis /= np.linalg.norm(axis)
+        profile = []
+        for s in SHIFTS:
+            x = x0.copy()
+            x[list(side)] += s * axis
+            profile.append(energy(x) - e0)
+        rest = [k for k in range(len(numbers)) if k not in side]
+        spin = int(round(bond.GetBondTypeAsDouble()))  # a double bond leaves two triplets
+        fragments = sum(xtb_energy([numbers[k] for k in f], x0[f], spin) for f in (list(side), rest))
+        a, b = sorted((i, j), key=lambda k: k in side)
+        rows.append({
+            "bond": f"{mol.GetAtomWithIdx(a).GetSymbol()}{a}-{mol.GetAtomWithIdx(b).GetSymbol()}{b}",
+            "order": str(bond.GetBondType()).lower(), "moved_atoms": len(side),
+            "physff_profile_kcal_mol": profile, "physff_barrier_kcal_mol": max(profile),
+            "physff_dissociated_kcal_mol": profile[-1], "xtb_dissociation_kcal_mol": fragments - xtb0,
+        })
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="default", help="model name or file (default: %(default)s)")
+    p.add_argument("--smiles", nargs="+", default=DEFAULT_SMILES, help="neutral molecules (default: six drug-like and small ones)")
+    p.add_argument("--out", default="bond_cleavage", help="results stem in benchmarks/results")
+    args = p.parse_args(argv)
+    import physff_openmm as pf
+    from physff_openmm.errors import PhysFFError
+    from physff_openmm.molecule import ensure_conformer, load_molecule
+
+    try:
+        model = pf.load_model(args.model)
+        mols = {s: ensure_conformer(load_molecule(s)) for s in args.smiles}
+    except PhysFFError as exc:  # unknown model, bad SMILES: one line, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    charged = [s for s, m in mols.items() if any(a.GetFormalCharge() for a in m.GetAtoms())]
+    if charged:
+        print(f"error: neutral molecules only (homolytic cleavage), got {', '.join(charged)}", file=sys.stderr)
+        return 2
+    records, rows = [], []
+    for smiles, mol in mols.items():
+        for r in cleavage_rows(mol, model):
+            records.append({"smiles": smiles, **r})
+            rows.append([smiles, r["bond"], r["order"], r["physff_barrier_kcal_mol"], r["physff_dissociated_kcal_mol"],
+                         r["xtb_dissociation_kcal_mol"]])
+    barrier = np.array([r["physff_barrier_kcal_mol"] for r in records])
+    limit = np.array([r["physff_dissociated_kcal_mol"] for r in records])
+    xtb = np.array([r["xtb_dissociation_kcal_mol"] for r in records])
+    summary = {
+        "n_bonds": len(records), "n_molecules": len(mols),
+        "physff_dissociated_below_start": int((limit < 0).sum()),
+        "physff_barrier_median_min_kcal_mol": [float(np.median(barrier)), float(barrier.min())],
+        "physff_dissociated_median_kcal_mol": float(np.median(limit)),
+        "xtb_dissociation_median_min_kcal_mol": [float(np.median(xtb)), float(xtb.min())],
+    }
+    info = machine_info()
+    text = (
+        "# Bonds between heavy atoms pulled to dissociation: physff against GFN2-xTB\n\n"
+        f"Command: `{command_line(argv, __file__)}` ({info['date_utc']}); model {model.name}, sha256 "
+        f"{model.file_hash[:8]}.\n\n"
+        "Each acyclic bond between heavy atoms of each molecule (physff-minimized), its smaller side moved rigidly "
+        "along the bond axis. physff: the highest energy along the path (shifts of "
+        f"{', '.join(f'{s:g}' for s in SHIFTS)} Angstrom) and the energy 10 Angstrom further apart, both relative to "
+        "the start. GFN2-xTB: the two fragments, each alone with one unpaired electron per broken bond, against the closed-shell molecule "
+        "(unrelaxed fragments). kcal/mol.\n\n"
+        f"{summary['n_bonds']} bonds of {summary['n_molecules']} molecules: physff's dissociated limit lies below the "
+        f"bound molecule for {summary['physff_dissociated_below_start']} (median {summary['physff_dissociated_median_kcal_mol']:.0f}); "
+        f"its barrier median {summary['physff_barrier_median_min_kcal_mol'][0]:.0f}, lowest "
+        f"{summary['physff_barrier_median_min_kcal_mol'][1]:.0f}; GFN2-xTB's dissociation energy median "
+        f"{summary['xtb_dissociation_median_min_kcal_mol'][0]:.0f}, lowest {summary['xtb_dissociation_median_min_kcal_mol'][1]:.0f}.\n\n"
+        + md_table(["molecule", "bond (moved side second)", "order", "physff barrier", "physff at +10 A",
+                    "GFN2-xTB dissociation"], rows, digits=0)
+        + "\n"
+    )
+    write_results(args.out, {"command": command_line(argv, __file__), "machine": info, "model": model.name,
+                             "sha256": model.file_hash, "shifts_angstrom": list(SHIFTS), "summary": summary,
+                             "bonds": records}, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
