@@ -41,8 +41,9 @@ def xtb_energy(numbers, positions_angstrom, uhf: int) -> float:
     return float(calc.singlepoint().get("energy")) * HARTREE_TO_KCAL
 
 
-def cleavage_rows(mol, model) -> list[dict]:
-    """One dict per acyclic bond between heavy atoms of ``mol`` (see the module docstring)."""
+def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
+    """The physff-minimized start (Angstrom) and one dict per acyclic bond between heavy atoms of ``mol``
+    (see the module docstring; ``atoms``: the bond's atom on the fixed side, then the one on the moved side)."""
     import openmm
     from openmm import unit
     from rdkit import Chem
@@ -82,11 +83,11 @@ def cleavage_rows(mol, model) -> list[dict]:
         a, b = sorted((i, j), key=lambda k: k in side)
         rows.append({
             "bond": f"{mol.GetAtomWithIdx(a).GetSymbol()}{a}-{mol.GetAtomWithIdx(b).GetSymbol()}{b}",
-            "order": str(bond.GetBondType()).lower(), "moved_atoms": len(side),
+            "atoms": [a, b], "order": str(bond.GetBondType()).lower(), "moved_atoms": sorted(side),
             "physff_profile_kcal_mol": profile, "physff_barrier_kcal_mol": max(profile),
             "physff_dissociated_kcal_mol": profile[-1], "xtb_dissociation_kcal_mol": fragments - xtb0,
         })
-    return rows
+    return x0, rows
 
 
 def main(argv=None) -> int:
@@ -109,9 +110,11 @@ def main(argv=None) -> int:
     if charged:
         print(f"error: neutral molecules only (homolytic cleavage), got {', '.join(charged)}", file=sys.stderr)
         return 2
-    records, rows = [], []
+    records, rows, starts = [], [], []
     for smiles, mol in mols.items():
-        for r in cleavage_rows(mol, model):
+        x0, bonds = cleavage_rows(mol, model)
+        starts.append({"smiles": smiles, "start_positions_angstrom": x0.tolist()})
+        for r in bonds:
             records.append({"smiles": smiles, **r})
             rows.append([smiles, r["bond"], r["order"], r["physff_barrier_kcal_mol"], r["physff_dissociated_kcal_mol"],
                          r["xtb_dissociation_kcal_mol"]])
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
     )
     write_results(args.out, {"command": command_line(argv, __file__), "machine": info, "model": model.name,
                              "sha256": model.file_hash, "shifts_angstrom": list(SHIFTS), "summary": summary,
-                             "bonds": records}, text)
+                             "molecules": starts, "bonds": records}, text)
     print(text)
     return 0
 
