@@ -207,7 +207,7 @@ class MoleculeBatchSampler(torch.utils.data.Sampler):
     batch of its own), so every batch can compare conformers of the same molecule.
     """
 
-    def __init__(self, mol_ids: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0):
+    def __init__(self, mol_ids: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0):
         groups: dict[int, list[int]] = {}
         for k, m in enumerate(mol_ids):
             groups.setdefault(int(m), []).append(k)
@@ -215,7 +215,7 @@ class MoleculeBatchSampler(torch.utils.data.Sampler):
         self.batch_size = max(1, int(batch_size))
         self.shuffle = shuffle
         self.seed = int(seed)
-        self.epoch = 0
+        self.epoch = int(epoch)  # the next shuffle's: epoch k's order depends on seed + k only
 
     def _batches(self, order) -> list[list[int]]:
         out, cur = [], []
@@ -240,16 +240,18 @@ class MoleculeBatchSampler(torch.utils.data.Sampler):
 
 
 def make_loader(
-    graphs: Sequence[MolGraph], batch_size: int, shuffle: bool = False, num_workers: int = 0, seed: int = 0, group: bool = False
+    graphs: Sequence[MolGraph], batch_size: int, shuffle: bool = False, num_workers: int = 0, seed: int = 0, group: bool = False,
+    epoch: int = 0,
 ):
     """A torch_geometric DataLoader over graphs (deterministic shuffling for a given seed).
 
-    With ``group``, batches hold whole molecules (:class:`MoleculeBatchSampler` over ``mol_id``).
+    With ``group``, batches hold whole molecules (:class:`MoleculeBatchSampler` over ``mol_id``), shuffled
+    for epochs ``epoch``, ``epoch + 1``, ... as a run from epoch 0 shuffles them (a resumed run's order).
     """
     from torch_geometric.loader import DataLoader
 
     if group:
-        sampler = MoleculeBatchSampler([int(g.mol_id) for g in graphs], batch_size, shuffle=shuffle, seed=seed)
+        sampler = MoleculeBatchSampler([int(g.mol_id) for g in graphs], batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
         return DataLoader(list(graphs), batch_sampler=sampler, num_workers=int(num_workers), persistent_workers=num_workers > 0)
     gen = torch.Generator()
     gen.manual_seed(int(seed))
@@ -334,6 +336,8 @@ class PhysFFDataModule(pl.LightningDataModule):
         self.val_graphs: list[MolGraph] = []
         self.test_graphs: list[MolGraph] = []
         self._ready = False
+        self._train_epoch = 0  # the epoch the next training loader starts shuffling for (load_state_dict)
+        self._train_sampler: MoleculeBatchSampler | None = None
 
     @property
     def records(self) -> list[MoleculeRecord]:
@@ -377,10 +381,21 @@ class PhysFFDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):  # noqa: D102
         if self.group_by_molecule:
-            return make_loader(
-                self.train_graphs, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed, group=True
-            )
+            loader = make_loader(self.train_graphs, self.batch_size, shuffle=True, num_workers=self.num_workers,
+                                 seed=self.seed, group=True, epoch=self._train_epoch)
+            self._train_sampler = loader.batch_sampler
+            return loader
         return make_loader(self.train_graphs, self.batch_size, shuffle=True, num_workers=self.num_workers, seed=self.seed)
+
+    def state_dict(self) -> dict:
+        """Saved in Lightning's checkpoints: the epoch the training batches are shuffled for next, so
+        that a resumed run (:func:`~physff_openmm.training.stage1.fit_module`) sees the batches the
+        uninterrupted one would (``group_by_molecule`` loaders; the others restart their shuffling)."""
+        sampler = self._train_sampler
+        return {"train_epoch": int(sampler.epoch if sampler is not None else self._train_epoch)}
+
+    def load_state_dict(self, state_dict: dict) -> None:  # noqa: D102 - Lightning hook, before train_dataloader
+        self._train_epoch = int(state_dict.get("train_epoch", 0))
 
     def val_dataloader(self):  # noqa: D102
         return make_loader(self.val_graphs, self.batch_size, num_workers=self.num_workers)

@@ -12,6 +12,8 @@ with early stopping, checkpoints and CSV logs) live here as well.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -138,7 +140,19 @@ def predicted_kd_sum(model: PhysFFModel, batch) -> torch.Tensor:
     return total
 
 
-class EmbedModule(pl.LightningModule):
+class RandomStateInCheckpoints:
+    """Mixin of the LightningModules: torch's random state is saved with each checkpoint and set again when a
+    run resumes from it (:func:`fit_module`), so that a resumed run draws the noise the uninterrupted one would."""
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:  # noqa: D102 - Lightning hook
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:  # noqa: D102 - Lightning hook
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
+
+class EmbedModule(RandomStateInCheckpoints, pl.LightningModule):
     """Stage 1 as a LightningModule: MAE of the per-molecule kinetic sum (Hartree)."""
 
     def __init__(self, model: PhysFFModel, config: Stage1Config):
@@ -231,15 +245,61 @@ def prepare_run(cfg, data, stage: str, out_dir: str | Path, epochs: int | None) 
     return out_dir, dm
 
 
+#: Trainer settings a resumed run may differ in from the run it resumes: how long it trains.
+RESUMABLE_CHANGES = ("max_epochs", "max_time_minutes")
+
+
+def run_signature(module, dm: PhysFFDataModule, cfg) -> str:
+    """SHA-256 of what makes a training run the same run: its config (less :data:`RESUMABLE_CHANGES`),
+    the starting weights and the sizes of its training and validation sets."""
+    conf = config_to_dict(cfg)
+    for key in RESUMABLE_CHANGES:
+        conf.get("trainer", {}).pop(key, None)
+    h = hashlib.sha256(json.dumps(conf, sort_keys=True, default=str).encode())
+    for name, value in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps([len(dm.train_graphs), len(dm.val_graphs)]).encode())
+    return h.hexdigest()
+
+
+def _resume_checkpoint(out_dir: Path, signature: str) -> str | None:
+    """``out_dir/checkpoints/last.ckpt`` when it belongs to the run of ``signature``; otherwise None, with the
+    checkpoints of another run deleted (they would be taken for this run's). The signature is written."""
+    folder = out_dir / "checkpoints"
+    last, sig_file = folder / "last.ckpt", folder / "run.json"
+    resume = None
+    if last.is_file():
+        old = json.loads(sig_file.read_text()).get("signature") if sig_file.is_file() else None
+        if old == signature:
+            resume = str(last)
+            logger.info("resuming the run in %s from %s", out_dir, last)
+        else:
+            logger.warning("%s holds checkpoints of another run (config, starting weights or data differ): starting over",
+                           folder)
+            for f in folder.glob("*.ckpt"):
+                f.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    sig_file.write_text(json.dumps({"signature": signature}) + "\n")
+    return resume
+
+
 def fit_module(module, dm: PhysFFDataModule, cfg, out_dir: Path) -> tuple[PhysFFModel, dict[str, Any], str]:
     """Train ``module``; keep the best or last weights as the config says; the model in eval mode on CPU.
 
-    Returns the model, its training statistics (epochs, seconds, molecules per second)
-    and the path of the best checkpoint ("" when none was written).
+    A run resumes from ``out_dir/checkpoints/last.ckpt`` (weights, optimizer, learning-rate schedule,
+    best checkpoint, the batches' shuffling) when that checkpoint is of the same run
+    (:func:`run_signature`): an interrupted run goes on where it stopped, and one run again with a
+    larger ``trainer.max_epochs`` trains the extra epochs only, as one longer run would have.
+
+    Returns the model, its training statistics (epochs, seconds, molecules per second, the epoch
+    it resumed at) and the path of the best checkpoint ("" when none was written).
     """
+    resume = _resume_checkpoint(out_dir, run_signature(module, dm, cfg))
     trainer, ckpt, timer = make_trainer(cfg.trainer, out_dir, grad_clip=cfg.optim.grad_clip)
+    start_epoch = int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"]) + 1 if resume else 0
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
     seconds = time.perf_counter() - t0
     if cfg.trainer.keep == "best" and ckpt.best_model_path:
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -249,6 +309,8 @@ def fit_module(module, dm: PhysFFDataModule, cfg, out_dir: Path) -> tuple[PhysFF
         "train_seconds": seconds,
         "train_molecules_per_second": float(np.mean(timer.rates)) if timer.rates else math.nan,
     }
+    if resume:
+        stats["resumed_at_epoch"] = start_epoch
     return module.model.cpu().eval(), stats, str(ckpt.best_model_path or "")
 
 

@@ -31,7 +31,7 @@ from ..graph import ELEMENTS, PAIR_COVALENT
 from ..model import ModelConfig, PhysFFModel, load_model_file
 from .config import Stage2Config, load_config
 from .data import element_counts, pl
-from .stage1 import EMBED_FILE, configure_adam, fit_module, prepare_run
+from .stage1 import EMBED_FILE, RandomStateInCheckpoints, configure_adam, fit_module, prepare_run
 
 __all__ = [
     "EnergyModule",
@@ -190,7 +190,7 @@ def refit_linear_energy(model: PhysFFModel, graphs, batch_size: int = 64) -> flo
 
 
 # ============================================================================ Lightning module
-class EnergyModule(pl.LightningModule):
+class EnergyModule(RandomStateInCheckpoints, pl.LightningModule):
     """Stage 2 as a LightningModule.
 
     Loss (each term MAE, MSE or RMSE per ``config.loss.kind``)::
@@ -315,6 +315,7 @@ class EnergyModule(pl.LightningModule):
             self.log(f"val_{k}", v.detach(), batch_size=n, prog_bar=k == "loss")
 
     def on_save_checkpoint(self, checkpoint):  # noqa: D102 - lets export_model rebuild the model
+        super().on_save_checkpoint(checkpoint)
         checkpoint["physff_model_config"] = self.model.config.to_dict()
 
     def on_train_epoch_start(self):  # noqa: D102 - E_lin follows the pair terms (refit_linear)

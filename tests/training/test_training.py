@@ -395,3 +395,26 @@ def test_minimization_check_measures_each_bond_against_the_rdkit_geometry(bound_
     strict = minimization_check(bound_model_path, {"minimize": ["CO"], "max_minimized_bond_change": 1e-9})
     assert not strict["all_kept"] and not strict["molecules"]["CO"]["kept"]
     assert strict["molecules"]["CO"]["bond"] == got["bond"]
+
+
+# ============================================================================ resuming
+def test_a_resumed_run_trains_as_one_longer_run(hf_shard, tmp_path, caplog):
+    """Two epochs in one go and one epoch then a second one resumed from the checkpoint: the same weights
+    (optimizer, schedule, batch order and coordinate noise all carried over); a changed config starts over."""
+    from physff_openmm.training.stage2 import train_stage2
+
+    cfg = {"model": TINY_MODEL, "data": {"batch_size": 2, "split": [0.6, 0.2, 0.2], "group_by_molecule": True},
+           "optim": {"lr_step_epochs": 1, "lr_gamma": 0.5}, "trainer": {"keep": "last"}, "loss": {"force_weight": 0.1}}
+    whole = train_stage2(hf_shard, tmp_path / "whole", cfg, epochs=2)
+    first = train_stage2(hf_shard, tmp_path / "split", cfg, epochs=1)
+    resumed = train_stage2(hf_shard, tmp_path / "split", cfg, epochs=2)
+    assert first.metrics["epochs"] == 1 and "resumed_at_epoch" not in first.metrics
+    assert resumed.metrics["resumed_at_epoch"] == 1 and resumed.metrics["epochs"] == whole.metrics["epochs"] == 2
+    a, b, c = (r.model.state_dict() for r in (whole, resumed, first))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the second epoch did train
+    # another config in the same folder: its checkpoints are not taken for this run's
+    other = dict(cfg, loss={"force_weight": 0.2})
+    with caplog.at_level("WARNING", logger="physff_openmm.training.stage1"):
+        fresh = train_stage2(hf_shard, tmp_path / "split", other, epochs=1)
+    assert "starting over" in caplog.text and "resumed_at_epoch" not in fresh.metrics
