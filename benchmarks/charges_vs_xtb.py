@@ -1,6 +1,7 @@
 """Partial charges of small ions and molecules: physff models against GFN2-xTB.
 
-Up to physff-v2.8 the models' charges were trained only through energies; physff-v2.9's
+Before physff-v2.9 the models' charges were trained only through energies (physff-v2.8, retired,
+put hydroxide's H at -0.30 e); physff-v2.9's
 refining phase adds a charge term against GFN2-xTB for the charged molecules of its data
 (``loss.charge_weight``; the ions listed here are among them, so for ions this is a check
 of the fit, for the neutral molecules one of what energies alone give); physff-v2.10 averages
@@ -14,7 +15,7 @@ the ionic H-bonded dimers of NCIAtlas) are in the default list.
 
 Usage (repository root, ``pip install -e .[train]`` for tblite)::
 
-    python benchmarks/charges_vs_xtb.py --models physff-v2.10 physff-v2.9 physff-v2.8
+    python benchmarks/charges_vs_xtb.py --models physff-v2.11 physff-v2.9
 """
 
 from __future__ import annotations

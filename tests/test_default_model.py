@@ -17,7 +17,6 @@ INDEX = json.loads((MODELS_DIR / "index.json").read_text())
 ROOT = Path(__file__).resolve().parents[1]
 #: The trained models and the recipe each was written by.
 TRAINED = {
-    "physff-v2.8": "training/default_model.yaml",
     "physff-v2.9": "training/default_model.yaml",
     "physff-v2.10": "training/default_model.yaml",
     "physff-v2.11": "training/default_model.yaml",
