@@ -6,9 +6,12 @@ cleavage ends. Per molecule (physff-minimized from an RDKit/MMFF94 conformer) an
 bond between heavy atoms: the smaller side moved rigidly along the bond axis by 0.3-10
 Angstrom, physff's energy relative to the start (native System, Reference platform): its
 highest point (the barrier a trajectory must cross) and its value with the sides 10 Angstrom
-further apart (the dissociated limit). Reference: GFN2-xTB (tblite) homolytic dissociation
-energy at the same geometry, the closed-shell molecule against its two fragments, each alone
-with one unpaired electron per broken bond (a doublet; a triplet for a double bond) (unrelaxed fragments: an upper bound of the bond dissociation energy). Neutral molecules only.
+further apart (the dissociated limit). References from GFN2-xTB (tblite): along the path the
+closed-shell molecule's energy (how far physff follows it: the longest stretch up to which it
+stays within :data:`FOLLOW_KCAL_MOL`), and the homolytic dissociation energy, the closed-shell
+molecule against its two fragments, each alone with one unpaired electron per broken bond (a
+doublet; a triplet for a double bond; unrelaxed fragments: an upper bound of the bond
+dissociation energy). Neutral molecules only.
 
 Usage (repository root, ``pip install -e .[train]`` for tblite)::
 
@@ -28,17 +31,24 @@ from _common import command_line, machine_info, md_table, write_results
 DEFAULT_SMILES = ["CC(=O)Nc1ccc(O)cc1", "CCO", "CC(=O)NC", "Clc1ccccc1C(=O)O", "CC(=O)Oc1ccccc1C(=O)O", "CCN(CC)CC"]
 #: Rigid separations of the two sides along the bond axis, Angstrom (the last is the dissociated limit).
 SHIFTS = (0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
+#: physff "follows" GFN2-xTB along a path while it stays within this much of GFN2-xTB's closed-shell energy, kcal/mol.
+FOLLOW_KCAL_MOL = 15.0
 
 
 def xtb_energy(numbers, positions_angstrom, uhf: int) -> float:
-    """GFN2-xTB (tblite) energy, kcal/mol, of a neutral molecule or fragment with ``uhf`` unpaired electrons."""
+    """GFN2-xTB (tblite) energy, kcal/mol, of a neutral molecule or fragment with ``uhf`` unpaired electrons
+    (NaN where its SCF does not converge)."""
+    from tblite.exceptions import TBLiteRuntimeError
     from tblite.interface import Calculator
 
     from physff_openmm.units import BOHR_TO_ANGSTROM, HARTREE_TO_KCAL
 
     calc = Calculator("GFN2-xTB", np.asarray(numbers), np.asarray(positions_angstrom) / BOHR_TO_ANGSTROM, charge=0.0, uhf=uhf)
     calc.set("verbosity", 0)
-    return float(calc.singlepoint().get("energy")) * HARTREE_TO_KCAL
+    try:
+        return float(calc.singlepoint().get("energy")) * HARTREE_TO_KCAL
+    except TBLiteRuntimeError:  # a stretched closed-shell molecule far apart
+        return float("nan")
 
 
 def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
@@ -72,11 +82,21 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
         side = min(pieces, key=len)
         axis = x0[j] - x0[i] if j in side else x0[i] - x0[j]
         axis /= np.linalg.norm(axis)
-        profile = []
-        for s in SHIFTS:
+        profile, closed_shell = [], []
+        for s in SHIFTS[:-1]:
             x = x0.copy()
             x[list(side)] += s * axis
             profile.append(energy(x) - e0)
+            closed_shell.append(xtb_energy(numbers, x, 0) - xtb0)
+        x = x0.copy()
+        x[list(side)] += SHIFTS[-1] * axis
+        profile.append(energy(x) - e0)
+        length = float(np.linalg.norm(x0[i] - x0[j]))
+        follows = 1.0  # the longest stretch (multiple of the bond's length) up to which physff stays near GFN2-xTB
+        for s, e, ref in zip(SHIFTS, profile, closed_shell):
+            if not abs(e - ref) <= FOLLOW_KCAL_MOL:
+                break
+            follows = (length + s) / length
         rest = [k for k in range(len(numbers)) if k not in side]
         spin = int(round(bond.GetBondTypeAsDouble()))  # a double bond leaves two triplets
         fragments = sum(xtb_energy([numbers[k] for k in f], x0[f], spin) for f in (list(side), rest))
@@ -84,7 +104,8 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
         rows.append({
             "bond": f"{mol.GetAtomWithIdx(a).GetSymbol()}{a}-{mol.GetAtomWithIdx(b).GetSymbol()}{b}",
             "atoms": [a, b], "order": str(bond.GetBondType()).lower(), "moved_atoms": sorted(side),
-            "physff_profile_kcal_mol": profile, "physff_barrier_kcal_mol": max(profile),
+            "physff_profile_kcal_mol": profile, "xtb_closed_shell_profile_kcal_mol": closed_shell,
+            "physff_follows_xtb_to": follows, "physff_barrier_kcal_mol": max(profile),
             "physff_dissociated_kcal_mol": profile[-1], "xtb_dissociation_kcal_mol": fragments - xtb0,
         })
     return x0, rows
@@ -116,8 +137,8 @@ def main(argv=None) -> int:
         starts.append({"smiles": smiles, "start_positions_angstrom": x0.tolist()})
         for r in bonds:
             records.append({"smiles": smiles, **r})
-            rows.append([smiles, r["bond"], r["order"], r["physff_barrier_kcal_mol"], r["physff_dissociated_kcal_mol"],
-                         r["xtb_dissociation_kcal_mol"]])
+            rows.append([smiles, r["bond"], r["order"], f"{r['physff_follows_xtb_to']:.2f}", r["physff_barrier_kcal_mol"],
+                         r["physff_dissociated_kcal_mol"], r["xtb_dissociation_kcal_mol"]])
     barrier = np.array([r["physff_barrier_kcal_mol"] for r in records])
     limit = np.array([r["physff_dissociated_kcal_mol"] for r in records])
     xtb = np.array([r["xtb_dissociation_kcal_mol"] for r in records])
@@ -126,6 +147,8 @@ def main(argv=None) -> int:
         "physff_dissociated_below_start": int((limit < 0).sum()),
         "physff_barrier_median_min_kcal_mol": [float(np.median(barrier)), float(barrier.min())],
         "physff_dissociated_median_kcal_mol": float(np.median(limit)),
+        "physff_follows_xtb_to_median_min": [float(np.median([r["physff_follows_xtb_to"] for r in records])),
+                                             float(min(r["physff_follows_xtb_to"] for r in records))],
         "xtb_dissociation_median_min_kcal_mol": [float(np.median(xtb)), float(xtb.min())],
     }
     info = machine_info()
@@ -143,8 +166,11 @@ def main(argv=None) -> int:
         f"its barrier median {summary['physff_barrier_median_min_kcal_mol'][0]:.0f}, lowest "
         f"{summary['physff_barrier_median_min_kcal_mol'][1]:.0f}; GFN2-xTB's dissociation energy median "
         f"{summary['xtb_dissociation_median_min_kcal_mol'][0]:.0f}, lowest {summary['xtb_dissociation_median_min_kcal_mol'][1]:.0f}.\n\n"
-        + md_table(["molecule", "bond (moved side second)", "order", "physff barrier", "physff at +10 A",
-                    "GFN2-xTB dissociation"], rows, digits=0)
+        f"physff stays within {FOLLOW_KCAL_MOL:g} kcal/mol of GFN2-xTB's closed-shell energy along the path up to a "
+        f"median {summary['physff_follows_xtb_to_median_min'][0]:.2f} times the bond's length (the least "
+        f"{summary['physff_follows_xtb_to_median_min'][1]:.2f}; the recipe's heavy-atom pulls reach 1.8).\n\n"
+        + md_table(["molecule", "bond (moved side second)", "order", "physff follows GFN2-xTB to (x length)", "physff barrier",
+                    "physff at +10 A", "GFN2-xTB dissociation"], rows, digits=0)
         + "\n"
     )
     write_results(args.out, {"command": command_line(argv, __file__), "machine": info, "model": model.name,

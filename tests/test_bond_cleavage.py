@@ -40,6 +40,17 @@ def test_pulled_bonds_follow_the_formula(cleavage, tmp_path, bound_model_path):
             x = x0.copy()
             x[b["moved_atoms"]] += shift * axis
             assert value == pytest.approx(reference_energy(params, x)["total"] - e0, abs=1e-3)
+        # GFN2-xTB's closed-shell path: its first point again, and how far physff follows it
+        x = x0.copy()
+        x[b["moved_atoms"]] += out["shifts_angstrom"][0] * axis
+        numbers = [a.GetAtomicNum() for a in load_molecule("CCO").GetAtoms()]
+        closed = b["xtb_closed_shell_profile_kcal_mol"]
+        assert len(closed) == len(out["shifts_angstrom"]) - 1
+        assert closed[0] == pytest.approx(cleavage.xtb_energy(numbers, x, 0) - cleavage.xtb_energy(numbers, x0, 0), abs=1e-6)
+        length = np.linalg.norm(x0[j] - x0[i])
+        followed = [(length + s) / length for s, e, ref in zip(out["shifts_angstrom"], b["physff_profile_kcal_mol"], closed)
+                    if abs(e - ref) <= cleavage.FOLLOW_KCAL_MOL]
+        assert b["physff_follows_xtb_to"] >= 1.0 and (not followed or b["physff_follows_xtb_to"] <= max(followed) + 1e-9)
         assert b["physff_barrier_kcal_mol"] == max(b["physff_profile_kcal_mol"])
         assert b["physff_dissociated_kcal_mol"] == b["physff_profile_kcal_mol"][-1]
         # GFN2-xTB: breaking a single bond costs roughly a hundred kcal/mol
