@@ -35,22 +35,6 @@ SHIFTS = (0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
 FOLLOW_KCAL_MOL = 15.0
 
 
-def xtb_energy(numbers, positions_angstrom, uhf: int) -> float:
-    """GFN2-xTB (tblite) energy, kcal/mol, of a neutral molecule or fragment with ``uhf`` unpaired electrons
-    (NaN where its SCF does not converge)."""
-    from tblite.exceptions import TBLiteRuntimeError
-    from tblite.interface import Calculator
-
-    from physff_openmm.units import BOHR_TO_ANGSTROM, HARTREE_TO_KCAL
-
-    calc = Calculator("GFN2-xTB", np.asarray(numbers), np.asarray(positions_angstrom) / BOHR_TO_ANGSTROM, charge=0.0, uhf=uhf)
-    calc.set("verbosity", 0)
-    try:
-        return float(calc.singlepoint().get("energy")) * HARTREE_TO_KCAL
-    except TBLiteRuntimeError:  # a stretched closed-shell molecule far apart
-        return float("nan")
-
-
 def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
     """The physff-minimized start (Angstrom) and one dict per acyclic bond between heavy atoms of ``mol``
     (see the module docstring; ``atoms``: the bond's atom on the fixed side, then the one on the moved side)."""
@@ -60,6 +44,12 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
 
     import physff_openmm as pf
     from physff_openmm.molecule import positions_angstrom
+    from physff_openmm.training.xtb import xtb_energies
+    from physff_openmm.units import HARTREE_TO_KCAL
+
+    def xtb_kcal(numbers, geometries, uhf=None) -> np.ndarray:
+        """GFN2-xTB energies along a path (one calculator walks it), kcal/mol; NaN where the SCF does not converge."""
+        return np.array([np.nan if e is None else e * HARTREE_TO_KCAL for e in xtb_energies(numbers, geometries, uhf=uhf)])
 
     system = pf.create_system(pf.parameterize(mol, model=model))
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -72,7 +62,7 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
         return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)
 
     numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
-    e0, xtb0 = energy(x0), xtb_energy(numbers, x0, 0)
+    e0 = energy(x0)
     rows = []
     for bond in mol.GetBonds():
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
@@ -82,15 +72,14 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
         side = min(pieces, key=len)
         axis = x0[j] - x0[i] if j in side else x0[i] - x0[j]
         axis /= np.linalg.norm(axis)
-        profile, closed_shell = [], []
-        for s in SHIFTS[:-1]:
+        path = []
+        for s in SHIFTS:
             x = x0.copy()
             x[list(side)] += s * axis
-            profile.append(energy(x) - e0)
-            closed_shell.append(xtb_energy(numbers, x, 0) - xtb0)
-        x = x0.copy()
-        x[list(side)] += SHIFTS[-1] * axis
-        profile.append(energy(x) - e0)
+            path.append(x)
+        profile = [energy(x) - e0 for x in path]
+        closed = xtb_kcal(numbers, [x0] + path[:-1])  # the closed-shell molecule from the start, the limit left out
+        xtb0, closed_shell = closed[0], (closed[1:] - closed[0]).tolist()
         length = float(np.linalg.norm(x0[i] - x0[j]))
         follows = 1.0  # the longest stretch (multiple of the bond's length) up to which physff stays near GFN2-xTB
         for s, e, ref in zip(SHIFTS, profile, closed_shell):
@@ -99,7 +88,7 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
             follows = (length + s) / length
         rest = [k for k in range(len(numbers)) if k not in side]
         spin = int(round(bond.GetBondTypeAsDouble()))  # a double bond leaves two triplets
-        fragments = sum(xtb_energy([numbers[k] for k in f], x0[f], spin) for f in (list(side), rest))
+        fragments = sum(xtb_kcal([numbers[k] for k in f], [x0[f]], uhf=spin)[0] for f in (list(side), rest))
         a, b = sorted((i, j), key=lambda k: k in side)
         rows.append({
             "bond": f"{mol.GetAtomWithIdx(a).GetSymbol()}{a}-{mol.GetAtomWithIdx(b).GetSymbol()}{b}",

@@ -57,9 +57,10 @@ def _masses_amu(numbers: np.ndarray) -> np.ndarray:
 
 
 class _XTB:
-    """A tblite calculator for one molecule; positions in Angstrom; ``solvent`` adds ALPB implicit solvation."""
+    """A tblite calculator for one molecule; positions in Angstrom; ``solvent`` adds ALPB implicit solvation;
+    ``uhf`` unpaired electrons (default: the electron count's parity, a singlet or a doublet)."""
 
-    def __init__(self, numbers, positions_angstrom, charge, solvent: str | None = None):
+    def __init__(self, numbers, positions_angstrom, charge, solvent: str | None = None, uhf: int | None = None):
         try:
             from tblite.interface import Calculator
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -74,13 +75,15 @@ class _XTB:
         n_electrons = int(self.numbers.sum()) - int(charge)
         if n_electrons < 0:
             raise QMError(f"charge {charge} leaves {n_electrons} electrons")
+        if uhf is not None and not (0 <= int(uhf) <= n_electrons and (n_electrons - int(uhf)) % 2 == 0):
+            raise QMError(f"{uhf} unpaired electrons do not fit {n_electrons} electrons")
         try:
             self._calc = Calculator(
                 _METHOD,
                 self.numbers,
                 pos / BOHR_TO_ANGSTROM,
                 charge=float(charge),
-                uhf=n_electrons % 2,
+                uhf=n_electrons % 2 if uhf is None else int(uhf),
             )
             self._calc.set("verbosity", 0)
             if solvent:
@@ -201,17 +204,18 @@ def attach_charge_targets(records, *, charged_only: bool = True) -> dict[str, in
     return counts
 
 
-def xtb_energies(numbers: Sequence[int | str], geometries, charge: int = 0) -> list[float | None]:
+def xtb_energies(numbers: Sequence[int | str], geometries, charge: int = 0, *, uhf: int | None = None) -> list[float | None]:
     """GFN2-xTB energies (Hartree) along a path of geometries, e.g. a bond scan.
 
     One calculator walks the path: each SCF starts from the previous point's
     wavefunction, which is what makes stretched bonds converge. A point whose SCF
-    does not converge is None, and the next one starts afresh.
+    does not converge is None, and the next one starts afresh. ``uhf``: unpaired
+    electrons (default: the electron count's parity; 2 for a triplet).
     """
     geometries = [np.asarray(g, dtype=float) for g in geometries]
     if not geometries:
         return []
-    calc = _XTB(numbers, geometries[0], charge)
+    calc = _XTB(numbers, geometries[0], charge, uhf=uhf)
     out: list[float | None] = []
     for g in geometries:
         try:

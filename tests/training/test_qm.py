@@ -336,6 +336,19 @@ def test_xtb_energies_along_a_path_match_single_points(xtb):
     assert xtb.xtb_energies(WATER_NUMBERS, []) == []
 
 
+def test_xtb_energies_take_the_number_of_unpaired_electrons(xtb):
+    """O2: the default for an even electron count is the singlet (uhf=0); uhf=2 computes the triplet, another state
+    (GFN2-xTB's electronic temperature puts it 1.7 kcal/mol above, not below); an unpaired count that does not fit
+    the electrons is one clear error."""
+    from physff_openmm.errors import QMError
+
+    o2 = [np.array([[0.0, 0.0, 0.0], [1.21, 0.0, 0.0]])]
+    (default,), (singlet,), (triplet,) = (xtb.xtb_energies([8, 8], o2, uhf=u) for u in (None, 0, 2))
+    assert default == singlet and abs(triplet - singlet) > 1e-3
+    with pytest.raises(QMError, match="1 unpaired electrons do not fit 16 electrons"):
+        xtb.xtb_energies([8, 8], o2, uhf=1)
+
+
 def test_xtb_optimize(xtb, water_xtb_minimum):
     positions, energy = water_xtb_minimum
     e0, _ = xtb.xtb_energy_forces(WATER_NUMBERS, WATER_DISTORTED)
