@@ -10,7 +10,8 @@ in the recipe's ``shard_dir`` is used as is and not labelled again):
 - ``label``: charged molecules with GFN2-xTB forces (where ``charged.n_molecules`` > 0,
   and more ions where ``ions.n_molecules`` > 0), torsion drives with GFN2-xTB forces (where ``torsion_scans.n_molecules`` > 0),
   bonds to H pulled apart with GFN2-xTB forces (where ``bond_pulls.n_molecules`` > 0),
-  acyclic bonds between heavy atoms pulled apart (where ``heavy_pulls.n_molecules`` > 0),
+  acyclic bonds between heavy atoms pulled apart (where ``heavy_pulls.n_molecules`` > 0) and
+  cleaved, out to the two sides apart (where ``cleavages.n_molecules`` > 0),
   B3LYP-D3BJ/def2-SVP energies and forces of frames of those torsion drives (where
   ``dft_torsions.n_molecules`` > 0; gpu4pyscf on a GPU),
   and the stage-1 kinetic-energy labels (QM9 and small training molecules, where
@@ -22,7 +23,7 @@ in the recipe's ``shard_dir`` is used as is and not labelled again):
 - ``finetune``: a second stage-2 phase from those weights with the torsion
   drives (and their DFT frames) added;
 - ``refine``: a third phase from the fine-tuning phase's weights on the same data,
-  the ``ions``, ``bond_pulls`` and ``heavy_pulls`` shards (where the config has ``refine``), e.g. with path
+  the ``ions``, ``bond_pulls``, ``heavy_pulls`` and ``cleavages`` shards (where the config has ``refine``), e.g. with path
   embeddings added;
 - ``lj``: the model's lj_net (per-atom Lennard-Jones terms with other force
   fields' atoms, :mod:`physff_openmm.training.lj_head`) on the NCIAtlas training
@@ -80,7 +81,8 @@ def _paths(cfg: DefaultModelConfig) -> dict[str, Path]:
     w = Path(cfg.work_dir)
     return {
         "kd": w / "kd.h5", "charged": w / "charged.h5", "ions": w / "ions.h5", "torsion_scans": w / "torsion_scans.h5",
-        "bond_pulls": w / "bond_pulls.h5", "heavy_pulls": w / "heavy_pulls.h5", "dft_torsions": w / "dft_torsions.h5",
+        "bond_pulls": w / "bond_pulls.h5", "heavy_pulls": w / "heavy_pulls.h5",
+        "cleavages": w / "cleavages.h5", "dft_torsions": w / "dft_torsions.h5",
         "embed": w / "embed", "energy": w / "energy", "finetune": w / "finetune", "refine": w / "refine",
     }
 
@@ -150,6 +152,14 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
                 n_bonds=0, n_angles=0, n_heavy=h.n_bonds, heavy_pull=h.pull, opt_steps=h.opt_steps,
                 max_energy_kcal_mol=h.max_energy_kcal_mol, solvent=h.solvent, seed=h.seed,
             ), charged_fraction=h.charged_fraction, max_atoms=h.max_atoms, workers=h.workers, seed=h.seed,
+        )
+    c = cfg.cleavages
+    if todo("cleavages"):
+        run("cleavages", xtb_drug_like,
+            paths["cleavages"], c.source or cfg.xtb_frames.path, c.n_molecules, pull_sampling(
+                n_bonds=0, n_angles=0, n_cleave=c.n_bonds, cleave=c.pull, opt_steps=c.opt_steps,
+                max_energy_kcal_mol=c.max_energy_kcal_mol, solvent=c.solvent, seed=c.seed,
+            ), charged_fraction=c.charged_fraction, max_atoms=c.max_atoms, workers=c.workers, seed=c.seed,
         )
     t = cfg.dft_torsions
     if todo("dft_torsions"):
@@ -277,7 +287,7 @@ def energy(cfg: DefaultModelConfig, splits, install: bool, recipe: str) -> dict:
 
 
 #: The shards of frames of drug-like molecules (GFN2-xTB, and DFT of the torsion drives) each fine-tuning phase adds.
-PHASE_SHARDS = {"finetune": ("torsion_scans", "dft_torsions"), "refine": ("torsion_scans", "bond_pulls", "heavy_pulls", "dft_torsions")}
+PHASE_SHARDS = {"finetune": ("torsion_scans", "dft_torsions"), "refine": ("torsion_scans", "bond_pulls", "heavy_pulls", "cleavages", "dft_torsions")}
 
 
 def _labelled(cfg: DefaultModelConfig, key: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model import ModelConfig
-from .data import BEND_DEGREES, HEAVY_PULL_LENGTHS, PULL_LENGTHS
+from .data import BEND_DEGREES, CLEAVE_LENGTHS, HEAVY_PULL_LENGTHS, PULL_LENGTHS
 from .sources import CHARGED_KINDS
 
 __all__ = [
@@ -572,6 +572,25 @@ class HeavyPullConfig(DrugLikeShardConfig):
 
 
 @dataclass
+class CleavageConfig(HeavyPullConfig):
+    """Acyclic bonds between heavy atoms cleaved: as :class:`HeavyPullConfig` (``work_dir/cleavages.h5``,
+    read by the refining phase), with each bond taken to every length of ``pull`` out to the two sides apart,
+    each frame labelled with the lower of the closed-shell and the high-spin GFN2-xTB state
+    (:func:`~physff_openmm.training.data.cleavage_spin`). A quarter of the molecules are charged variants."""
+
+    section: ClassVar[str] = "cleavages"
+
+    charged_fraction: float = 0.25
+    pull: list[float] = field(default_factory=lambda: list(CLEAVE_LENGTHS))
+    max_energy_kcal_mol: float = 350.0
+
+    def __post_init__(self) -> None:
+        DrugLikeShardConfig.__post_init__(self)
+        if self.n_bonds < 1 or not self.pull or min(self.pull) <= 1.0:
+            raise ConfigError(f"cleavages: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
+
+
+@dataclass
 class DFTTorsionConfig:
     """B3LYP-D3BJ/def2-SVP energies and forces of torsion-drive frames (:func:`~physff_openmm.training.recipe.dft_torsions`):
     the frames of neutral molecules of the ``torsion_scans`` shard, labelled again with PySCF (gpu4pyscf where a GPU
@@ -720,6 +739,9 @@ class DefaultModelConfig:
     heavy_pulls : HeavyPullConfig
         Acyclic bonds between heavy atoms pulled apart, GFN2-xTB forces (shard
         ``heavy_pulls.h5``), read by the refining phase; none unless ``heavy_pulls.n_molecules`` > 0.
+    cleavages : CleavageConfig
+        Acyclic bonds between heavy atoms cleaved, out to the two sides apart (shard ``cleavages.h5``),
+        read by the refining phase; none unless ``cleavages.n_molecules`` > 0.
     dft_torsions : DFTTorsionConfig
         B3LYP-D3BJ/def2-SVP energies and forces of frames of the torsion drives (shard
         ``dft_torsions.h5``), read by the fine-tuning phases; none unless ``dft_torsions.n_molecules`` > 0.
@@ -749,6 +771,7 @@ class DefaultModelConfig:
     torsion_scans: TorsionScanConfig = field(default_factory=TorsionScanConfig)
     bond_pulls: BondPullConfig = field(default_factory=BondPullConfig)
     heavy_pulls: HeavyPullConfig = field(default_factory=HeavyPullConfig)
+    cleavages: CleavageConfig = field(default_factory=CleavageConfig)
     dft_torsions: DFTTorsionConfig = field(default_factory=DFTTorsionConfig)
     kd: KDDataConfig = field(default_factory=KDDataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)

@@ -431,6 +431,10 @@ BEND_DEGREES = (-40.0, -20.0, 20.0, 40.0)
 #: Lengths (multiples of the bond's) to which heavy-atom pulls stretch an acyclic bond between two
 #: heavy atoms: the defaults of :class:`XTBSampling` and the recipe's ``heavy_pulls:`` section.
 HEAVY_PULL_LENGTHS = (1.15, 1.3, 1.5, 1.8)
+#: Lengths (multiples of the bond's) to which cleavages take an acyclic bond between two heavy atoms,
+#: from beyond the heavy-atom pulls to the two sides apart: the defaults of :class:`XTBSampling` and the
+#: recipe's ``cleavages:`` section.
+CLEAVE_LENGTHS = (2.2, 2.6, 3.0, 4.0, 7.0)
 
 
 @dataclass
@@ -510,6 +514,14 @@ class XTBSampling:
         the fragment on one side moves as a whole, so only that bond stretches).
     heavy_pull : tuple of float
         Lengths of those bonds, as multiples of their length (each > 1).
+    n_cleavages : int
+        As ``n_heavy_pulls`` (other bonds, drawn anew) to every length of ``cleave``, out to the
+        two sides apart. Such a frame is labelled with the lower of two GFN2-xTB states, the
+        closed shell and the high-spin one with two unpaired electrons per broken bond order
+        (:func:`cleavage_spin`): the first holds near the bond's length, the second once the
+        sides are radicals, so that the labels follow the bond to its dissociation energy.
+    cleave : tuple of float
+        Lengths of the cleaved bonds, as multiples of their length (each > 1).
     """
 
     n_conformers: int = 3
@@ -536,10 +548,12 @@ class XTBSampling:
     bend: tuple[float, ...] = BEND_DEGREES
     n_heavy_pulls: int = 0
     heavy_pull: tuple[float, ...] = HEAVY_PULL_LENGTHS
+    n_cleavages: int = 0
+    cleave: tuple[float, ...] = CLEAVE_LENGTHS
 
     def __post_init__(self) -> None:
         counts = (self.n_conformers, self.n_md, self.n_normal_modes, self.n_noise, self.n_bond_scans, self.n_torsion_scans,
-                  self.n_bond_pulls, self.n_angle_bends, self.n_heavy_pulls)
+                  self.n_bond_pulls, self.n_angle_bends, self.n_heavy_pulls, self.n_cleavages)
         if self.n_conformers < 1 or min(counts) < 0 or self.opt_steps < 1 or self.md_stride < 1:
             raise ConfigError(
                 "XTBSampling: need n_conformers, opt_steps and md_stride >= 1 and non-negative sample counts, "
@@ -554,7 +568,7 @@ class XTBSampling:
         n_points = 360.0 / self.torsion_step_deg if self.torsion_step_deg > 0 else 0.0
         if n_points < 2 or abs(n_points - round(n_points)) > 1e-9:
             raise ConfigError(f"XTBSampling: torsion_step_deg must divide 360 in 2 or more steps, got {self.torsion_step_deg}")
-        for n, pull in ((self.n_bond_pulls, self.pull), (self.n_heavy_pulls, self.heavy_pull)):
+        for n, pull in ((self.n_bond_pulls, self.pull), (self.n_heavy_pulls, self.heavy_pull), (self.n_cleavages, self.cleave)):
             if n and (not len(pull) or min(pull) <= 1.0):
                 raise ConfigError(f"XTBSampling: pull lengths must be multiples > 1 of the bond length, got {pull}")
         if self.n_angle_bends and (not len(self.bend) or not all(0.0 < abs(d) < 90.0 for d in self.bend)):
@@ -676,6 +690,12 @@ def heavy_pull_bonds(mol, n_bonds: int, rng: np.random.Generator) -> list[tuple[
         (near if charged else far).append((i, j))
     out = [grp[k] for grp in (near, far) for k in rng.permutation(len(grp))]
     return out[:n_bonds]
+
+
+def cleavage_spin(mol, bond: tuple[int, int]) -> int:
+    """Unpaired electrons of the high-spin state of ``mol`` with ``bond`` broken: two per bond order
+    (a triplet for a single bond, a quintet for a double bond), each side keeping one per order."""
+    return 2 * int(round(mol.GetBondBetweenAtoms(*map(int, bond)).GetBondTypeAsDouble()))
 
 
 def _fragment(mol, i: int, j: int) -> list[int]:
@@ -839,6 +859,14 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for f, x in zip(sampling.heavy_pull, fragment_pull_geometries(mol, minima[lowest], (i, j), sampling.heavy_pull)):
                 positions.append(x)
                 ids.append(f"c{lowest}-hpull{i}_{j}-{f:g}")
+    spins: dict[int, int] = {}  # frame -> unpaired electrons of the state labelled beside the closed shell
+    if lowest is not None and sampling.n_cleavages:
+        rng = np.random.default_rng(rng_seed + 8000)
+        for i, j in heavy_pull_bonds(mol, sampling.n_cleavages, rng):
+            for f, x in zip(sampling.cleave, fragment_pull_geometries(mol, minima[lowest], (i, j), sampling.cleave)):
+                spins[len(positions)] = cleavage_spin(mol, (i, j))
+                positions.append(x)
+                ids.append(f"c{lowest}-cleave{i}_{j}-{f:g}")
     if lowest is not None and sampling.n_angle_bends:
         rng = np.random.default_rng(rng_seed + 6000)
         for angle in bend_angles(mol, sampling.n_angle_bends, rng):
@@ -854,11 +882,15 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
                     ids.append(f"c{lowest}-tor{'_'.join(map(str, t))}-{angle:.0f}")
     energies, forces, keep = [], [], []
     for k, x in enumerate(positions):
-        try:
-            e, f = xtb_energy_forces(numbers, x, charge)
-        except PhysFFError as exc:
-            logger.warning("%s %s: %s", name, ids[k], exc)
+        states = []
+        for uhf in (None, spins[k]) if k in spins else (None,):
+            try:
+                states.append(xtb_energy_forces(numbers, x, charge, uhf=uhf))
+            except PhysFFError as exc:
+                logger.warning("%s %s%s: %s", name, ids[k], "" if uhf is None else f" ({uhf} unpaired electrons)", exc)
+        if not states:
             continue
+        e, f = min(states, key=lambda state: state[0])
         energies.append(e)
         forces.append(f)
         keep.append(k)
@@ -890,6 +922,12 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
         what.append(
             f"{sampling.n_heavy_pulls} acyclic bonds between heavy atoms pulled to "
             f"{', '.join(f'{x:g}' for x in sampling.heavy_pull)} times their length (one side moving as a whole)"
+        )
+    if sampling.n_cleavages:
+        what.append(
+            f"{sampling.n_cleavages} acyclic bonds between heavy atoms cleaved to "
+            f"{', '.join(f'{x:g}' for x in sampling.cleave)} times their length (one side moving as a whole; "
+            "the lower of the closed-shell and the high-spin state)"
         )
     if sampling.n_angle_bends:
         what.append(

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .data import BEND_DEGREES, HEAVY_PULL_LENGTHS, PULL_LENGTHS, XTBSampling, label_xtb
+from .data import BEND_DEGREES, CLEAVE_LENGTHS, HEAVY_PULL_LENGTHS, PULL_LENGTHS, XTBSampling, label_xtb
 from .dataset import MoleculeRecord, pack_shard, read_dataset, split_by_molecule
 
 __all__ = [
@@ -500,6 +500,8 @@ def pull_sampling(
     bend: Sequence[float] = BEND_DEGREES,
     n_heavy: int = 0,
     heavy_pull: Sequence[float] = HEAVY_PULL_LENGTHS,
+    n_cleave: int = 0,
+    cleave: Sequence[float] = CLEAVE_LENGTHS,
     opt_steps: int = 10,
     max_energy_kcal_mol: float = 200.0,
     solvent: str | None = None,
@@ -520,7 +522,10 @@ def pull_sampling(
     0.25 kcal/mol, GFN2-xTB 12.8), and MD at 2 fs broke. With ``n_heavy``
     (the ``heavy_pulls:`` section), that many acyclic bonds between heavy atoms
     (those at a charged atom first) are pulled to every length of
-    ``heavy_pull``, one side of the bond moving as a whole. ``solvent``: the
+    ``heavy_pull``, one side of the bond moving as a whole; with ``n_cleave`` (the
+    ``cleavages:`` section), that many to every length of ``cleave``, out to the two
+    sides apart, labelled with the lower of the closed-shell and the high-spin state
+    (:func:`~physff_openmm.training.data.cleavage_spin`). ``solvent``: the
     relaxation runs on the GFN2-xTB + ALPB surface of that tblite solvent (a
     zwitterion keeps its protons); the labels stay gas-phase.
     """
@@ -528,6 +533,7 @@ def pull_sampling(
         n_conformers=1, n_md=0, n_normal_modes=0, opt_steps=int(opt_steps), n_bond_pulls=int(n_bonds),
         pull=tuple(float(x) for x in pull), n_angle_bends=int(n_angles), bend=tuple(float(x) for x in bend),
         n_heavy_pulls=int(n_heavy), heavy_pull=tuple(float(x) for x in heavy_pull),
+        n_cleavages=int(n_cleave), cleave=tuple(float(x) for x in cleave),
         max_energy_kcal_mol=float(max_energy_kcal_mol), check_bonds=True, solvent=solvent or None, seed=int(seed),
     )
 

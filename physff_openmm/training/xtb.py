@@ -108,7 +108,7 @@ class _XTB:
 
 
 def xtb_energy_forces(
-    numbers: Sequence[int | str], positions_angstrom, charge: int = 0
+    numbers: Sequence[int | str], positions_angstrom, charge: int = 0, *, uhf: int | None = None
 ) -> tuple[float, np.ndarray]:
     """GFN2-xTB energy and forces.
 
@@ -120,6 +120,8 @@ def xtb_energy_forces(
         (n_atoms, 3) Angstrom.
     charge : int
         Total charge, e. An odd electron count runs as a doublet.
+    uhf : int or None
+        Unpaired electrons (None: the electron count's parity).
 
     Returns
     -------
@@ -128,7 +130,7 @@ def xtb_energy_forces(
     forces : numpy.ndarray
         (n_atoms, 3) Hartree/Angstrom.
     """
-    calc = _XTB(numbers, positions_angstrom, charge)
+    calc = _XTB(numbers, positions_angstrom, charge, uhf=uhf)
     energy, grad = calc(positions_angstrom)
     return energy, -grad
 

@@ -211,3 +211,57 @@ def test_heavy_pull_section_of_the_recipe():
     for bad in ({"pull": [0.9]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": -0.1}):
         with pytest.raises(ConfigError, match="heavy_pulls: need"):
             load_config({"heavy_pulls": bad}, DefaultModelConfig)
+
+
+def test_cleaved_bonds_are_labelled_with_the_lower_of_the_closed_shell_and_the_high_spin_state():
+    """Cleavages take a bond out to its two sides apart; each frame carries the lower GFN2-xTB state, so
+    that the labels climb from the bound molecule to a plateau (the dissociation energy) and stay there."""
+    pytest.importorskip("tblite")
+    from physff_openmm.errors import QMError
+    from physff_openmm.molecule import load_molecule
+    from physff_openmm.training.data import XTBSampling, _xtb_molecule, cleavage_spin
+    from physff_openmm.training.recipe import pull_sampling
+    from physff_openmm.training.xtb import xtb_energy_forces
+
+    mol = load_molecule("CC(=O)NC")
+    assert cleavage_spin(mol, (1, 2)) == 4 and cleavage_spin(mol, (1, 3)) == 2  # C=O, C-N
+    cleave = (2.2, 3.0, 7.0)
+    sampling = pull_sampling(n_bonds=0, n_angles=0, n_cleave=2, cleave=cleave, max_energy_kcal_mol=350.0, seed=0)
+    rec = _xtb_molecule(("ethanol", "CCO", sampling))
+    assert "2 acyclic bonds between heavy atoms cleaved to 2.2, 3, 7 times their length" in rec.source
+    assert len(rec.conformer_ids) == 1 + 2 * len(cleave)
+    e = (rec.energy - rec.energy[0]) * HARTREE_KCAL
+    for b in range(2):
+        profile = e[1 + b * len(cleave): 1 + (b + 1) * len(cleave)]
+        assert 80.0 < profile.min() and profile.max() < 200.0  # a plateau near the C-C / C-O dissociation energy
+        assert np.ptp(profile) < 20.0
+    species = rec.species.astype(int)
+
+    def states(x) -> list:
+        """The converged ones of the closed-shell and the triplet state at ``x``."""
+        out = []
+        for uhf in (None, 2):
+            try:
+                out.append(xtb_energy_forces(species, x, 0, uhf=uhf))
+            except QMError:  # an SCF that does not converge: the other state labels the frame
+                pass
+        return out
+
+    for k in range(1, len(rec.conformer_ids)):
+        lower = min(states(rec.positions[k]), key=lambda s: s[0])
+        assert rec.energy[k] == pytest.approx(lower[0], abs=1e-6)
+        np.testing.assert_allclose(rec.forces[k], lower[1], atol=1e-5)
+    with pytest.raises(ConfigError, match="pull lengths must be multiples > 1"):
+        XTBSampling(n_cleavages=1, cleave=(0.8,))
+
+
+def test_cleavage_section_of_the_recipe():
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+
+    cfg = load_config({"cleavages": {"n_molecules": 3}}, DefaultModelConfig)
+    c = cfg.cleavages
+    assert (c.n_bonds, c.pull, c.charged_fraction, c.solvent, c.max_energy_kcal_mol) == (3, [2.2, 2.6, 3.0, 4.0, 7.0], 0.25, "water", 350.0)
+    assert load_config({}, DefaultModelConfig).cleavages.n_molecules == 0  # none unless asked for
+    for bad in ({"pull": [1.0]}, {"n_bonds": 0}, {"n_molecules": -1}, {"charged_fraction": 2.0}):
+        with pytest.raises(ConfigError, match="cleavages: need"):
+            load_config({"cleavages": bad}, DefaultModelConfig)

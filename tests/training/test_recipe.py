@@ -101,9 +101,11 @@ def test_recipe_phases_read_only_the_shards_their_config_labels(monkeypatch, tmp
     assert [k for k in keys if script._labelled(pulls, k)] == ["bond_pulls"]
     heavy = load_config({"heavy_pulls": {"n_molecules": 10}}, DefaultModelConfig)
     assert [k for k in keys if script._labelled(heavy, k)] == ["heavy_pulls"]
+    cleavages = load_config({"cleavages": {"n_molecules": 10}}, DefaultModelConfig)
+    assert [k for k in (*keys, "cleavages") if script._labelled(cleavages, k)] == ["cleavages"]
     # the bonds pulled apart train the refining phase only; the DFT frames of the drives both fine-tuning phases
     assert script.PHASE_SHARDS == {"finetune": ("torsion_scans", "dft_torsions"),
-                                   "refine": ("torsion_scans", "bond_pulls", "heavy_pulls", "dft_torsions")}
+                                   "refine": ("torsion_scans", "bond_pulls", "heavy_pulls", "cleavages", "dft_torsions")}
     assert not script._labelled(shipped, "dft_torsions")
     with pytest.raises(ConfigError, match="torsion_scans.n_molecules > 0"):  # it labels the drives' frames
         load_config({"dft_torsions": {"n_molecules": 5}}, DefaultModelConfig)
