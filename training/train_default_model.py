@@ -145,22 +145,15 @@ def label(cfg: DefaultModelConfig, splits) -> dict:
                 max_energy_kcal_mol=p.max_energy_kcal_mol, seed=p.seed,
             ), charged_fraction=p.charged_fraction, max_atoms=p.max_atoms, workers=p.workers, seed=p.seed,
         )
-    h = cfg.heavy_pulls
-    if todo("heavy_pulls"):
-        run("heavy_pulls", xtb_drug_like,
-            paths["heavy_pulls"], h.source or cfg.xtb_frames.path, h.n_molecules, pull_sampling(
-                n_bonds=0, n_angles=0, n_heavy=h.n_bonds, heavy_pull=h.pull, opt_steps=h.opt_steps,
-                max_energy_kcal_mol=h.max_energy_kcal_mol, solvent=h.solvent, seed=h.seed,
-            ), charged_fraction=h.charged_fraction, max_atoms=h.max_atoms, workers=h.workers, seed=h.seed,
-        )
-    c = cfg.cleavages
-    if todo("cleavages"):
-        run("cleavages", xtb_drug_like,
-            paths["cleavages"], c.source or cfg.xtb_frames.path, c.n_molecules, pull_sampling(
-                n_bonds=0, n_angles=0, n_cleave=c.n_bonds, cleave=c.pull, opt_steps=c.opt_steps,
-                max_energy_kcal_mol=c.max_energy_kcal_mol, solvent=c.solvent, seed=c.seed,
-            ), charged_fraction=c.charged_fraction, max_atoms=c.max_atoms, workers=c.workers, seed=c.seed,
-        )
+    for key, count, lengths in (("heavy_pulls", "n_heavy", "heavy_pull"), ("cleavages", "n_cleave", "cleave")):
+        h = getattr(cfg, key)  # bonds between heavy atoms pulled apart, or cleaved
+        if todo(key):
+            run(key, xtb_drug_like,
+                paths[key], h.source or cfg.xtb_frames.path, h.n_molecules, pull_sampling(
+                    n_bonds=0, n_angles=0, **{count: h.n_bonds, lengths: h.pull}, opt_steps=h.opt_steps,
+                    max_energy_kcal_mol=h.max_energy_kcal_mol, solvent=h.solvent, seed=h.seed,
+                ), charged_fraction=h.charged_fraction, max_atoms=h.max_atoms, workers=h.workers, seed=h.seed,
+            )
     t = cfg.dft_torsions
     if todo("dft_torsions"):
         source = shard_path(cfg, "torsion_scans")

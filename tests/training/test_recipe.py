@@ -426,3 +426,33 @@ def test_charge_term_compares_the_model_charges_with_the_targets_where_given(kin
     assert "charge_mae" not in module.compute(batch, train=False)
     with pytest.raises(ConfigError, match="charge_weight"):
         load_config({"loss": {"charge_weight": -1.0}}, Stage2Config)
+
+
+def test_label_stage_samples_heavy_pulls_and_cleavages_as_their_sections_say(monkeypatch, tmp_path):
+    """Each section of bonds between heavy atoms reaches the labeller with its own bonds, lengths and seed."""
+    import importlib.util
+
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+
+    spec = importlib.util.spec_from_file_location("train_default_model", ROOT / "training" / "train_default_model.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_default_model", script)
+    spec.loader.exec_module(script)
+    calls = {}
+
+    def labeller(out_path, source, n_molecules, sampling, **kwargs):
+        calls[Path(out_path).stem] = (n_molecules, sampling, kwargs)
+        return {"molecules": n_molecules}
+
+    monkeypatch.setattr(script, "xtb_drug_like", labeller)
+    cfg = load_config({"work_dir": str(tmp_path), "kd": {"n_qm9": 0, "max_atoms": 0},
+                       "heavy_pulls": {"n_molecules": 4, "n_bonds": 2, "pull": [1.2, 1.6], "seed": 7},
+                       "cleavages": {"n_molecules": 3, "pull": [2.5, 6.0], "seed": 9}}, DefaultModelConfig)
+    out = script.label(cfg, None)
+    assert set(out) == set(calls) == {"heavy_pulls", "cleavages"}
+    n, heavy, kw = calls["heavy_pulls"]
+    assert (n, heavy.n_heavy_pulls, heavy.heavy_pull, heavy.n_cleavages, heavy.seed) == (4, 2, (1.2, 1.6), 0, 7)
+    assert kw["charged_fraction"] == 0.5 and heavy.solvent == "water" and heavy.n_bond_pulls == heavy.n_angle_bends == 0
+    n, cleave, kw = calls["cleavages"]
+    assert (n, cleave.n_cleavages, cleave.cleave, cleave.n_heavy_pulls, cleave.seed) == (3, 3, (2.5, 6.0), 0, 9)
+    assert kw["charged_fraction"] == 0.25 and cleave.max_energy_kcal_mol == 350.0
