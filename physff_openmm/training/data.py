@@ -776,7 +776,7 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
     from ..molecule import load_molecule
     from .conformers import generate_conformers, optimize_conformers_xtb
     from .sources import connectivity_matches
-    from .xtb import sample_off_equilibrium, xtb_energy_forces
+    from .xtb import sample_off_equilibrium, xtb_lowest_state
 
     try:
         mol = load_molecule(smiles)
@@ -882,15 +882,11 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
                     ids.append(f"c{lowest}-tor{'_'.join(map(str, t))}-{angle:.0f}")
     energies, forces, keep = [], [], []
     for k, x in enumerate(positions):
-        states = []
-        for uhf in (None, spins[k]) if k in spins else (None,):
-            try:
-                states.append(xtb_energy_forces(numbers, x, charge, uhf=uhf))
-            except PhysFFError as exc:
-                logger.warning("%s %s%s: %s", name, ids[k], "" if uhf is None else f" ({uhf} unpaired electrons)", exc)
-        if not states:
+        try:  # a cleaved bond's frame: the lower of the closed shell and the high-spin state
+            e, f = xtb_lowest_state(numbers, x, charge, (None, spins[k]) if k in spins else (None,))
+        except PhysFFError as exc:
+            logger.warning("%s %s: %s", name, ids[k], exc)
             continue
-        e, f = min(states, key=lambda state: state[0])
         energies.append(e)
         forces.append(f)
         keep.append(k)

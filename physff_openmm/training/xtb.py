@@ -19,7 +19,7 @@ from ..errors import ConfigError, DependencyError, QMError
 from ..units import ANGSTROM_TO_NM, BOHR_TO_ANGSTROM, HARTREE_TO_KCAL, KCAL_TO_KJ
 from .qm import _atomic_numbers
 
-__all__ = ["xtb_energy_forces", "xtb_charges", "charge_targets", "attach_charge_targets", "xtb_optimize", "sample_off_equilibrium"]
+__all__ = ["xtb_energy_forces", "xtb_lowest_state", "xtb_charges", "charge_targets", "attach_charge_targets", "xtb_optimize", "sample_off_equilibrium"]
 
 _INSTALL_HINT = "pip install physff-openmm[train]"
 _METHOD = "GFN2-xTB"
@@ -133,6 +133,30 @@ def xtb_energy_forces(
     calc = _XTB(numbers, positions_angstrom, charge, uhf=uhf)
     energy, grad = calc(positions_angstrom)
     return energy, -grad
+
+
+def xtb_lowest_state(
+    numbers: Sequence[int | str], positions_angstrom, charge: int = 0, spins: Sequence[int | None] = (None,)
+) -> tuple[float, np.ndarray]:
+    """GFN2-xTB energy and forces (as :func:`xtb_energy_forces`) of the lowest of the states with
+    ``spins`` unpaired electrons (None: the electron count's parity) whose SCF converges: e.g.
+    ``(None, 2)`` for a bond being broken, the closed shell near its length and the triplet of two
+    radicals beyond.
+
+    Raises
+    ------
+    QMError
+        No state converges (the last state's error).
+    """
+    states, error = [], None
+    for uhf in spins:
+        try:
+            states.append(xtb_energy_forces(numbers, positions_angstrom, charge, uhf=uhf))
+        except QMError as exc:
+            error = exc
+    if not states:
+        raise error if error is not None else QMError("no spin state to compute")
+    return min(states, key=lambda state: state[0])
 
 
 def xtb_charges(numbers: Sequence[int | str], positions_angstrom, charge: int = 0) -> np.ndarray:
