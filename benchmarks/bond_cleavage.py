@@ -44,6 +44,7 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
 
     import physff_openmm as pf
     from physff_openmm.molecule import positions_angstrom
+    from physff_openmm.training.data import cleavage_spin, fragment_pull_geometries
     from physff_openmm.training.xtb import xtb_energies
     from physff_openmm.units import HARTREE_TO_KCAL
 
@@ -70,26 +71,20 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
             continue
         pieces = Chem.GetMolFrags(Chem.FragmentOnBonds(mol, [bond.GetIdx()], addDummies=False))
         side = min(pieces, key=len)
-        axis = x0[j] - x0[i] if j in side else x0[i] - x0[j]
-        axis /= np.linalg.norm(axis)
-        path = []
-        for s in SHIFTS:
-            x = x0.copy()
-            x[list(side)] += s * axis
-            path.append(x)
+        a, b = sorted((i, j), key=lambda k: k in side)  # b on the moved side
+        length = float(np.linalg.norm(x0[i] - x0[j]))
+        path = list(fragment_pull_geometries(mol, x0, (a, b), [1.0 + s / length for s in SHIFTS]))
         profile = [energy(x) - e0 for x in path]
         closed = xtb_kcal(numbers, [x0] + path[:-1])  # the closed-shell molecule from the start, the limit left out
         xtb0, closed_shell = closed[0], (closed[1:] - closed[0]).tolist()
-        length = float(np.linalg.norm(x0[i] - x0[j]))
         follows = 1.0  # the longest stretch (multiple of the bond's length) up to which physff stays near GFN2-xTB
         for s, e, ref in zip(SHIFTS, profile, closed_shell):
             if not abs(e - ref) <= FOLLOW_KCAL_MOL:
                 break
             follows = (length + s) / length
         rest = [k for k in range(len(numbers)) if k not in side]
-        spin = int(round(bond.GetBondTypeAsDouble()))  # a double bond leaves two triplets
+        spin = cleavage_spin(mol, (i, j)) // 2  # each side's share: a double bond leaves two triplets
         fragments = sum(xtb_kcal([numbers[k] for k in f], [x0[f]], uhf=spin)[0] for f in (list(side), rest))
-        a, b = sorted((i, j), key=lambda k: k in side)
         rows.append({
             "bond": f"{mol.GetAtomWithIdx(a).GetSymbol()}{a}-{mol.GetAtomWithIdx(b).GetSymbol()}{b}",
             "atoms": [a, b], "order": str(bond.GetBondType()).lower(), "moved_atoms": sorted(side),

@@ -88,7 +88,8 @@ def fit_shapes(r: np.ndarray, e: np.ndarray) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smiles", nargs="+", default=DEFAULT_SMILES,
-                   help="neutral molecules; each one's first acyclic bond between heavy atoms is taken apart")
+                   help="neutral molecules; one acyclic bond between heavy atoms of each is taken apart "
+                        "(the first that the training's heavy-atom pulls would take)")
     p.add_argument("--out", default="covalent_core_shape", help="results stem in benchmarks/results")
     args = p.parse_args(argv)
     from physff_openmm.errors import PhysFFError

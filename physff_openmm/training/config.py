@@ -568,7 +568,7 @@ class HeavyPullConfig(DrugLikeShardConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_bonds < 1 or not self.pull or min(self.pull) <= 1.0:
-            raise ConfigError(f"heavy_pulls: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
+            raise ConfigError(f"{self.section}: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
 
 
 @dataclass
@@ -583,11 +583,6 @@ class CleavageConfig(HeavyPullConfig):
     charged_fraction: float = 0.25
     pull: list[float] = field(default_factory=lambda: list(CLEAVE_LENGTHS))
     max_energy_kcal_mol: float = 350.0
-
-    def __post_init__(self) -> None:
-        DrugLikeShardConfig.__post_init__(self)
-        if self.n_bonds < 1 or not self.pull or min(self.pull) <= 1.0:
-            raise ConfigError(f"cleavages: need n_bonds >= 1 and pull lengths > 1, got {self.n_bonds}, {self.pull}")
 
 
 @dataclass

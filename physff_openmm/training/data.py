@@ -853,20 +853,18 @@ def _xtb_molecule(args) -> MoleculeRecord | None:
             for f, x in zip(sampling.pull, pulled):
                 positions.append(x)
                 ids.append(f"c{lowest}-pull{i}_{j}-{f:g}")
-    if lowest is not None and sampling.n_heavy_pulls:
-        rng = np.random.default_rng(rng_seed + 7000)
-        for i, j in heavy_pull_bonds(mol, sampling.n_heavy_pulls, rng):
-            for f, x in zip(sampling.heavy_pull, fragment_pull_geometries(mol, minima[lowest], (i, j), sampling.heavy_pull)):
-                positions.append(x)
-                ids.append(f"c{lowest}-hpull{i}_{j}-{f:g}")
     spins: dict[int, int] = {}  # frame -> unpaired electrons of the state labelled beside the closed shell
-    if lowest is not None and sampling.n_cleavages:
-        rng = np.random.default_rng(rng_seed + 8000)
-        for i, j in heavy_pull_bonds(mol, sampling.n_cleavages, rng):
-            for f, x in zip(sampling.cleave, fragment_pull_geometries(mol, minima[lowest], (i, j), sampling.cleave)):
-                spins[len(positions)] = cleavage_spin(mol, (i, j))
+    for n, lengths, offset, tag, apart in ((sampling.n_heavy_pulls, sampling.heavy_pull, 7000, "hpull", False),
+                                           (sampling.n_cleavages, sampling.cleave, 8000, "cleave", True)):
+        if lowest is None or not n:
+            continue
+        rng = np.random.default_rng(rng_seed + offset)
+        for i, j in heavy_pull_bonds(mol, n, rng):
+            for f, x in zip(lengths, fragment_pull_geometries(mol, minima[lowest], (i, j), lengths)):
+                if apart:  # cleaved out to the two sides apart: the high-spin state is labelled too
+                    spins[len(positions)] = cleavage_spin(mol, (i, j))
                 positions.append(x)
-                ids.append(f"c{lowest}-cleave{i}_{j}-{f:g}")
+                ids.append(f"c{lowest}-{tag}{i}_{j}-{f:g}")
     if lowest is not None and sampling.n_angle_bends:
         rng = np.random.default_rng(rng_seed + 6000)
         for angle in bend_angles(mol, sampling.n_angle_bends, rng):
