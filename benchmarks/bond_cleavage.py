@@ -35,6 +35,25 @@ SHIFTS = (0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
 FOLLOW_KCAL_MOL = 15.0
 
 
+def own_well(params, bond: tuple[int, int]) -> tuple[float, float]:
+    """The bond's own pair term in ``params`` (a ParameterSet): the depth eps = C_0^2 / (4 C_1) of its
+    12-6 well, and how far its whole pair energy (12-6 and switched Gaussians, the formula of
+    :func:`physff_openmm.energy.pair_energy`) rises from its lowest point to r_off, kcal/mol."""
+    import torch
+
+    from physff_openmm.energy import pair_energy
+
+    k = int(np.flatnonzero([set(p) == set(bond) for p in params.covalent_pairs.tolist()])[0])
+    c = params.covalent_parameters[k]
+    r_e = params.equilibrium_lengths()[k]
+    r_on, r_off = params.switch
+    r = torch.linspace(0.7 * r_e, r_off, 2000, dtype=torch.float64)
+    n = len(r)
+    e = pair_energy(r, torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64),
+                    torch.as_tensor(np.tile(c, (n, 1)), dtype=torch.float64), torch.ones(n, dtype=torch.bool), r_on, r_off)
+    return float(c[0] ** 2 / (4.0 * c[1])), float(e[-1] - e.min())
+
+
 def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
     """The physff-minimized start (Angstrom) and one dict per acyclic bond between heavy atoms of ``mol``
     (see the module docstring; ``atoms``: the bond's atom on the fixed side, then the one on the moved side)."""
@@ -52,7 +71,8 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
         """GFN2-xTB energies along a path (one calculator walks it), kcal/mol; NaN where the SCF does not converge."""
         return np.array([np.nan if e is None else e * HARTREE_TO_KCAL for e in xtb_energies(numbers, geometries, uhf=uhf)])
 
-    system = pf.create_system(pf.parameterize(mol, model=model))
+    params = pf.parameterize(mol, model=model)
+    system = pf.create_system(params)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(positions_angstrom(mol) * 0.1)
     openmm.LocalEnergyMinimizer.minimize(ctx, 1e-3, 2000)
@@ -72,6 +92,7 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
         pieces = Chem.GetMolFrags(Chem.FragmentOnBonds(mol, [bond.GetIdx()], addDummies=False))
         side = min(pieces, key=len)
         a, b = sorted((i, j), key=lambda k: k in side)  # b on the moved side
+        eps, own = own_well(params, (i, j))
         length = float(np.linalg.norm(x0[i] - x0[j]))
         path = list(fragment_pull_geometries(mol, x0, (a, b), [1.0 + s / length for s in SHIFTS]))
         profile = [energy(x) - e0 for x in path]
@@ -91,6 +112,7 @@ def cleavage_rows(mol, model) -> tuple[np.ndarray, list[dict]]:
             "physff_profile_kcal_mol": profile, "xtb_closed_shell_profile_kcal_mol": closed_shell,
             "physff_follows_xtb_to": follows, "physff_barrier_kcal_mol": max(profile),
             "physff_dissociated_kcal_mol": profile[-1], "xtb_dissociation_kcal_mol": fragments - xtb0,
+            "physff_bond_eps_kcal_mol": eps, "physff_bond_own_depth_kcal_mol": own,
         })
     return x0, rows
 
@@ -122,7 +144,8 @@ def main(argv=None) -> int:
         for r in bonds:
             records.append({"smiles": smiles, **r})
             rows.append([smiles, r["bond"], r["order"], f"{r['physff_follows_xtb_to']:.2f}", r["physff_barrier_kcal_mol"],
-                         r["physff_dissociated_kcal_mol"], r["xtb_dissociation_kcal_mol"]])
+                         r["physff_dissociated_kcal_mol"], r["xtb_dissociation_kcal_mol"], r["physff_bond_eps_kcal_mol"],
+                         r["physff_bond_own_depth_kcal_mol"]])
     barrier = np.array([r["physff_barrier_kcal_mol"] for r in records])
     limit = np.array([r["physff_dissociated_kcal_mol"] for r in records])
     xtb = np.array([r["xtb_dissociation_kcal_mol"] for r in records])
@@ -134,6 +157,8 @@ def main(argv=None) -> int:
         "physff_follows_xtb_to_median_min": [float(np.median([r["physff_follows_xtb_to"] for r in records])),
                                              float(min(r["physff_follows_xtb_to"] for r in records))],
         "xtb_dissociation_median_min_kcal_mol": [float(np.median(xtb)), float(xtb.min())],
+        "physff_bond_eps_median_kcal_mol": float(np.median([r["physff_bond_eps_kcal_mol"] for r in records])),
+        "physff_bond_own_depth_median_kcal_mol": float(np.median([r["physff_bond_own_depth_kcal_mol"] for r in records])),
     }
     info = machine_info()
     text = (
@@ -153,8 +178,12 @@ def main(argv=None) -> int:
         f"physff stays within {FOLLOW_KCAL_MOL:g} kcal/mol of GFN2-xTB's closed-shell energy along the path up to a "
         f"median {summary['physff_follows_xtb_to_median_min'][0]:.2f} times the bond's length (the least "
         f"{summary['physff_follows_xtb_to_median_min'][1]:.2f}; the recipe's heavy-atom pulls reach 1.8).\n\n"
+        "The bond's own pair term (its 12-6 well and switched Gaussians): depth eps of the 12-6 well median "
+        f"{summary['physff_bond_eps_median_kcal_mol']:.1f}, rise from its lowest point to r_off median "
+        f"{summary['physff_bond_own_depth_median_kcal_mol']:.1f}.\n\n"
         + md_table(["molecule", "bond (moved side second)", "order", "physff follows GFN2-xTB to (x length)", "physff barrier",
-                    "physff at +10 A", "GFN2-xTB dissociation"], rows, digits=0)
+                    "physff at +10 A", "GFN2-xTB dissociation", "physff bond's 12-6 depth",
+                    "physff bond's own term, minimum to r_off"], rows, digits=0)
         + "\n"
     )
     write_results(args.out, {"command": command_line(argv, __file__), "machine": info, "model": model.name,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference_energy import reference_energy
+from reference_energy import gaussians, reference_energy, switch
 
 pytest.importorskip("tblite")
 
@@ -58,6 +58,15 @@ def test_pulled_bonds_follow_the_formula(cleavage, tmp_path, bound_model_path):
         assert b["physff_dissociated_kcal_mol"] == b["physff_profile_kcal_mol"][-1]
         # GFN2-xTB: breaking a single bond costs roughly a hundred kcal/mol
         assert 60.0 < b["xtb_dissociation_kcal_mol"] < 250.0
+        # the bond's own pair term, from the formula evaluated independently
+        k = [set(p) for p in params.covalent_pairs.tolist()].index({i, j})
+        c = params.covalent_parameters[k]
+        assert b["physff_bond_eps_kcal_mol"] == pytest.approx(c[0] ** 2 / (4 * c[1]), rel=1e-9)
+        r_on, r_off = params.switch
+        grid = np.linspace(0.7 * params.equilibrium_lengths()[k], r_off, 2000)
+        own = np.array([-c[0] / r**6 + c[1] / r**12 + switch(r, r_on, r_off) * gaussians(r, c) for r in grid])
+        assert b["physff_bond_own_depth_kcal_mol"] == pytest.approx(own[-1] - own.min(), abs=1e-6)
+        assert b["physff_bond_own_depth_kcal_mol"] >= 10.0  # the covalent core's guarantee
     assert out["summary"]["n_bonds"] == 2
     assert "| GFN2-xTB dissociation |" in Path(stem + ".md").read_text()
 
