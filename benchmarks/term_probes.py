@@ -1,0 +1,436 @@
+"""Probes of two terms the formula lacks: how much of a missed line each would take away.
+
+``DESIGN.md``'s energy has pair terms only. Two acceptance lines of issue 13 stay missed with
+it (torsion drives, H-bonded dimers), and the design changes proposed for them are terms that
+classical and polarizable force fields have. Each probe fits one such term on top of the shipped
+model, frozen (its energies through the accuracy report's evaluation path: ``parameterize`` ->
+native System, Reference platform; its atom embeddings as parameterization computes them), to
+what the model misses on training data, and measures it unchanged on data it was not fitted on.
+Nothing of the fit reaches the shipped model: the numbers say what the term can add to this
+model, not what a model trained with it would reach.
+
+``torsion``: V1 cos(phi) + V2 cos(2 phi) + V3 cos(3 phi) on every proper dihedral i-j-k-l, the
+three coefficients from a small network of the embeddings, symmetric under reversal (central
+bond: h_j + h_k, h_j * h_k and its bond features; outer atoms: h_i + h_l, h_i * h_l). Fitted to
+the model's residual, energies relative within each molecule, on the GFN2-xTB torsion drives of
+the recipe's shard (``training/data/torsion_scans.h5``) of the model's training molecules
+(``--fit-dft``: and on the public training split's B3LYP-D3BJ/def2-SVP drives and conformers).
+Measured on the GFN2-xTB drives of the molecules held out of training (about each molecule's
+mean) and on the public drives and conformers (the accuracy report's convention: relative to the
+point lowest in the reference, that point left out; pooled RMSE and the largest per-molecule RMSE).
+
+``induction``: direct (first-order) induction between molecules,
+E_ind = -1/2 k_e sum_i alpha_i |F_i|^2, F_i the field at atom i of the model's charges of the
+other molecules, Thole-damped (1 - exp(-a u^3), u = r / (alpha_i alpha_j)^(1/6), a = 0.39, as in
+AMOEBA), the polarizabilities alpha_i > 0 from a small network of the embeddings. Fitted to the
+model's interaction-energy residual at every separation of the NCIAtlas training dimers; measured
+at equilibrium on the training, validation and (``--test``) test dimers by group, as the accuracy
+report groups them.
+
+With ``--test`` the test split is measured too: once, nothing is chosen on it.
+
+Usage (repository root, ``pip install -e .[train]``)::
+
+    python benchmarks/term_probes.py torsion --data ../shared/data --recipe training/default_model.yaml --fit-dft [--test]
+    python benchmarks/term_probes.py induction --data ../shared/data [--test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import accuracy_report as ar  # noqa: E402
+from _common import command_line, machine_info, md_table, resolve_benchmark_model, write_results  # noqa: E402
+
+#: Cosine orders of the torsion term.
+ORDERS = (1, 2, 3)
+#: Thole's damping constant (AMOEBA's).
+THOLE = 0.39
+#: softplus(SOFTPLUS_ONE) = 1: the polarizabilities start at 1 A^3.
+SOFTPLUS_ONE = float(np.log(np.e - 1.0))
+
+
+@dataclass
+class Item:
+    """One molecule's (or dimer's) frames: the model's energies, the reference's, what the term reads."""
+
+    name: str
+    e_model: np.ndarray  # (F,) kcal/mol: totals (torsion) or interaction energies (induction)
+    e_ref: np.ndarray  # (F,) kcal/mol
+    data: dict  # torch tensors of the term
+    subset: str = ""  # NCIAtlas subset of a dimer
+    equilibrium: int | None = None  # frame at scaling 1.00 of a dimer
+
+
+def embeddings(model64, mol):
+    """(n, hidden) float64 atom embeddings as parameterization computes them, and the resonance structures."""
+    import torch
+
+    from physff_openmm.graph import mol_to_graph, resonance_structures
+
+    structures = resonance_structures(mol) if model64.config.resonance_features else None
+    g = mol_to_graph(mol, structures=structures)
+    with torch.no_grad():
+        return model64.embed(g.x.double(), g.edge_index, g.edge_attr.double()), structures
+
+
+def make_network(n_in: int, hidden: int, n_out: int, seed: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
+    with torch.no_grad():
+        net[-1].weight.mul_(0.1)
+        net[-1].bias.zero_()
+    return net
+
+
+def fit(net, items: list[Item], term: Callable, *, centred: bool, epochs: int, batch: int = 16, lr: float = 1e-3,
+        weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+    """Fit ``net`` so that ``term(net, item.data)`` matches each item's residual E_ref - E_model (about
+    each item's mean when ``centred``), mean square over frames; the RMSE of each epoch."""
+    import torch
+
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    targets = [torch.from_numpy(it.e_ref - it.e_model).float() for it in items]
+    if centred:
+        targets = [t - t.mean() for t in targets]
+    history = []
+    for _ in range(epochs):
+        order = rng.permutation(len(items))
+        total, n = 0.0, 0
+        for a in range(0, len(order), batch):
+            loss, frames = 0.0, 0
+            for k in order[a:a + batch]:
+                e = term(net, items[k].data)
+                d = (e - e.mean() if centred else e) - targets[k]
+                loss = loss + (d * d).sum()
+                frames += len(e)
+            loss = loss / frames
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + float(loss.detach()) * frames, n + frames
+        history.append(float(np.sqrt(total / n)))
+    return history
+
+
+def term_values(net, items: list[Item], term: Callable) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        return [term(net, it.data).double().numpy() for it in items]
+
+
+def read_splits(args):
+    """(model, its description, the public splits) of ``--model`` and ``--data``."""
+    from physff_openmm.training.recipe import public_splits, read_public_sets
+
+    model, info = resolve_benchmark_model(args.model)
+    fractions, seed, _ = ar.split_settings(model)
+    return model, info, public_splits(read_public_sets(Path(args.data), limit=args.limit), fractions, seed)
+
+
+# ============================================================================ torsion
+def proper_dihedrals(mol) -> np.ndarray:
+    """(D, 4) atom indices i-j-k-l of every proper dihedral of ``mol`` (each once, i != l)."""
+    out = []
+    for bond in mol.GetBonds():
+        j, k = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        for a in mol.GetAtomWithIdx(j).GetNeighbors():
+            for b in mol.GetAtomWithIdx(k).GetNeighbors():
+                i, l = a.GetIdx(), b.GetIdx()
+                if i != k and l != j and i != l:
+                    out.append((i, j, k, l))
+    return np.asarray(out, dtype=np.int64).reshape(-1, 4)
+
+
+def dihedral_cosines(positions: np.ndarray, dihedrals: np.ndarray) -> np.ndarray:
+    """(F, D, len(ORDERS)) cos(n phi) of each dihedral at each of the (F, n, 3) geometries."""
+    p = np.asarray(positions, dtype=np.float64)
+    b0 = p[:, dihedrals[:, 1]] - p[:, dihedrals[:, 0]]
+    b1 = p[:, dihedrals[:, 2]] - p[:, dihedrals[:, 1]]
+    b2 = p[:, dihedrals[:, 3]] - p[:, dihedrals[:, 2]]
+    n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
+    m1 = np.cross(n1, b1 / np.linalg.norm(b1, axis=-1, keepdims=True))
+    phi = np.arctan2((m1 * n2).sum(-1), (n1 * n2).sum(-1))
+    return np.stack([np.cos(n * phi) for n in ORDERS], axis=-1)
+
+
+def torsion_data(model64, mol, positions: np.ndarray) -> dict | None:
+    """The torsion term's inputs of one molecule (None without a dihedral)."""
+    import torch
+
+    from physff_openmm.graph import bond_features
+
+    dih = proper_dihedrals(mol)
+    if not len(dih):
+        return None
+    h, structures = embeddings(model64, mol)
+    d = torch.from_numpy(dih)
+    hi, hj, hk, hl = (h[d[:, c]] for c in range(4))
+    bonds = torch.tensor([bond_features(mol.GetBondBetweenAtoms(int(j), int(k)), structures) for j, k in dih[:, 1:3]],
+                         dtype=torch.float64).reshape(len(dih), -1)
+    return {"inputs": torch.cat([hj + hk, hj * hk, hi + hl, hi * hl, bonds], dim=1).float(),
+            "cosines": torch.from_numpy(dihedral_cosines(positions, dih)).float()}
+
+
+def torsion_energy(net, data: dict):
+    """(F,) torch: the torsion term of each frame, kcal/mol."""
+    v = net(data["inputs"])  # (D, orders)
+    return (data["cosines"] * v.unsqueeze(0)).sum(dim=(1, 2))
+
+
+def prepare_molecules(records, ev, model64) -> list[Item]:
+    from physff_openmm.errors import PhysFFError
+    from physff_openmm.units import HARTREE_TO_KCAL
+
+    items = []
+    for rec in records:
+        mol = rec.to_rdkit()
+        try:
+            e_model, _ = ev.model_totals(mol, rec.positions)
+        except PhysFFError as exc:
+            print(f"  {rec.name}: the model failed ({exc}); left out", file=sys.stderr)
+            continue
+        data = torsion_data(model64, mol, rec.positions)
+        if data is not None:
+            items.append(Item(rec.name, e_model, rec.energy * HARTREE_TO_KCAL, data))
+    return items
+
+
+def shard_parts(recipe: str | Path, public_test: list) -> tuple[list, list]:
+    """Torsion-drive records of the recipe's shard: (training molecules, validation molecules), split as the
+    recipe's training splits them (``training/train_default_model.py``): a validation molecule of the
+    xtb-frames or of a charged shard is validation, a molecule of the public test split is left out."""
+    from physff_openmm.training.config import DefaultModelConfig, load_config
+    from physff_openmm.training.dataset import read_dataset
+    from physff_openmm.training.recipe import CHARGED_SHARDS, shard_path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    import train_default_model as recipe_script
+
+    cfg = load_config(recipe, DefaultModelConfig)
+    val_names = {r.name for r in recipe_script._xtb_frames(cfg)[1]}
+    for key in CHARGED_SHARDS:
+        val_names |= {r.name for r in recipe_script._charged(cfg, key)[1]}
+    held_out = recipe_script._skeletons(public_test)
+    records = [r for r in read_dataset(shard_path(cfg, "torsion_scans")) if not recipe_script._skeletons([r]) & held_out]
+    return [r for r in records if r.name not in val_names], [r for r in records if r.name in val_names]
+
+
+def centred_rmse(items: list[Item], extra: list[np.ndarray] | None) -> float:
+    """Pooled RMSE of energies about each molecule's mean against the reference's."""
+    errs = []
+    for k, it in enumerate(items):
+        e = it.e_model + (extra[k] if extra is not None else 0.0)
+        errs.append((e - e.mean()) - (it.e_ref - it.e_ref.mean()))
+    return ar.rmse(np.concatenate(errs)) if errs else float("nan")
+
+
+def reference_errors(items: list[Item], extra: list[np.ndarray] | None) -> list[np.ndarray]:
+    """Each molecule's errors of relative energies, the accuracy report's convention."""
+    return [ar.relative_errors(it.e_model + (extra[k] if extra is not None else 0.0), it.e_ref) for k, it in enumerate(items)]
+
+
+def torsion_probe(args) -> tuple[str, dict]:
+    model, model_info, splits = read_splits(args)
+    fit_records, held_records = shard_parts(args.recipe, splits.part("test"))
+    fit_records = fit_records[: args.limit]
+    model64 = copy.deepcopy(model).double().eval()
+    ev = ar.Energies(model, ar.Timer(), use_xtb=False)
+    parts = ("train", "val", "test") if args.test else ("train", "val")
+    items = {"xtb_fit": prepare_molecules(fit_records, ev, model64), "xtb_held_out": prepare_molecules(held_records, ev, model64)}
+    for part in parts:
+        items[f"drives_{part}"] = prepare_molecules(list(getattr(splits, part)["torsions"]), ev, model64)
+        items[f"conformers_{part}"] = prepare_molecules(list(getattr(splits, part)["conformers"]), ev, model64)
+    fitted = items["xtb_fit"] + (items["drives_train"] + items["conformers_train"] if args.fit_dft else [])
+    net = make_network(fitted[0].data["inputs"].shape[1], args.hidden, len(ORDERS), args.seed)
+    history = fit(net, fitted, torsion_energy, centred=True, epochs=args.epochs, seed=args.seed)
+    rows, drive_rows, results = [], [], {}
+    for key, its in items.items():
+        extra = term_values(net, its, torsion_energy)
+        if key.startswith("xtb"):
+            before, after = centred_rmse(its, None), centred_rmse(its, extra)
+            results[key] = {"n_molecules": len(its), "rmse_before": before, "rmse_after": after}
+            rows.append([key, len(its), "GFN2-xTB, about each molecule's mean", before, "", after, ""])
+            continue
+        eb, ea = reference_errors(its, None), reference_errors(its, extra)
+        per = {it.name: [ar.rmse(b), ar.rmse(a)] for it, b, a in zip(its, eb, ea)}
+        results[key] = {"n_molecules": len(its), "rmse_before": ar.rmse(np.concatenate(eb)), "rmse_after": ar.rmse(np.concatenate(ea)),
+                        "per_molecule_rmse_before_after": per}
+        rows.append([key, len(its), "B3LYP-D3BJ/def2-SVP", results[key]["rmse_before"], max(v[0] for v in per.values()),
+                     results[key]["rmse_after"], max(v[1] for v in per.values())])
+        if key.startswith("drives") and key != "drives_train":
+            drive_rows += [[key.split("_")[1], name, b, a] for name, (b, a) in per.items()]
+    n_dih = sum(len(it.data["inputs"]) for it in items["xtb_fit"])
+    text = (
+        f"A network ({args.hidden} wide, two hidden layers) maps each proper dihedral's embeddings to V1..V3; fitted "
+        f"({args.epochs} epochs) to the model's residual on the GFN2-xTB torsion drives of {len(items['xtb_fit'])} "
+        f"training molecules ({n_dih} dihedrals)"
+        + (" and on the public training split's B3LYP-D3BJ/def2-SVP drives and conformers" if args.fit_dft else "")
+        + ", then measured unchanged. RMSE in kcal/mol; \"largest\": the largest per-molecule RMSE. Fit RMSE by epoch: "
+        + ", ".join(f"{x:.2f}" for x in history) + ".\n\n"
+        + md_table(["set", "molecules", "reference", "model RMSE", "largest", "model + torsion term RMSE", "largest"], rows)
+        + "\n\nPer drive (validation and test splits):\n\n"
+        + md_table(["split", "drive", "model RMSE", "model + torsion term RMSE"], drive_rows) + "\n"
+    )
+    return text, {"model": model_info, "fit_dft": args.fit_dft, "fit_rmse_by_epoch": history, "results": results}
+
+
+# ============================================================================ induction
+def induction_energy(net, data: dict):
+    """(F,) torch: direct induction between molecules of each frame, kcal/mol."""
+    import torch
+
+    from physff_openmm.units import COULOMB_KCAL_ANGSTROM
+
+    alpha = torch.nn.functional.softplus(net(data["h"]).squeeze(-1) + SOFTPLUS_ONE)  # (n,) A^3
+    rv = data["pos"][:, :, None, :] - data["pos"][:, None, :, :]  # (F, n, n, 3): r_i - r_j
+    r = torch.linalg.vector_norm(rv, dim=-1).clamp_min(1e-6)
+    u3 = r**3 / torch.sqrt(alpha[:, None] * alpha[None, :])
+    damped = (1.0 - torch.exp(-THOLE * u3)) * data["inter"]
+    field = ((data["q"][None, None, :] * damped / r**3).unsqueeze(-1) * rv).sum(2)  # (F, n, 3) e/A^2
+    return -0.5 * COULOMB_KCAL_ANGSTROM * (alpha[None, :] * (field * field).sum(-1)).sum(-1)
+
+
+def prepare_dimers(records, ev, model64) -> list[Item]:
+    """Each dimer's model and reference interaction energies at its finite frames, and the term's inputs."""
+    import torch
+    from rdkit import Chem
+
+    from physff_openmm.errors import PhysFFError
+    from physff_openmm.units import HARTREE_TO_KCAL
+
+    items = []
+    for rec in records:
+        ref = rec.interaction_energy * HARTREE_TO_KCAL
+        keep = np.flatnonzero(np.isfinite(ref))
+        if not keep.size:
+            continue
+        pos = rec.positions[keep]
+        mol = rec.to_rdkit()
+        mapping: list = []
+        pieces = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True, fragsMolAtomMapping=mapping)
+        try:
+            e_ab, params = ev.model_totals(mol, pos)
+            e_int = e_ab - sum(ev.model_totals(piece, pos[:, list(idx)])[0] for piece, idx in zip(pieces, mapping))
+        except PhysFFError as exc:
+            print(f"  {rec.name}: the model failed ({exc}); left out", file=sys.stderr)
+            continue
+        frag = np.zeros(rec.n_atoms, dtype=np.int64)
+        for f, idx in enumerate(mapping):
+            frag[list(idx)] = f
+        eq = ar.equilibrium_index(rec)
+        h, _ = embeddings(model64, mol)
+        data = {"h": h.float(), "q": torch.from_numpy(np.asarray(params.charges)).float(),
+                "inter": torch.from_numpy(frag[:, None] != frag[None, :]).float(), "pos": torch.from_numpy(pos).float()}
+        items.append(Item(rec.name, e_int, ref[keep], data, ar.ncia_subset(rec),
+                          int(np.flatnonzero(keep == eq)[0]) if eq is not None and eq in keep else None))
+    return items
+
+
+#: Groups of dimers the induction probe reports: the accuracy report's, and the ionic H-bonds alone.
+INDUCTION_GROUPS = {**ar.NCIA_GROUPS, "ionic_hydrogen_bonded": ("IHB100x10",), "all": ar.NCIA_SUBSETS}
+
+
+def induction_probe(args) -> tuple[str, dict]:
+    model, model_info, splits = read_splits(args)
+    model64 = copy.deepcopy(model).double().eval()
+    ev = ar.Energies(model, ar.Timer(), use_xtb=False)
+    parts = ("train", "val", "test") if args.test else ("train", "val")
+    items = {part: prepare_dimers(list(getattr(splits, part)["ncia"]), ev, model64) for part in parts}
+    net = make_network(items["train"][0].data["h"].shape[1], args.hidden, 1, args.seed)
+    history = fit(net, items["train"], induction_energy, centred=False, epochs=args.epochs, seed=args.seed)
+    rows, results = [], {}
+    for part, its in items.items():
+        extra = term_values(net, its, induction_energy)
+        at_eq = [(it.subset, it.e_model[it.equilibrium] - it.e_ref[it.equilibrium], x[it.equilibrium])
+                 for it, x in zip(its, extra) if it.equilibrium is not None]
+        results[part] = {}
+        for group, members in INDUCTION_GROUPS.items():
+            sel = [(err, ind) for s, err, ind in at_eq if s in members]
+            if not sel:
+                continue
+            err = np.array([e for e, _ in sel])
+            ind = np.array([i for _, i in sel])
+            results[part][group] = {"n_dimers": len(sel), "rmse_before": ar.rmse(err), "rmse_after": ar.rmse(err + ind),
+                                    "mean_signed_before": float(err.mean()), "mean_induction": float(ind.mean())}
+            r = results[part][group]
+            rows.append([part, group, len(sel), r["rmse_before"], r["rmse_after"], r["mean_signed_before"], r["mean_induction"]])
+    n_frames = sum(len(it.e_ref) for it in items["train"])
+    text = (
+        f"Polarizabilities from a network ({args.hidden} wide, two hidden layers) of the embeddings; fitted "
+        f"({args.epochs} epochs) to the model's interaction-energy residual at all {n_frames} frames of "
+        f"{len(items['train'])} NCIAtlas training dimers, then measured at equilibrium. RMSE and mean signed error "
+        "(model - CCSD(T)/CBS) in kcal/mol; \"induction\": the term's mean at equilibrium. Fit RMSE by epoch: "
+        + ", ".join(f"{x:.2f}" for x in history) + ".\n\n"
+        + md_table(["split", "dimers", "n", "model RMSE", "model + induction RMSE", "model mean signed error", "mean induction"], rows)
+        + "\n"
+    )
+    return text, {"model": model_info, "fit_rmse_by_epoch": history, "results": results}
+
+
+PROBES = {"torsion": ("A torsion term", torsion_probe), "induction": ("Induction between molecules", induction_probe)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("term", choices=sorted(PROBES), help="the term to probe")
+    p.add_argument("--model", default="default", help="model name or file (default: %(default)s)")
+    p.add_argument("--data", default="../shared/data", help="the shared data folder")
+    p.add_argument("--recipe", default="training/default_model.yaml",
+                   help="torsion: the recipe whose torsion-drive shard and split are used (default: %(default)s)")
+    p.add_argument("--fit-dft", action="store_true",
+                   help="torsion: fit to the public training split's B3LYP-D3BJ/def2-SVP drives and conformers too")
+    p.add_argument("--test", action="store_true", help="also measure on the public test split")
+    p.add_argument("--epochs", type=int, help="passes over the fitted data (default: torsion 15, induction 30)")
+    p.add_argument("--hidden", type=int, default=16, help="width of the term's network (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs; the split then differs)")
+    p.add_argument("--out", help="results stem in benchmarks/results (default: <term>_term_probe)")
+    args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = {"torsion": 15, "induction": 30}[args.term]
+    if args.epochs < 1 or args.hidden < 1 or (args.limit is not None and args.limit < 1):
+        p.error(f"need --epochs >= 1, --hidden >= 1 and --limit >= 1, got {args.epochs}, {args.hidden}, {args.limit}")
+    from physff_openmm.errors import PhysFFError
+
+    t0 = time.perf_counter()
+    title, probe = PROBES[args.term]
+    logging.disable(logging.WARNING)  # reader notes on skipped records
+    try:
+        body, payload = probe(args)
+    except PhysFFError as exc:  # a bad model, data folder or recipe: one line, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        logging.disable(logging.NOTSET)
+    info = machine_info()
+    model = payload["model"]
+    text = (
+        f"# {title} on the frozen model: how much of the missed line it takes away\n\n"
+        f"Command: `{command_line(argv, __file__)}` ({info['date_utc']}; {time.perf_counter() - t0:.0f} s). "
+        f"Model: {model['name']} (sha256 {str(model['sha256'])[:8]}).\n\n" + body
+    )
+    write_results(args.out or f"{args.term}_term_probe", {"command": command_line(argv, __file__), "machine": info,
+                                                          "epochs": args.epochs, "hidden": args.hidden, **payload}, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
