@@ -23,9 +23,11 @@ point lowest in the reference, that point left out; pooled RMSE and the largest 
 E_ind = -1/2 k_e sum_i alpha_i |F_i|^2, F_i the field at atom i of the model's charges of the
 other molecules, Thole-damped (1 - exp(-a u^3), u = r / (alpha_i alpha_j)^(1/6), a = 0.39, as in
 AMOEBA), the polarizabilities alpha_i > 0 from a small network of the embeddings. Fitted to the
-model's interaction-energy residual at every separation of the NCIAtlas training dimers; measured
-at equilibrium on the training, validation and (``--test``) test dimers by group, as the accuracy
-report groups them.
+model's interaction-energy residual at every separation of the NCIAtlas training dimers beside two
+controls: Gaussians between molecules alone (corrections to the amplitudes of the formula's own
+Gaussians between molecules, which a model trained again could make within ``DESIGN.md``), and
+both; measured at equilibrium on the training, validation and (``--test``) test dimers by group,
+as the accuracy report groups them.
 
 With ``--test`` the test split is measured too: once, nothing is chosen on it.
 
@@ -44,9 +46,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
+
+from physff_openmm.energy import GAUSSIAN_CENTERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -71,6 +75,7 @@ class Item:
     data: dict  # torch tensors of the term
     subset: str = ""  # NCIAtlas subset of a dimer
     equilibrium: int | None = None  # frame at scaling 1.00 of a dimer
+    scaling: np.ndarray | None = None  # (F,) a dimer's distance scaling of each frame
 
 
 def embeddings(model64, mol):
@@ -292,8 +297,53 @@ def torsion_probe(args) -> tuple[str, dict]:
 
 
 # ============================================================================ induction
+class InterTerm:
+    """Terms between molecules fitted on top of the model: direct induction and/or Gaussians.
+
+    ``induction``: E_ind = -1/2 k_e sum_i alpha_i |F_i|^2, F_i the Thole-damped field of the other
+    molecules' charges at atom i, alpha_i = softplus(net(h_i)) (1 A^3 at the start).
+    ``pairs``: for every pair i, j of atoms in different molecules, S(r) sum_k a_k exp(-(r - mu_k)^2 / w^2)
+    at the formula's centres mu_k and switch S, width w = 0.5 A, the amplitudes a_k from a network of
+    (h_i + h_j, h_i * h_j): a correction to the model's own Gaussians between molecules (its class table),
+    which a model trained again could make within ``DESIGN.md``'s formula.
+    """
+
+    WIDTH = 0.5
+
+    def __init__(self, n_in: int, hidden: int, seed: int, induction: bool, pairs: bool, switch: tuple[float, float]):
+        import torch
+
+        self.alpha_net = make_network(n_in, hidden, 1, seed) if induction else None
+        self.pair_net = make_network(2 * n_in, hidden, len(GAUSSIAN_CENTERS), seed + 1) if pairs else None
+        self.switch = switch
+        self.centers = torch.tensor(GAUSSIAN_CENTERS)
+
+    def parameters(self):
+        return [q for net in (self.alpha_net, self.pair_net) if net is not None for q in net.parameters()]
+
+    def __call__(self, data: dict):
+        e = 0.0
+        if self.alpha_net is not None:
+            e = e + induction_energy(self.alpha_net, data)
+        if self.pair_net is not None:
+            e = e + self.pair_energy(data)
+        return e
+
+    def pair_energy(self, data: dict):
+        import torch
+
+        from physff_openmm.energy import switch
+
+        i, j = data["pairs"][:, 0], data["pairs"][:, 1]
+        h = data["h"]
+        amp = self.pair_net(torch.cat([h[i] + h[j], h[i] * h[j]], dim=1))  # (P, K)
+        r = torch.linalg.vector_norm(data["pos"][:, i] - data["pos"][:, j], dim=-1)  # (F, P)
+        g = torch.exp(-((r.unsqueeze(-1) - self.centers) ** 2) / self.WIDTH**2) * switch(r, *self.switch).unsqueeze(-1)
+        return (g * amp.unsqueeze(0)).sum(dim=(1, 2))
+
+
 def induction_energy(net, data: dict):
-    """(F,) torch: direct induction between molecules of each frame, kcal/mol."""
+    """(F,) torch: direct induction between molecules of each frame, kcal/mol (polarizabilities from ``net``)."""
     import torch
 
     from physff_openmm.units import COULOMB_KCAL_ANGSTROM
@@ -308,7 +358,7 @@ def induction_energy(net, data: dict):
 
 
 def prepare_dimers(records, ev, model64) -> list[Item]:
-    """Each dimer's model and reference interaction energies at its finite frames, and the term's inputs."""
+    """Each dimer's model and reference interaction energies at its finite frames, and the terms' inputs."""
     import torch
     from rdkit import Chem
 
@@ -334,17 +384,22 @@ def prepare_dimers(records, ev, model64) -> list[Item]:
         frag = np.zeros(rec.n_atoms, dtype=np.int64)
         for f, idx in enumerate(mapping):
             frag[list(idx)] = f
+        inter = frag[:, None] != frag[None, :]
         eq = ar.equilibrium_index(rec)
         h, _ = embeddings(model64, mol)
         data = {"h": h.float(), "q": torch.from_numpy(np.asarray(params.charges)).float(),
-                "inter": torch.from_numpy(frag[:, None] != frag[None, :]).float(), "pos": torch.from_numpy(pos).float()}
+                "inter": torch.from_numpy(inter).float(), "pos": torch.from_numpy(pos).float(),
+                "pairs": torch.from_numpy(np.argwhere(np.triu(inter)))}
         items.append(Item(rec.name, e_int, ref[keep], data, ar.ncia_subset(rec),
-                          int(np.flatnonzero(keep == eq)[0]) if eq is not None and eq in keep else None))
+                          int(np.flatnonzero(keep == eq)[0]) if eq is not None and eq in keep else None,
+                          None if rec.scaling is None else np.asarray(rec.scaling)[keep]))
     return items
 
 
 #: Groups of dimers the induction probe reports: the accuracy report's, and the ionic H-bonds alone.
 INDUCTION_GROUPS = {**ar.NCIA_GROUPS, "ionic_hydrogen_bonded": ("IHB100x10",), "all": ar.NCIA_SUBSETS}
+#: The fits of the induction probe: (induction, Gaussians between molecules).
+INDUCTION_VARIANTS = {"Gaussians": (False, True), "induction": (True, False), "induction + Gaussians": (True, True)}
 
 
 def induction_probe(args) -> tuple[str, dict]:
@@ -353,35 +408,69 @@ def induction_probe(args) -> tuple[str, dict]:
     ev = ar.Energies(model, ar.Timer(), use_xtb=False)
     parts = ("train", "val", "test") if args.test else ("train", "val")
     items = {part: prepare_dimers(list(getattr(splits, part)["ncia"]), ev, model64) for part in parts}
-    net = make_network(items["train"][0].data["h"].shape[1], args.hidden, 1, args.seed)
-    history = fit(net, items["train"], induction_energy, centred=False, epochs=args.epochs, seed=args.seed)
+    n_in = items["train"][0].data["h"].shape[1]
+    switch = (model.config.r_on, model.config.r_off)
+    histories, extras = {}, {}
+    for name, (induction, pairs) in INDUCTION_VARIANTS.items():
+        term = InterTerm(n_in, args.hidden, args.seed, induction, pairs, switch)
+        histories[name] = fit(term, items["train"], lambda t, d: t(d), centred=False, epochs=args.epochs, seed=args.seed)
+        extras[name] = {part: term_values(term, its, lambda t, d: t(d)) for part, its in items.items()}
     rows, results = [], {}
     for part, its in items.items():
-        extra = term_values(net, its, induction_energy)
-        at_eq = [(it.subset, it.e_model[it.equilibrium] - it.e_ref[it.equilibrium], x[it.equilibrium])
-                 for it, x in zip(its, extra) if it.equilibrium is not None]
         results[part] = {}
+        eq = [k for k, it in enumerate(its) if it.equilibrium is not None]
         for group, members in INDUCTION_GROUPS.items():
-            sel = [(err, ind) for s, err, ind in at_eq if s in members]
+            sel = [k for k in eq if its[k].subset in members]
             if not sel:
                 continue
-            err = np.array([e for e, _ in sel])
-            ind = np.array([i for _, i in sel])
-            results[part][group] = {"n_dimers": len(sel), "rmse_before": ar.rmse(err), "rmse_after": ar.rmse(err + ind),
-                                    "mean_signed_before": float(err.mean()), "mean_induction": float(ind.mean())}
-            r = results[part][group]
-            rows.append([part, group, len(sel), r["rmse_before"], r["rmse_after"], r["mean_signed_before"], r["mean_induction"]])
+            err = np.array([its[k].e_model[its[k].equilibrium] - its[k].e_ref[its[k].equilibrium] for k in sel])
+            r = {"n_dimers": len(sel), "rmse_model": ar.rmse(err), "mean_signed_model": float(err.mean())}
+            for name in INDUCTION_VARIANTS:
+                added = np.array([extras[name][part][k][its[k].equilibrium] for k in sel])
+                r[f"rmse_{name}"] = ar.rmse(err + added)
+            results[part][group] = r
+            rows.append([part, group, len(sel), r["rmse_model"], r["mean_signed_model"]]
+                        + [r[f"rmse_{name}"] for name in INDUCTION_VARIANTS])
+    by_scaling = ionic_errors_by_scaling(items)
     n_frames = sum(len(it.e_ref) for it in items["train"])
     text = (
-        f"Polarizabilities from a network ({args.hidden} wide, two hidden layers) of the embeddings; fitted "
+        f"Each term's networks ({args.hidden} wide, two hidden layers) read the atom embeddings; each variant fitted "
         f"({args.epochs} epochs) to the model's interaction-energy residual at all {n_frames} frames of "
-        f"{len(items['train'])} NCIAtlas training dimers, then measured at equilibrium. RMSE and mean signed error "
-        "(model - CCSD(T)/CBS) in kcal/mol; \"induction\": the term's mean at equilibrium. Fit RMSE by epoch: "
-        + ", ".join(f"{x:.2f}" for x in history) + ".\n\n"
-        + md_table(["split", "dimers", "n", "model RMSE", "model + induction RMSE", "model mean signed error", "mean induction"], rows)
+        f"{len(items['train'])} NCIAtlas training dimers, then measured at equilibrium: Gaussians between molecules "
+        f"(amplitude corrections at the formula's centres, width {InterTerm.WIDTH} A, switched as the formula's), "
+        "direct Thole-damped induction, and both. RMSE and the model's mean signed error (model - CCSD(T)/CBS) in "
+        "kcal/mol. Final fit RMSE: "
+        + ", ".join(f"{name} {h[-1]:.2f}" for name, h in histories.items()) + ".\n\n"
+        + md_table(["split", "dimers", "n", "model RMSE", "model mean signed error"]
+                   + [f"+ {name} RMSE" for name in INDUCTION_VARIANTS], rows)
         + "\n"
     )
-    return text, {"model": model_info, "fit_rmse_by_epoch": history, "results": results}
+    if by_scaling["parts"]:
+        text += (
+            "\nThe model alone on the ionic H-bonded dimers (IHB100x10) at each distance scaling: mean signed "
+            "error (model - CCSD(T)/CBS), kcal/mol (positive: underbound).\n\n"
+            + md_table(["split", "dimers"] + [f"{x:.2f}" for x in by_scaling["scalings"]],
+                       [[part, row["n_dimers"], *row["mean_signed"]] for part, row in by_scaling["parts"].items()])
+            + "\n"
+        )
+    return text, {"model": model_info, "fit_rmse_by_epoch": histories, "results": results,
+                  "ionic_mean_signed_error_by_scaling": by_scaling}
+
+
+def ionic_errors_by_scaling(items: dict[str, list[Item]]) -> dict:
+    """The model's mean signed interaction-energy error on the IHB100x10 dimers at each distance scaling."""
+    ionic = {part: [it for it in its if it.subset == "IHB100x10" and it.scaling is not None] for part, its in items.items()}
+    scalings = sorted({round(float(x), 2) for its in ionic.values() for it in its for x in it.scaling})
+    parts = {}
+    for part, its in ionic.items():
+        if not its:
+            continue
+        mean = []
+        for x in scalings:
+            err = [it.e_model[k] - it.e_ref[k] for it in its for k in np.flatnonzero(np.abs(it.scaling - x) < 1e-6)]
+            mean.append(float(np.mean(err)) if err else float("nan"))
+        parts[part] = {"n_dimers": len(its), "mean_signed": mean}
+    return {"scalings": scalings, "parts": parts}
 
 
 PROBES = {"torsion": ("A torsion term", torsion_probe), "induction": ("Induction between molecules", induction_probe)}
