@@ -175,31 +175,74 @@ def dihedral_cosines(positions: np.ndarray, dihedrals: np.ndarray) -> np.ndarray
     return np.stack([np.cos(n * phi) for n in ORDERS], axis=-1)
 
 
-def torsion_data(model64, mol, positions: np.ndarray) -> dict | None:
-    """The torsion term's inputs of one molecule (None without a dihedral)."""
+def onefour_pairs(mol) -> np.ndarray:
+    """(P, 2) the pairs i < l of ``mol`` three bonds apart (1-4 pairs)."""
+    from rdkit import Chem
+
+    i, l = np.nonzero(np.triu(Chem.GetDistanceMatrix(mol) == 3))
+    return np.stack([i, l], axis=1).astype(np.int64)
+
+
+def pair_gaussians(positions: np.ndarray, pairs: np.ndarray, params: np.ndarray, switch: tuple[float, float]) -> np.ndarray:
+    """(F, P, 6) S(r) exp(-(r - mu_k)^2 / (w_k^2 + eps)) of each pair at each frame: the formula's Gaussians with
+    each pair's own widths w_k (``params``, (P, 14) C_0..C_13), whose amplitudes a correction would change."""
+    from physff_openmm.energy import WIDTH_EPSILON
+
+    p = np.asarray(positions, dtype=np.float64)
+    r = np.linalg.norm(p[:, pairs[:, 0]] - p[:, pairs[:, 1]], axis=-1)[..., None]
+    widths = params[:, 3::2][None]
+    x = np.clip((r - switch[0]) / (switch[1] - switch[0]), 0.0, 1.0)
+    s = 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
+    return s * np.exp(-((r - np.asarray(GAUSSIAN_CENTERS)) ** 2) / (widths**2 + WIDTH_EPSILON))
+
+
+def torsion_data(model64, mol, positions: np.ndarray, params=None, form: str = "cosine") -> dict | None:
+    """The torsion term's inputs of one molecule (None without one), per row the network's input and its
+    basis at each frame.
+
+    ``form="cosine"``: a row per proper dihedral i-j-k-l; input (h_j + h_k, h_j * h_k, h_i + h_l, h_i * h_l,
+    the bond features of j-k), basis cos(n phi).
+    ``form="pair"``: a row per 1-4 pair, as ``DESIGN.md``'s feats_net sees it (h_i + h_l, h_i * h_l, the pair
+    features, the path embedding of its central bonds); basis the pair's own Gaussians (``params``, the
+    model's :class:`~physff_openmm.parameters.ParameterSet`): corrections to the amplitudes C_2, C_4, ...,
+    C_12 of the 1-4 pairs, a change of parameters within the formula.
+    """
     import torch
 
-    from physff_openmm.graph import bond_features
+    from physff_openmm.graph import bond_features, pair_features, path_atoms
 
+    h, structures = embeddings(model64, mol)
+    if form == "pair":
+        pairs = onefour_pairs(mol)
+        if not len(pairs):
+            return None
+        row, atom, weight = path_atoms(mol, pairs)
+        h_path = model64.path_embeddings(h, torch.from_numpy(row), torch.from_numpy(atom), torch.from_numpy(weight), len(pairs))
+        if h_path is None:  # a model without path embeddings: its 1-4 pairs see no path either
+            h_path = torch.zeros(len(pairs), 0, dtype=h.dtype)
+        hi, hl = h[torch.from_numpy(pairs[:, 0])], h[torch.from_numpy(pairs[:, 1])]
+        feats = torch.from_numpy(pair_features(mol, pairs, structures)).to(h.dtype)
+        table = params.pair_parameters()[pairs[:, 0], pairs[:, 1]]
+        basis = pair_gaussians(positions, pairs, table, params.switch)
+        return {"inputs": torch.cat([hi + hl, hi * hl, feats, h_path], dim=1).float(), "basis": torch.from_numpy(basis).float()}
     dih = proper_dihedrals(mol)
     if not len(dih):
         return None
-    h, structures = embeddings(model64, mol)
     d = torch.from_numpy(dih)
     hi, hj, hk, hl = (h[d[:, c]] for c in range(4))
     bonds = torch.tensor([bond_features(mol.GetBondBetweenAtoms(int(j), int(k)), structures) for j, k in dih[:, 1:3]],
                          dtype=torch.float64).reshape(len(dih), -1)
     return {"inputs": torch.cat([hj + hk, hj * hk, hi + hl, hi * hl, bonds], dim=1).float(),
-            "cosines": torch.from_numpy(dihedral_cosines(positions, dih)).float()}
+            "basis": torch.from_numpy(dihedral_cosines(positions, dih)).float()}
 
 
 def torsion_energy(net, data: dict):
     """(F,) torch: the torsion term of each frame, kcal/mol."""
-    v = net(data["inputs"])  # (D, orders)
-    return (data["cosines"] * v.unsqueeze(0)).sum(dim=(1, 2))
+    v = net(data["inputs"])  # (D, basis)
+    return (data["basis"] * v.unsqueeze(0)).sum(dim=(1, 2))
 
 
-def prepare_molecules(records, ev, model64) -> list[Item]:
+def prepare_molecules(records, ev, model64, form: str = "cosine") -> list[Item]:
     from physff_openmm.errors import PhysFFError
     from physff_openmm.units import HARTREE_TO_KCAL
 
@@ -207,11 +250,11 @@ def prepare_molecules(records, ev, model64) -> list[Item]:
     for rec in records:
         mol = rec.to_rdkit()
         try:
-            e_model, _ = ev.model_totals(mol, rec.positions)
+            e_model, params = ev.model_totals(mol, rec.positions)
         except PhysFFError as exc:
             print(f"  {rec.name}: the model failed ({exc}); left out", file=sys.stderr)
             continue
-        data = torsion_data(model64, mol, rec.positions)
+        data = torsion_data(model64, mol, rec.positions, params, form)
         if data is not None:
             items.append(Item(rec.name, e_model, rec.energy * HARTREE_TO_KCAL, data))
     return items
@@ -258,12 +301,13 @@ def torsion_probe(args) -> tuple[str, dict]:
     model64 = copy.deepcopy(model).double().eval()
     ev = ar.Energies(model, ar.Timer(), use_xtb=False)
     parts = ("train", "val", "test") if args.test else ("train", "val")
-    items = {"xtb_fit": prepare_molecules(fit_records, ev, model64), "xtb_held_out": prepare_molecules(held_records, ev, model64)}
+    items = {"xtb_fit": prepare_molecules(fit_records, ev, model64, args.form),
+             "xtb_held_out": prepare_molecules(held_records, ev, model64, args.form)}
     for part in parts:
-        items[f"drives_{part}"] = prepare_molecules(list(getattr(splits, part)["torsions"]), ev, model64)
-        items[f"conformers_{part}"] = prepare_molecules(list(getattr(splits, part)["conformers"]), ev, model64)
+        items[f"drives_{part}"] = prepare_molecules(list(getattr(splits, part)["torsions"]), ev, model64, args.form)
+        items[f"conformers_{part}"] = prepare_molecules(list(getattr(splits, part)["conformers"]), ev, model64, args.form)
     fitted = items["xtb_fit"] + (items["drives_train"] + items["conformers_train"] if args.fit_dft else [])
-    net = make_network(fitted[0].data["inputs"].shape[1], args.hidden, len(ORDERS), args.seed)
+    net = make_network(fitted[0].data["inputs"].shape[1], args.hidden, fitted[0].data["basis"].shape[-1], args.seed)
     history = fit(net, fitted, torsion_energy, centred=True, epochs=args.epochs, seed=args.seed)
     rows, drive_rows, results = [], [], {}
     for key, its in items.items():
@@ -281,11 +325,16 @@ def torsion_probe(args) -> tuple[str, dict]:
                      results[key]["rmse_after"], max(v[1] for v in per.values())])
         if key.startswith("drives") and key != "drives_train":
             drive_rows += [[key.split("_")[1], name, b, a] for name, (b, a) in per.items()]
-    n_dih = sum(len(it.data["inputs"]) for it in items["xtb_fit"])
+    n_rows = sum(len(it.data["inputs"]) for it in items["xtb_fit"])
     text = (
-        f"A network ({args.hidden} wide, two hidden layers) maps each proper dihedral's embeddings to V1..V3; fitted "
+        (f"A network ({args.hidden} wide, two hidden layers) maps each proper dihedral's embeddings to V1..V3 of "
+           "V1 cos(phi) + V2 cos(2 phi) + V3 cos(3 phi)" if args.form == "cosine" else
+           f"A network ({args.hidden} wide, two hidden layers) maps what feats_net sees of each 1-4 pair (embeddings, "
+           "pair features, path embedding) to corrections of the amplitudes of its six Gaussians (its own widths): new "
+           "parameters of the 1-4 pairs within the formula")
+        + f"; fitted "
         f"({args.epochs} epochs) to the model's residual on the GFN2-xTB torsion drives of {len(items['xtb_fit'])} "
-        f"training molecules ({n_dih} dihedrals)"
+        f"training molecules ({n_rows} {'dihedrals' if args.form == 'cosine' else '1-4 pairs'})"
         + (" and on the public training split's B3LYP-D3BJ/def2-SVP drives and conformers" if args.fit_dft else "")
         + ", then measured unchanged. RMSE in kcal/mol; \"largest\": the largest per-molecule RMSE. Fit RMSE by epoch: "
         + ", ".join(f"{x:.2f}" for x in history) + ".\n\n"
@@ -293,7 +342,7 @@ def torsion_probe(args) -> tuple[str, dict]:
         + "\n\nPer drive (validation and test splits):\n\n"
         + md_table(["split", "drive", "model RMSE", "model + torsion term RMSE"], drive_rows) + "\n"
     )
-    return text, {"model": model_info, "fit_dft": args.fit_dft, "fit_rmse_by_epoch": history, "results": results}
+    return text, {"model": model_info, "form": args.form, "fit_dft": args.fit_dft, "fit_rmse_by_epoch": history, "results": results}
 
 
 # ============================================================================ induction
@@ -483,6 +532,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="../shared/data", help="the shared data folder")
     p.add_argument("--recipe", default="training/default_model.yaml",
                    help="torsion: the recipe whose torsion-drive shard and split are used (default: %(default)s)")
+    p.add_argument("--form", choices=["cosine", "pair"], default="cosine",
+                   help="torsion: cosine series in the dihedral, or Gaussians of the 1-4 distance (default: %(default)s)")
     p.add_argument("--fit-dft", action="store_true",
                    help="torsion: fit to the public training split's B3LYP-D3BJ/def2-SVP drives and conformers too")
     p.add_argument("--test", action="store_true", help="also measure on the public test split")
@@ -490,7 +541,8 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=16, help="width of the term's network (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs; the split then differs)")
-    p.add_argument("--out", help="results stem in benchmarks/results (default: <term>_term_probe)")
+    p.add_argument("--out", help="results stem in benchmarks/results (default: torsion_term_probe, torsion_pair_term_probe "
+                   "with --form pair, induction_term_probe)")
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = {"torsion": 15, "induction": 30}[args.term]
@@ -515,7 +567,8 @@ def main(argv=None) -> int:
         f"Command: `{command_line(argv, __file__)}` ({info['date_utc']}; {time.perf_counter() - t0:.0f} s). "
         f"Model: {model['name']} (sha256 {str(model['sha256'])[:8]}).\n\n" + body
     )
-    write_results(args.out or f"{args.term}_term_probe", {"command": command_line(argv, __file__), "machine": info,
+    stem = f"{args.term}_pair_term_probe" if args.term == "torsion" and args.form == "pair" else f"{args.term}_term_probe"
+    write_results(args.out or stem, {"command": command_line(argv, __file__), "machine": info,
                                                           "epochs": args.epochs, "hidden": args.hidden, **payload}, text)
     print(text)
     return 0

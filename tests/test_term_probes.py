@@ -41,6 +41,31 @@ def test_proper_dihedrals_and_their_cosines_match_rdkit(probes):
     assert np.allclose(cos, np.stack([np.cos(n * phi) for n in probes.ORDERS], axis=1), atol=1e-10)
 
 
+def test_pair_form_basis_is_the_formulas_gaussians_of_the_1_4_pairs(probes):
+    """Amplitude corrections through the pair form's basis change the energy as the formula, evaluated
+    independently, does when the same corrections are added to the 1-4 pairs' C_2, C_4, ..., C_12."""
+    import physff_openmm as pf
+    from reference_energy import gaussians, switch
+
+    mol = _mol("CCOC(C)=O")
+    params = pf.parameterize(mol)
+    x = mol.GetConformer().GetPositions()
+    pairs = probes.onefour_pairs(mol)
+    dist = Chem.GetDistanceMatrix(mol)
+    assert len(pairs) and all(dist[i, l] == 3 and i < l for i, l in pairs)
+    assert len(pairs) == int((np.triu(dist) == 3).sum())
+    table = params.pair_parameters()[pairs[:, 0], pairs[:, 1]]
+    basis = probes.pair_gaussians(x[None], pairs, table, params.switch)[0]
+    delta = np.random.default_rng(3).normal(size=(len(pairs), 6))
+    expected = 0.0
+    for (i, l), c, d in zip(pairs, table, delta):
+        r = float(np.linalg.norm(x[i] - x[l]))
+        moved = c.copy()
+        moved[2::2] += d
+        expected += switch(r, *params.switch) * (gaussians(r, moved) - gaussians(r, c))
+    assert float((basis * delta).sum()) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
 class _Constant(torch.nn.Module):
     """A stand-in network: the same output for every row."""
 
@@ -56,7 +81,7 @@ def test_torsion_energy_is_the_cosine_series(probes):
     mol = _mol("CCCC")
     dih = probes.proper_dihedrals(mol)
     x = np.stack([mol.GetConformer().GetPositions(), _mol("CCCC", seed=3).GetConformer().GetPositions()])
-    data = {"inputs": torch.zeros(len(dih), 4), "cosines": torch.from_numpy(probes.dihedral_cosines(x, dih)).float()}
+    data = {"inputs": torch.zeros(len(dih), 4), "basis": torch.from_numpy(probes.dihedral_cosines(x, dih)).float()}
     v = [1.5, -0.7, 0.3]
     e = probes.torsion_energy(_Constant(v), data).numpy()
     for f in range(2):
@@ -135,7 +160,7 @@ def test_fit_recovers_a_torsion_term_it_can_represent(probes):
     items = []
     for k in range(12):
         data = {"inputs": torch.tensor(rng.normal(size=(10, 6)), dtype=torch.float32),
-                "cosines": torch.tensor(np.cos(rng.uniform(0, 2 * np.pi, size=(8, 10, 1)) * np.array(probes.ORDERS)), dtype=torch.float32)}
+                "basis": torch.tensor(np.cos(rng.uniform(0, 2 * np.pi, size=(8, 10, 1)) * np.array(probes.ORDERS)), dtype=torch.float32)}
         with torch.no_grad():
             target = probes.torsion_energy(teacher, data).double().numpy()
         items.append(probes.Item(f"m{k}", np.zeros(8), target + 5.0 * k, data))  # offsets: only relative energies count
@@ -153,13 +178,15 @@ def _data_or_skip():
     return data
 
 
-@pytest.mark.parametrize("term", ["torsion", "induction"])
+@pytest.mark.parametrize("term", ["torsion", "torsion-pair", "induction"])
 def test_probes_end_to_end(probes, term, tmp_path):
     """A few records of each set: results written, the model's own numbers before the term finite."""
     data = _data_or_skip()
     pytest.importorskip("h5py")
     stem = str(tmp_path / term)
-    assert probes.main([term, "--data", str(data), "--limit", "12", "--epochs", "1", "--out", stem]) == 0
+    form = ["--form", "pair"] if term == "torsion-pair" else []
+    term = term.split("-")[0]
+    assert probes.main([term, *form, "--data", str(data), "--limit", "12", "--epochs", "1", "--out", stem]) == 0
     out = json.loads(Path(stem + ".json").read_text())
     assert out["epochs"] == 1
     res = out["results"]
