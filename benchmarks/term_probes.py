@@ -186,14 +186,15 @@ def onefour_pairs(mol) -> np.ndarray:
 def pair_gaussians(positions: np.ndarray, pairs: np.ndarray, params: np.ndarray, switch: tuple[float, float]) -> np.ndarray:
     """(F, P, 6) S(r) exp(-(r - mu_k)^2 / (w_k^2 + eps)) of each pair at each frame: the formula's Gaussians with
     each pair's own widths w_k (``params``, (P, 14) C_0..C_13), whose amplitudes a correction would change."""
-    from physff_openmm.energy import WIDTH_EPSILON
+    import torch
+
+    from physff_openmm import energy
 
     p = np.asarray(positions, dtype=np.float64)
     r = np.linalg.norm(p[:, pairs[:, 0]] - p[:, pairs[:, 1]], axis=-1)[..., None]
+    s = energy.switch(torch.from_numpy(r), *switch).numpy()
     widths = params[:, 3::2][None]
-    x = np.clip((r - switch[0]) / (switch[1] - switch[0]), 0.0, 1.0)
-    s = 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
-    return s * np.exp(-((r - np.asarray(GAUSSIAN_CENTERS)) ** 2) / (widths**2 + WIDTH_EPSILON))
+    return s * np.exp(-((r - np.asarray(GAUSSIAN_CENTERS)) ** 2) / (widths**2 + energy.WIDTH_EPSILON))
 
 
 def torsion_data(model64, mol, positions: np.ndarray, params=None, form: str = "cosine") -> dict | None:
