@@ -51,6 +51,7 @@ from typing import Callable
 import numpy as np
 
 from physff_openmm.energy import GAUSSIAN_CENTERS
+from physff_openmm.errors import ConfigError, PhysFFError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -79,15 +80,30 @@ class Item:
 
 
 def embeddings(model64, mol):
-    """(n, hidden) float64 atom embeddings as parameterization computes them, and the resonance structures."""
+    """(n, hidden) float64 atom embeddings as parameterization computes them (each atom its class's mean,
+    :func:`physff_openmm.parameters.class_embeddings`), and the resonance structures."""
     import torch
 
-    from physff_openmm.graph import mol_to_graph, resonance_structures
+    from physff_openmm.parameters import _model_graph, class_embeddings
 
-    structures = resonance_structures(mol) if model64.config.resonance_features else None
-    g = mol_to_graph(mol, structures=structures)
-    with torch.no_grad():
-        return model64.embed(g.x.double(), g.edge_index, g.edge_attr.double()), structures
+    g, structures = _model_graph(mol, model64)
+    classes, hc = class_embeddings(g, model64)
+    return hc[torch.from_numpy(classes)], structures
+
+
+def gaussian_basis(r, widths, switch: tuple[float, float]):
+    """(..., 6) torch: S(r) exp(-(r - mu_k)^2 / (w_k^2 + eps)), the formula's Gaussians with amplitude 1, of
+    distances ``r`` (...) with widths ``widths`` (..., 6): an energy changes by their sum weighted by
+    corrections to the amplitudes C_2, C_4, ..., C_12."""
+    import torch
+
+    from physff_openmm import energy
+
+    r = torch.as_tensor(r, dtype=torch.float64)
+    centers = torch.tensor(energy.GAUSSIAN_CENTERS, dtype=torch.float64)
+    w = torch.as_tensor(widths, dtype=torch.float64)
+    g = torch.exp(-((r.unsqueeze(-1) - centers) ** 2) / (w * w + energy.WIDTH_EPSILON))
+    return g * energy.switch(r, *switch).unsqueeze(-1)
 
 
 def make_network(n_in: int, hidden: int, n_out: int, seed: int):
@@ -141,12 +157,20 @@ def term_values(net, items: list[Item], term: Callable) -> list[np.ndarray]:
 
 
 def read_splits(args):
-    """(model, its description, the public splits) of ``--model`` and ``--data``."""
+    """(model, its description, the public splits, all test records) of ``--model`` and ``--data``: the whole
+    sets split as the model's metadata says, then with ``--limit`` each part's first N records of each set."""
     from physff_openmm.training.recipe import public_splits, read_public_sets
 
     model, info = resolve_benchmark_model(args.model)
     fractions, seed, _ = ar.split_settings(model)
-    return model, info, public_splits(read_public_sets(Path(args.data), limit=args.limit), fractions, seed)
+    splits = public_splits(read_public_sets(Path(args.data)), fractions, seed)
+    test = splits.part("test")  # all of it: no molecule of it may enter a fit, whatever --limit keeps
+    if args.limit:
+        for part in ("train", "val", "test"):
+            d = getattr(splits, part)
+            for key in list(d):
+                d[key] = list(d[key])[: args.limit]
+    return model, info, splits, test
 
 
 # ============================================================================ torsion
@@ -184,17 +208,11 @@ def onefour_pairs(mol) -> np.ndarray:
 
 
 def pair_gaussians(positions: np.ndarray, pairs: np.ndarray, params: np.ndarray, switch: tuple[float, float]) -> np.ndarray:
-    """(F, P, 6) S(r) exp(-(r - mu_k)^2 / (w_k^2 + eps)) of each pair at each frame: the formula's Gaussians with
-    each pair's own widths w_k (``params``, (P, 14) C_0..C_13), whose amplitudes a correction would change."""
-    import torch
-
-    from physff_openmm import energy
-
+    """(F, P, 6) :func:`gaussian_basis` of each pair at each frame with each pair's own widths (``params``, (P, 14)
+    C_0..C_13), whose amplitudes a correction would change."""
     p = np.asarray(positions, dtype=np.float64)
-    r = np.linalg.norm(p[:, pairs[:, 0]] - p[:, pairs[:, 1]], axis=-1)[..., None]
-    s = energy.switch(torch.from_numpy(r), *switch).numpy()
-    widths = params[:, 3::2][None]
-    return s * np.exp(-((r - np.asarray(GAUSSIAN_CENTERS)) ** 2) / (widths**2 + energy.WIDTH_EPSILON))
+    r = np.linalg.norm(p[:, pairs[:, 0]] - p[:, pairs[:, 1]], axis=-1)
+    return gaussian_basis(r, np.broadcast_to(params[:, 3::2], r.shape + (6,)).copy(), switch).numpy()
 
 
 def torsion_data(model64, mol, positions: np.ndarray, params=None, form: str = "cosine") -> dict | None:
@@ -244,7 +262,6 @@ def torsion_energy(net, data: dict):
 
 
 def prepare_molecules(records, ev, model64, form: str = "cosine") -> list[Item]:
-    from physff_openmm.errors import PhysFFError
     from physff_openmm.units import HARTREE_TO_KCAL
 
     items = []
@@ -252,7 +269,7 @@ def prepare_molecules(records, ev, model64, form: str = "cosine") -> list[Item]:
         mol = rec.to_rdkit()
         try:
             e_model, params = ev.model_totals(mol, rec.positions)
-        except PhysFFError as exc:
+        except (PhysFFError, RuntimeError) as exc:
             print(f"  {rec.name}: the model failed ({exc}); left out", file=sys.stderr)
             continue
         data = torsion_data(model64, mol, rec.positions, params, form)
@@ -261,10 +278,12 @@ def prepare_molecules(records, ev, model64, form: str = "cosine") -> list[Item]:
     return items
 
 
-def shard_parts(recipe: str | Path, public_test: list) -> tuple[list, list]:
+def shard_parts(recipe: str | Path, public_test: list, extra: list | None = None) -> tuple[list, list]:
     """Torsion-drive records of the recipe's shard: (training molecules, validation molecules), split as the
     recipe's training splits them (``training/train_default_model.py``): a validation molecule of the
-    xtb-frames or of a charged shard is validation, a molecule of the public test split is left out."""
+    xtb-frames or of a charged shard is validation, a molecule of the public test split is left out.
+    The training molecules of the ``extra`` shards (more drives, e.g. the recipe's section with another
+    seed) join the first list; their validation molecules are left out."""
     from physff_openmm.training.config import DefaultModelConfig, load_config
     from physff_openmm.training.dataset import read_dataset
     from physff_openmm.training.recipe import CHARGED_SHARDS, shard_path
@@ -277,8 +296,12 @@ def shard_parts(recipe: str | Path, public_test: list) -> tuple[list, list]:
     for key in CHARGED_SHARDS:
         val_names |= {r.name for r in recipe_script._charged(cfg, key)[1]}
     held_out = recipe_script._skeletons(public_test)
-    records = [r for r in read_dataset(shard_path(cfg, "torsion_scans")) if not recipe_script._skeletons([r]) & held_out]
-    return [r for r in records if r.name not in val_names], [r for r in records if r.name in val_names]
+    def usable(path) -> list:
+        return [r for r in read_dataset(path) if not recipe_script._skeletons([r]) & held_out]
+
+    records = usable(shard_path(cfg, "torsion_scans"))
+    more = [r for path in extra or [] for r in usable(path) if r.name not in val_names]
+    return [r for r in records if r.name not in val_names] + more, [r for r in records if r.name in val_names]
 
 
 def centred_rmse(items: list[Item], extra: list[np.ndarray] | None) -> float:
@@ -296,8 +319,8 @@ def reference_errors(items: list[Item], extra: list[np.ndarray] | None) -> list[
 
 
 def torsion_probe(args) -> tuple[str, dict]:
-    model, model_info, splits = read_splits(args)
-    fit_records, held_records = shard_parts(args.recipe, splits.part("test"))
+    model, model_info, splits, test = read_splits(args)
+    fit_records, held_records = shard_parts(args.recipe, test, args.extra_shard)
     fit_records = fit_records[: args.limit]
     model64 = copy.deepcopy(model).double().eval()
     ev = ar.Energies(model, ar.Timer(), use_xtb=False)
@@ -308,6 +331,8 @@ def torsion_probe(args) -> tuple[str, dict]:
         items[f"drives_{part}"] = prepare_molecules(list(getattr(splits, part)["torsions"]), ev, model64, args.form)
         items[f"conformers_{part}"] = prepare_molecules(list(getattr(splits, part)["conformers"]), ev, model64, args.form)
     fitted = items["xtb_fit"] + (items["drives_train"] + items["conformers_train"] if args.fit_dft else [])
+    if not fitted:
+        raise ConfigError("no torsion drive to fit the term to")
     net = make_network(fitted[0].data["inputs"].shape[1], args.hidden, fitted[0].data["basis"].shape[-1], args.seed)
     history = fit(net, fitted, torsion_energy, centred=True, epochs=args.epochs, seed=args.seed)
     rows, drive_rows, results = [], [], {}
@@ -336,6 +361,7 @@ def torsion_probe(args) -> tuple[str, dict]:
         + f"; fitted "
         f"({args.epochs} epochs) to the model's residual on the GFN2-xTB torsion drives of {len(items['xtb_fit'])} "
         f"training molecules ({n_rows} {'dihedrals' if args.form == 'cosine' else '1-4 pairs'})"
+        + (f" (with those of {', '.join(args.extra_shard)})" if args.extra_shard else "")
         + (" and on the public training split's B3LYP-D3BJ/def2-SVP drives and conformers" if args.fit_dft else "")
         + ", then measured unchanged. RMSE in kcal/mol; \"largest\": the largest per-molecule RMSE. Fit RMSE by epoch: "
         + ", ".join(f"{x:.2f}" for x in history) + ".\n\n"
@@ -343,30 +369,23 @@ def torsion_probe(args) -> tuple[str, dict]:
         + "\n\nPer drive (validation and test splits):\n\n"
         + md_table(["split", "drive", "model RMSE", "model + torsion term RMSE"], drive_rows) + "\n"
     )
-    return text, {"model": model_info, "form": args.form, "fit_dft": args.fit_dft, "fit_rmse_by_epoch": history, "results": results}
+    return text, {"model": model_info, "form": args.form, "fit_dft": args.fit_dft, "extra_shards": args.extra_shard or [], "fit_rmse_by_epoch": history, "results": results}
 
 
 # ============================================================================ induction
 class InterTerm:
-    """Terms between molecules fitted on top of the model: direct induction and/or Gaussians.
+    """Terms between molecules fitted on top of the model: direct induction and/or Gaussian amplitudes.
 
     ``induction``: E_ind = -1/2 k_e sum_i alpha_i |F_i|^2, F_i the Thole-damped field of the other
     molecules' charges at atom i, alpha_i = softplus(net(h_i)) (1 A^3 at the start).
-    ``pairs``: for every pair i, j of atoms in different molecules, S(r) sum_k a_k exp(-(r - mu_k)^2 / w^2)
-    at the formula's centres mu_k and switch S, width w = 0.5 A, the amplitudes a_k from a network of
-    (h_i + h_j, h_i * h_j): a correction to the model's own Gaussians between molecules (its class table),
-    which a model trained again could make within ``DESIGN.md``'s formula.
+    ``pairs``: for every pair i, j of atoms in different molecules, corrections a_k to the amplitudes of its
+    own six Gaussians (the class table's widths; :func:`gaussian_basis`) from a network of
+    (h_i + h_j, h_i * h_j): new parameters between molecules within ``DESIGN.md``'s formula.
     """
 
-    WIDTH = 0.5
-
-    def __init__(self, n_in: int, hidden: int, seed: int, induction: bool, pairs: bool, switch: tuple[float, float]):
-        import torch
-
+    def __init__(self, n_in: int, hidden: int, seed: int, induction: bool, pairs: bool):
         self.alpha_net = make_network(n_in, hidden, 1, seed) if induction else None
         self.pair_net = make_network(2 * n_in, hidden, len(GAUSSIAN_CENTERS), seed + 1) if pairs else None
-        self.switch = switch
-        self.centers = torch.tensor(GAUSSIAN_CENTERS)
 
     def parameters(self):
         return [q for net in (self.alpha_net, self.pair_net) if net is not None for q in net.parameters()]
@@ -382,14 +401,10 @@ class InterTerm:
     def pair_energy(self, data: dict):
         import torch
 
-        from physff_openmm.energy import switch
-
         i, j = data["pairs"][:, 0], data["pairs"][:, 1]
         h = data["h"]
-        amp = self.pair_net(torch.cat([h[i] + h[j], h[i] * h[j]], dim=1))  # (P, K)
-        r = torch.linalg.vector_norm(data["pos"][:, i] - data["pos"][:, j], dim=-1)  # (F, P)
-        g = torch.exp(-((r.unsqueeze(-1) - self.centers) ** 2) / self.WIDTH**2) * switch(r, *self.switch).unsqueeze(-1)
-        return (g * amp.unsqueeze(0)).sum(dim=(1, 2))
+        amp = self.pair_net(torch.cat([h[i] + h[j], h[i] * h[j]], dim=1))  # (P, 6)
+        return (data["basis"] * amp.unsqueeze(0)).sum(dim=(1, 2))
 
 
 def induction_energy(net, data: dict):
@@ -412,7 +427,6 @@ def prepare_dimers(records, ev, model64) -> list[Item]:
     import torch
     from rdkit import Chem
 
-    from physff_openmm.errors import PhysFFError
     from physff_openmm.units import HARTREE_TO_KCAL
 
     items = []
@@ -425,21 +439,28 @@ def prepare_dimers(records, ev, model64) -> list[Item]:
         mol = rec.to_rdkit()
         mapping: list = []
         pieces = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True, fragsMolAtomMapping=mapping)
+        expected = sorted(tuple(np.flatnonzero(rec.fragments == f).tolist()) for f in np.unique(rec.fragments))
+        if sorted(tuple(sorted(f)) for f in mapping) != expected:  # as the accuracy report checks
+            print(f"  {rec.name}: molecule fragments differ from the record's monomers; left out", file=sys.stderr)
+            continue
         try:
             e_ab, params = ev.model_totals(mol, pos)
             e_int = e_ab - sum(ev.model_totals(piece, pos[:, list(idx)])[0] for piece, idx in zip(pieces, mapping))
-        except PhysFFError as exc:
+        except (PhysFFError, RuntimeError) as exc:
             print(f"  {rec.name}: the model failed ({exc}); left out", file=sys.stderr)
             continue
         frag = np.zeros(rec.n_atoms, dtype=np.int64)
         for f, idx in enumerate(mapping):
             frag[list(idx)] = f
         inter = frag[:, None] != frag[None, :]
+        pairs = np.argwhere(np.triu(inter))
         eq = ar.equilibrium_index(rec)
         h, _ = embeddings(model64, mol)
         data = {"h": h.float(), "q": torch.from_numpy(np.asarray(params.charges)).float(),
                 "inter": torch.from_numpy(inter).float(), "pos": torch.from_numpy(pos).float(),
-                "pairs": torch.from_numpy(np.argwhere(np.triu(inter)))}
+                "pairs": torch.from_numpy(pairs),
+                "basis": torch.from_numpy(pair_gaussians(pos, pairs, params.pair_parameters()[pairs[:, 0], pairs[:, 1]],
+                                                         params.switch)).float()}
         items.append(Item(rec.name, e_int, ref[keep], data, ar.ncia_subset(rec),
                           int(np.flatnonzero(keep == eq)[0]) if eq is not None and eq in keep else None,
                           None if rec.scaling is None else np.asarray(rec.scaling)[keep]))
@@ -453,16 +474,17 @@ INDUCTION_VARIANTS = {"Gaussians": (False, True), "induction": (True, False), "i
 
 
 def induction_probe(args) -> tuple[str, dict]:
-    model, model_info, splits = read_splits(args)
+    model, model_info, splits, _ = read_splits(args)
     model64 = copy.deepcopy(model).double().eval()
     ev = ar.Energies(model, ar.Timer(), use_xtb=False)
     parts = ("train", "val", "test") if args.test else ("train", "val")
     items = {part: prepare_dimers(list(getattr(splits, part)["ncia"]), ev, model64) for part in parts}
+    if not items["train"]:
+        raise ConfigError("no NCIAtlas training dimer to fit the terms to")
     n_in = items["train"][0].data["h"].shape[1]
-    switch = (model.config.r_on, model.config.r_off)
     histories, extras = {}, {}
     for name, (induction, pairs) in INDUCTION_VARIANTS.items():
-        term = InterTerm(n_in, args.hidden, args.seed, induction, pairs, switch)
+        term = InterTerm(n_in, args.hidden, args.seed, induction, pairs)
         histories[name] = fit(term, items["train"], lambda t, d: t(d), centred=False, epochs=args.epochs, seed=args.seed)
         extras[name] = {part: term_values(term, its, lambda t, d: t(d)) for part, its in items.items()}
     rows, results = [], {}
@@ -487,7 +509,7 @@ def induction_probe(args) -> tuple[str, dict]:
         f"Each term's networks ({args.hidden} wide, two hidden layers) read the atom embeddings; each variant fitted "
         f"({args.epochs} epochs) to the model's interaction-energy residual at all {n_frames} frames of "
         f"{len(items['train'])} NCIAtlas training dimers, then measured at equilibrium: Gaussians between molecules "
-        f"(amplitude corrections at the formula's centres, width {InterTerm.WIDTH} A, switched as the formula's), "
+        "(corrections to the amplitudes of each pair's own six Gaussians, the class table's widths), "
         "direct Thole-damped induction, and both. RMSE and the model's mean signed error (model - CCSD(T)/CBS) in "
         "kcal/mol. Final fit RMSE: "
         + ", ".join(f"{name} {h[-1]:.2f}" for name, h in histories.items()) + ".\n\n"
@@ -535,22 +557,25 @@ def main(argv=None) -> int:
                    help="torsion: the recipe whose torsion-drive shard and split are used (default: %(default)s)")
     p.add_argument("--form", choices=["cosine", "pair"], default="cosine",
                    help="torsion: cosine series in the dihedral, or Gaussians of the 1-4 distance (default: %(default)s)")
+    p.add_argument("--extra-shard", action="append", metavar="H5",
+                   help="torsion: another shard of GFN2-xTB drives whose training molecules join the fit (repeatable)")
     p.add_argument("--fit-dft", action="store_true",
                    help="torsion: fit to the public training split's B3LYP-D3BJ/def2-SVP drives and conformers too")
     p.add_argument("--test", action="store_true", help="also measure on the public test split")
     p.add_argument("--epochs", type=int, help="passes over the fitted data (default: torsion 15, induction 30)")
     p.add_argument("--hidden", type=int, default=16, help="width of the term's network (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, help="read at most N records of each set (quick runs; the split then differs)")
+    p.add_argument("--limit", type=int, help="at most N records of each set and part, and N fitted molecules (quick runs)")
     p.add_argument("--out", help="results stem in benchmarks/results (default: torsion_term_probe, torsion_pair_term_probe "
                    "with --form pair, induction_term_probe)")
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = {"torsion": 15, "induction": 30}[args.term]
-    if args.epochs < 1 or args.hidden < 1 or (args.limit is not None and args.limit < 1):
-        p.error(f"need --epochs >= 1, --hidden >= 1 and --limit >= 1, got {args.epochs}, {args.hidden}, {args.limit}")
-    from physff_openmm.errors import PhysFFError
-
+    if args.epochs < 1 or args.hidden < 1 or args.seed < 0 or (args.limit is not None and args.limit < 1):
+        p.error(f"need --epochs >= 1, --hidden >= 1, --seed >= 0 and --limit >= 1, got {args.epochs}, {args.hidden}, "
+                f"{args.seed}, {args.limit}")
+    if args.term == "induction" and (args.form != "cosine" or args.fit_dft or args.extra_shard):
+        p.error("--form, --fit-dft and --extra-shard belong to the torsion probe")
     t0 = time.perf_counter()
     title, probe = PROBES[args.term]
     logging.disable(logging.WARNING)  # reader notes on skipped records

@@ -92,6 +92,13 @@ def test_torsion_energy_is_the_cosine_series(probes):
         assert e[f] == pytest.approx(sum(vn * np.cos(n * phi).sum() for vn, n in zip(v, probes.ORDERS)), abs=1e-3)
 
 
+class _FirstColumn(torch.nn.Module):
+    """A stand-in network whose output is its input's first column: each row its own value."""
+
+    def forward(self, x):
+        return x[:, :1]
+
+
 def test_induction_energy_against_a_direct_sum(probes):
     from physff_openmm.units import COULOMB_KCAL_ANGSTROM
 
@@ -99,11 +106,12 @@ def test_induction_energy_against_a_direct_sum(probes):
     pos = rng.normal(scale=2.0, size=(3, 5, 3))
     frag = np.array([0, 0, 1, 1, 1])
     q = np.array([0.6, 0.4, -0.5, 0.2, -0.7])
-    raw = 0.3  # every alpha = softplus(0.3 + ln(e - 1))
+    raw = np.array([0.3, -0.8, 1.1, 0.0, -0.2])  # alpha_i = softplus(raw_i + ln(e - 1)), each atom its own
     alpha = np.log1p(np.exp(raw + probes.SOFTPLUS_ONE))
-    data = {"h": torch.zeros(5, 2), "q": torch.tensor(q, dtype=torch.float32),
+    h = torch.tensor(np.stack([raw, np.zeros(5)], axis=1), dtype=torch.float32)
+    data = {"h": h, "q": torch.tensor(q, dtype=torch.float32),
             "inter": torch.from_numpy(frag[:, None] != frag[None, :]).float(), "pos": torch.tensor(pos, dtype=torch.float32)}
-    e = probes.induction_energy(_Constant([raw]), data).numpy()
+    e = probes.induction_energy(_FirstColumn(), data).numpy()
     for f in range(3):
         total = 0.0
         for i in range(5):
@@ -113,42 +121,45 @@ def test_induction_energy_against_a_direct_sum(probes):
                     continue
                 d = pos[f, i] - pos[f, j]
                 r = np.linalg.norm(d)
-                u = r / (alpha * alpha) ** (1 / 6)
+                u = r / (alpha[i] * alpha[j]) ** (1 / 6)
                 field += q[j] * (1 - np.exp(-probes.THOLE * u**3)) * d / r**3
-            total += -0.5 * COULOMB_KCAL_ANGSTROM * alpha * field @ field
+            total += -0.5 * COULOMB_KCAL_ANGSTROM * alpha[i] * field @ field
         assert e[f] == pytest.approx(total, rel=1e-4)
     # one molecule alone: nothing; far apart: the undamped -1/2 k_e alpha q^2 / R^4 of a charge and a polarizable atom
     alone = dict(data, inter=torch.zeros(5, 5))
-    assert np.all(probes.induction_energy(_Constant([raw]), alone).numpy() == 0.0)
-    two = {"h": torch.zeros(2, 2), "q": torch.tensor([1.0, 0.0]), "inter": torch.tensor([[0.0, 1.0], [1.0, 0.0]]),
-           "pos": torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, 20.0]]])}
-    far = probes.induction_energy(_Constant([raw]), two).numpy()[0]
-    assert far == pytest.approx(-0.5 * COULOMB_KCAL_ANGSTROM * alpha / 20.0**4, rel=1e-4)
+    assert np.all(probes.induction_energy(_FirstColumn(), alone).numpy() == 0.0)
+    two = {"h": torch.tensor([[2.0, 0.0], [-0.5, 0.0]]), "q": torch.tensor([1.0, 0.0]),
+           "inter": torch.tensor([[0.0, 1.0], [1.0, 0.0]]), "pos": torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, 20.0]]])}
+    far = probes.induction_energy(_FirstColumn(), two).numpy()[0]
+    alpha_neutral = np.log1p(np.exp(-0.5 + probes.SOFTPLUS_ONE))  # only the uncharged atom's alpha counts
+    assert far == pytest.approx(-0.5 * COULOMB_KCAL_ANGSTROM * alpha_neutral / 20.0**4, rel=1e-4)
 
 
 def test_gaussians_between_molecules_against_a_direct_sum(probes):
-    from physff_openmm.energy import GAUSSIAN_CENTERS
+    """Each pair's own amplitudes (from its atoms) and widths: the energy of the formula's Gaussians, switched."""
+    from reference_energy import gaussians, switch
 
     rng = np.random.default_rng(2)
     pos = rng.normal(scale=2.5, size=(2, 4, 3))
     frag = np.array([0, 1, 1, 0])
-    inter = frag[:, None] != frag[None, :]
-    data = {"h": torch.zeros(4, 3), "pairs": torch.from_numpy(np.argwhere(np.triu(inter))),
-            "pos": torch.tensor(pos, dtype=torch.float32)}
-    term = probes.InterTerm(3, 4, 0, induction=False, pairs=True, switch=(2.0, 3.0))
-    amp = [0.5, -1.0, 2.0, 0.1, -0.3, 0.7]
-    term.pair_net = _Constant(amp)
+    pairs = np.argwhere(np.triu(frag[:, None] != frag[None, :]))
+    table = np.zeros((len(pairs), 14))
+    table[:, 3::2] = rng.uniform(0.2, 0.9, size=(len(pairs), 6))
+    h = torch.tensor(rng.normal(size=(4, 3)), dtype=torch.float32)
+    data = {"h": h, "pairs": torch.from_numpy(pairs),
+            "basis": torch.from_numpy(probes.pair_gaussians(pos, pairs, table, (2.0, 3.0))).float()}
+    term = probes.InterTerm(3, 4, 0, induction=False, pairs=True)
     e = term(data).detach().numpy()
+    with torch.no_grad():
+        amp = term.pair_net(torch.cat([h[pairs[:, 0]] + h[pairs[:, 1]], h[pairs[:, 0]] * h[pairs[:, 1]]], dim=1)).numpy()
+    assert np.ptp(amp, axis=0).min() > 0  # the pairs' amplitudes differ
     for f in range(2):
         total = 0.0
-        for i in range(4):
-            for j in range(i + 1, 4):
-                if frag[i] == frag[j]:
-                    continue
-                r = np.linalg.norm(pos[f, i] - pos[f, j])
-                x = min(max((r - 2.0) / 1.0, 0.0), 1.0)
-                s = 1 - 10 * x**3 + 15 * x**4 - 6 * x**5
-                total += s * sum(a * np.exp(-((r - mu) ** 2) / probes.InterTerm.WIDTH**2) for a, mu in zip(amp, GAUSSIAN_CENTERS))
+        for (i, j), c, a in zip(pairs, table, amp):
+            r = float(np.linalg.norm(pos[f, i] - pos[f, j]))
+            moved = c.copy()
+            moved[2::2] = a
+            total += switch(r, 2.0, 3.0) * gaussians(r, moved)
         assert e[f] == pytest.approx(total, rel=1e-4, abs=1e-6)
 
 
@@ -202,9 +213,19 @@ def test_probes_end_to_end(probes, term, tmp_path):
 
 def test_bad_flags_and_a_bad_model_write_nothing(probes, tmp_path):
     stem = str(tmp_path / "x")
-    with pytest.raises(SystemExit):
-        probes.main(["torsion", "--epochs", "0", "--out", stem])
-    with pytest.raises(SystemExit):
-        probes.main(["dispersion", "--out", stem])
+    for argv in (["torsion", "--epochs", "0"], ["dispersion"], ["torsion", "--seed", "-1"], ["induction", "--fit-dft"],
+                 ["induction", "--form", "pair"]):
+        with pytest.raises(SystemExit) as exc:
+            probes.main([*argv, "--out", stem])
+        assert exc.value.code == 2
     assert probes.main(["induction", "--model", str(tmp_path / "missing.pt"), "--out", stem]) == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_extra_shard_is_one_error_and_writes_nothing(probes, tmp_path, capsys):
+    data = _data_or_skip()
+    pytest.importorskip("h5py")
+    stem = str(tmp_path / "x")
+    rc = probes.main(["torsion", "--data", str(data), "--limit", "3", "--extra-shard", str(tmp_path / "missing.h5"), "--out", stem])
+    assert rc == 2 and "missing.h5" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
