@@ -40,7 +40,6 @@ Usage (repository root, ``pip install -e .[train]``)::
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import sys
 import time
@@ -52,6 +51,7 @@ import numpy as np
 
 from physff_openmm.energy import GAUSSIAN_CENTERS
 from physff_openmm.errors import ConfigError, PhysFFError
+from physff_openmm.parameters import _float64_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -296,6 +296,7 @@ def shard_parts(recipe: str | Path, public_test: list, extra: list | None = None
     for key in CHARGED_SHARDS:
         val_names |= {r.name for r in recipe_script._charged(cfg, key)[1]}
     held_out = recipe_script._skeletons(public_test)
+
     def usable(path) -> list:
         return [r for r in read_dataset(path) if not recipe_script._skeletons([r]) & held_out]
 
@@ -322,7 +323,7 @@ def torsion_probe(args) -> tuple[str, dict]:
     model, model_info, splits, test = read_splits(args)
     fit_records, held_records = shard_parts(args.recipe, test, args.extra_shard)
     fit_records = fit_records[: args.limit]
-    model64 = copy.deepcopy(model).double().eval()
+    model64 = _float64_copy(model)  # the twin parameterization makes and keeps on the model
     ev = ar.Energies(model, ar.Timer(), use_xtb=False)
     parts = ("train", "val", "test") if args.test else ("train", "val")
     items = {"xtb_fit": prepare_molecules(fit_records, ev, model64, args.form),
@@ -475,7 +476,7 @@ INDUCTION_VARIANTS = {"Gaussians": (False, True), "induction": (True, False), "i
 
 def induction_probe(args) -> tuple[str, dict]:
     model, model_info, splits, _ = read_splits(args)
-    model64 = copy.deepcopy(model).double().eval()
+    model64 = _float64_copy(model)  # the twin parameterization makes and keeps on the model
     ev = ar.Energies(model, ar.Timer(), use_xtb=False)
     parts = ("train", "val", "test") if args.test else ("train", "val")
     items = {part: prepare_dimers(list(getattr(splits, part)["ncia"]), ev, model64) for part in parts}
