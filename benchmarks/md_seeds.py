@@ -1,8 +1,7 @@
 """The README's MD command, repeated with several seeds and models: how far do bonds move?
 
 Runs ``physff_openmm.workflows.run_md`` (NVT at 300 K after minimization; by default
-2000 steps of 0.5 fs with no constraints, the README's command when
-``results/md_seeds_paracetamol.md`` was recorded) once per model and seed, and
+2000 steps of 0.5 fs with no constraints, where free X-H bonds are hardest to keep) once per model and seed, and
 tables the largest covalent-bond change of each run and whether it passed the 30 %
 at which MD warns of a broken bond.
 
@@ -18,7 +17,7 @@ import argparse
 import sys
 import warnings
 
-from _common import command_line, machine_info, md_table, write_results
+from _common import _file_sha256, command_line, machine_info, md_table, write_results
 
 
 def main(argv=None) -> int:
@@ -43,8 +42,7 @@ def main(argv=None) -> int:
 
     runs = []
     try:
-        for model in args.models:  # every name checked before the first run
-            resolve_model(model)
+        resolved = {model: resolve_model(model) for model in args.models}  # every name checked before the first run
         for model in args.models:
             for seed in range(1, args.seeds + 1):
                 try:
@@ -68,6 +66,7 @@ def main(argv=None) -> int:
         summary.append([model, str(len(mine)), f"{changes[0]:.1%} - {changes[-1]:.1%}" if changes else "-",
                         str(sum(r["broken"] is not None for r in mine))])
     info = machine_info()
+    models = {m: {"name": name, "sha256": _file_sha256(path)} for m, (name, path) in resolved.items()}
     text = (
         f"# Largest bond change in repeated MD runs of {args.smiles}\n\n"
         f"Command: `{command_line(argv, __file__)}` ({info['date_utc']}).\n\n"
@@ -75,6 +74,7 @@ def main(argv=None) -> int:
         f"{'bonds to hydrogen constrained' if args.constraints == 'hbonds' else 'no constraints'}), "
         f"seeds 1 to {args.seeds}; the change of every covalent bond from its length in the input geometry. "
         f"A bond past {BROKEN_BOND_FRACTION:.0%} stops the run (run_md raises ModelFailureError) and counts as broken.\n\n"
+        + "".join(f"- `{m}`: {v['name']}, sha256 {v['sha256'][:8]}\n" for m, v in models.items()) + "\n"
         + md_table(["model", "runs", "largest bond change (range over runs)", "runs broken"], summary)
         + "\n\n"
         + md_table(["model", "seed", "largest change", "bond", "broken"],
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         + "\n"
     )
     write_results(args.out, {"command": command_line(argv, __file__), "machine": info, "settings": vars(args),
-                             "runs": runs}, text)
+                             "models": models, "runs": runs}, text)
     print(text)
     return 0
 
