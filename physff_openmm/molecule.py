@@ -202,7 +202,8 @@ def _sanitize(mol: Chem.Mol) -> Chem.Mol:
     raise MoleculeParseError(f"{where}RDKit could not sanitize the molecule: {reason}")
 
 
-def _has_3d_conformer(mol: Chem.Mol) -> bool:
+def has_3d_conformer(mol: Chem.Mol) -> bool:
+    """Whether ``mol`` has a 3D conformer (a SMILES has none; an SDF with all z = 0 is 2D)."""
     return any(conf.Is3D() for conf in mol.GetConformers())
 
 
@@ -524,7 +525,7 @@ def ensure_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
     MoleculeError
         RDKit could not embed a fragment.
     """
-    if _has_3d_conformer(mol):
+    if has_3d_conformer(mol):
         return mol
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
@@ -709,24 +710,54 @@ def _read_sdf(path: Path, text: str, charge: int | None) -> list[Chem.Mol]:
     return out
 
 
-def _perceive_bonds(mol: Chem.Mol, charge: int, context: str, charge_source: str) -> None:
-    """Bonds and bond orders from coordinates (in place); raises with a charge hint on failure."""
+#: Bond orders are perceived (from coordinates, or for CONECT records without them) only up to this
+#: many atoms: RDKit's search for them can run for many minutes on a protein.
+PERCEIVE_MAX_ATOMS = 200
+_CHARGE_HINT = "give the total charge (--charge N on the command line, charge=N in Python) or write 'charge=N' in the XYZ comment line"
+
+
+def _charged_carbons(mol: Chem.Mol) -> list[str]:
+    """Carbon atoms with a formal charge outside a triple bond (an isocyanide's C keeps one), as labels."""
+    return [
+        f"{_atom_label(a)} {a.GetFormalCharge():+d}"
+        for a in mol.GetAtoms()
+        if a.GetAtomicNum() == 6 and a.GetFormalCharge()
+        and not any(b.GetBondType() == Chem.BondType.TRIPLE for b in a.GetBonds())
+    ]
+
+
+def _perceive_bonds(mol: Chem.Mol, charge: int, context: str, charge_source: str, *, connectivity: bool = True) -> None:
+    """Bonds (unless ``connectivity`` is False: the bonds present are kept) and bond orders from coordinates,
+    in place; raises with a charge hint on failure, or where the only bond orders found charge a carbon."""
     _check_elements_in(mol, context)
+    if mol.GetNumAtoms() > PERCEIVE_MAX_ATOMS:
+        raise MoleculeParseError(
+            f"{context}: {mol.GetNumAtoms()} atoms; bond orders are perceived from coordinates only up to "
+            f"{PERCEIVE_MAX_ATOMS} atoms. Give a file with its bond orders (an SDF, or a PDB with CONECT records "
+            "that repeat double bonds); for a protein beside a ligand use 'md COMPLEX.pdb --ligand LIGAND.sdf'"
+        )
     n_electrons = sum(atom.GetAtomicNum() for atom in mol.GetAtoms()) - charge
     if n_electrons % 2:
         raise RadicalError(
             f"{context}: {n_electrons} electrons for a total charge of {charge:+d} ({charge_source}) is an "
-            "odd number, i.e. a radical; the charge may be wrong (pass charge=... or write 'charge=N' in "
-            "the XYZ comment line)"
+            f"odd number, i.e. a radical; the charge may be wrong ({_CHARGE_HINT})"
         )
     with _quiet_rdkit() as log:
         try:
-            rdDetermineBonds.DetermineConnectivity(mol, useHueckel=False, charge=charge)
+            if connectivity:
+                rdDetermineBonds.DetermineConnectivity(mol, useHueckel=False, charge=charge)
             rdDetermineBonds.DetermineBondOrders(mol, charge=charge, allowChargedFragments=True)
             failure = None
         except (ValueError, RuntimeError) as exc:
             failure = exc
     if failure is None:
+        carbons = _charged_carbons(mol)
+        if carbons:
+            raise ChargeError(
+                f"{context}: for a total charge of {charge:+d} ({charge_source}) the only bond orders found put "
+                f"formal charges on carbon ({', '.join(carbons[:4])}{', ...' if len(carbons) > 4 else ''}); the "
+                f"charge is probably wrong: {_CHARGE_HINT}"
+            )
         return
     reason = str(failure).strip().splitlines()[0] if str(failure).strip() else log.text
     has_h = any(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms())
@@ -738,8 +769,8 @@ def _perceive_bonds(mol: Chem.Mol, charge: int, context: str, charge_source: str
         )
     raise ChargeError(
         f"{context}: could not assign bond orders for a total charge of {charge:+d} ({charge_source}): "
-        f"{reason}. The charge may be wrong: pass charge=N or write 'charge=N' in the XYZ comment line; "
-        "also check the geometry for distorted or overlapping atoms"
+        f"{reason}. The charge may be wrong: {_CHARGE_HINT}; also check the geometry for distorted or "
+        "overlapping atoms"
     )
 
 
@@ -779,12 +810,25 @@ def _read_pdb(path: Path, text: str, charge: int | None) -> Chem.Mol:
     if mol is None or mol.GetNumAtoms() == 0:
         reason = f": {log.text}" if log.text else " (check element symbols in columns 77-78)"
         raise MoleculeParseError(f"{path}: RDKit could not read the PDB file{reason}")
+    q = 0 if charge is None else charge
+    source = "the charge argument" if charge is not None else "default; no charge argument given"
     if not has_conect and mol.GetNumAtoms() > 1:
-        q = 0 if charge is None else charge
-        source = "the charge argument" if charge is not None else "default; no charge argument given"
         _perceive_bonds(mol, q, f"{path} (no CONECT records, bonds perceived from coordinates)", source)
     try:
         return validate_molecule(mol, charge=charge)
+    except MissingHydrogenError as exc:
+        # CONECT records without bond orders (OpenMM's PDBFile and PDBFixer write them so) read as hydrogens
+        # missing; where every bond is single, the orders are perceived, and if that fails the error stands.
+        if not has_conect or any(b.GetBondType() != Chem.BondType.SINGLE for b in mol.GetBonds()):
+            raise _reraise_with_context(exc, str(path)) from None
+        if charge is None:
+            q, source = sum(a.GetFormalCharge() for a in mol.GetAtoms()), "the formal charges in the file"
+        probe = Chem.Mol(mol)
+        try:
+            _perceive_bonds(probe, q, f"{path} (CONECT records without bond orders)", source, connectivity=False)
+            return validate_molecule(probe, charge=charge)
+        except MoleculeError:
+            raise _reraise_with_context(exc, str(path)) from None
     except MoleculeError as exc:
         raise _reraise_with_context(exc, str(path)) from None
 

@@ -239,6 +239,50 @@ def test_xyz_charge_from_comment_argument_and_default(tmp_path):
         load_molecule(with_token, charge=1)
 
 
+def test_xyz_wrong_charge_that_charges_carbon_is_refused(tmp_path):
+    """Too negative a charge still finds bond orders, with carbanions: refused, not a strange molecule."""
+    ref = embedded("CC(=O)Nc1ccc(O)cc1")
+    path = write(tmp_path / "paracetamol.xyz", xyz_block(ref, "paracetamol"))
+    assert canonical(load_molecule(path)) == canonical(ref)
+    for q in (-2, -4):
+        with pytest.raises(ChargeError, match=rf"charge of {q:+d} .*formal charges on carbon .*charge is probably wrong"):
+            load_molecule(path, charge=q)
+    isocyanide = embedded("C[N+]#[C-]")  # a charged carbon in a triple bond is a real structure
+    assert canonical(load_molecule(write(tmp_path / "nc.xyz", xyz_block(isocyanide, "")))) == canonical(isocyanide)
+
+
+def test_pdb_with_conect_but_no_bond_orders(tmp_path):
+    """OpenMM's PDBFile writes CONECT records without repeating double bonds: the orders are perceived."""
+    from openmm import app, unit
+
+    for smiles, charge in (("CC(=O)Nc1ccc(O)cc1", None), ("CC(=O)[O-]", -1)):
+        ref = embedded(smiles)
+        top = app.Topology()
+        res = top.addResidue("UNL", top.addChain())
+        atoms = [top.addAtom(f"{a.GetSymbol()}{a.GetIdx()}", app.Element.getByAtomicNumber(a.GetAtomicNum()), res)
+                 for a in ref.GetAtoms()]
+        for b in ref.GetBonds():
+            top.addBond(atoms[b.GetBeginAtomIdx()], atoms[b.GetEndAtomIdx()])
+        path = tmp_path / f"omm{len(atoms)}.pdb"
+        with open(path, "w") as fh:
+            app.PDBFile.writeFile(top, ref.GetConformer().GetPositions() * unit.angstrom, fh, keepIds=True)
+        assert "CONECT" in path.read_text()
+        mol = load_molecule(path, charge=charge)
+        assert canonical(mol) == canonical(ref)
+
+
+def test_bond_perception_is_refused_for_large_structures(tmp_path):
+    """RDKit's bond-order search can run for many minutes on a protein: above a size it is refused at once."""
+    from physff_openmm.molecule import PERCEIVE_MAX_ATOMS
+
+    ref = embedded("C" * 70)  # 212 atoms
+    assert ref.GetNumAtoms() > PERCEIVE_MAX_ATOMS
+    block = "\n".join(l for l in Chem.MolToPDBBlock(ref).splitlines() if not l.startswith("CONECT"))
+    with pytest.raises(MoleculeParseError, match=rf"212 atoms; bond orders are perceived .* up to {PERCEIVE_MAX_ATOMS}"):
+        load_molecule(write(tmp_path / "big.pdb", block + "\n"))
+    assert load_molecule(write(tmp_path / "big.sdf", Chem.MolToMolBlock(ref))).GetNumAtoms() == 212
+
+
 def test_xyz_multi_fragment_complex(tmp_path):
     ref = embedded("CC(=O)[O-].C[NH3+].[Cl-].[NH4+]")
     path = write(tmp_path / "complex.xyz", xyz_block(ref, "charge=0"))

@@ -311,6 +311,13 @@ def test_torsion_scan_rejects_bad_dihedrals(model_path, dihedral, match):
         wf.torsion_scan("CCCC", dihedral, 30, model=model_path, platform=PLATFORM)
 
 
+@pytest.mark.parametrize("smiles, linear", [("CC#CC", 1), ("CC=C=CC", 2)])
+def test_torsion_scan_rejects_a_dihedral_about_a_linear_atom(model_path, smiles, linear):
+    """About an sp atom the angle is 180 degrees and the dihedral undefined (the scan used to run, flat)."""
+    with pytest.raises(ConfigError, match=rf"atom {linear} \(C\) is linear \(sp\).*dihedral is undefined"):
+        wf.torsion_scan(smiles, (0, 1, 2, 3), 60, model=model_path, platform=PLATFORM)
+
+
 @pytest.mark.parametrize("step", [0, -15, 7, 360])
 def test_torsion_scan_rejects_bad_steps(model_path, step):
     with pytest.raises(ConfigError, match="step_deg"):
@@ -568,8 +575,10 @@ def test_interaction_energy_vanishes_at_large_separation(model_path):
 
 
 def test_interaction_energy_minimized_and_single_fragment(model_path):
-    res = wf.interaction_energy("O.O", minimize=True, model=model_path, platform=PLATFORM)
-    start = wf.interaction_energy("O.O", model=model_path, platform=PLATFORM)
+    with pytest.warns(UserWarning, match=r"no 3D coordinates.*minimization does not find .*binding pose"):
+        res = wf.interaction_energy("O.O", minimize=True, model=model_path, platform=PLATFORM)
+    with pytest.warns(UserWarning, match=r"no 3D coordinates.*says little about the complex"):
+        start = wf.interaction_energy("O.O", model=model_path, platform=PLATFORM)
     assert res["minimized"] and not start["minimized"]
     assert res["complex_energy_kcal_mol"] < start["complex_energy_kcal_mol"]
     with pytest.raises(MoleculeError, match="at least two molecules"):

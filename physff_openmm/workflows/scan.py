@@ -65,7 +65,8 @@ def validate_dihedral(mol: Chem.Mol, dihedral) -> tuple[int, int, int, int]:
     Raises
     ------
     ConfigError
-        Not four integers, an index out of range, repeated indices, or a missing bond (named).
+        Not four integers, an index out of range, repeated indices, a missing bond (named), or a
+        linear (sp) central atom, about which a dihedral is undefined.
     """
     try:
         atoms = tuple(dihedral)
@@ -89,6 +90,13 @@ def validate_dihedral(mol: Chem.Mol, dihedral) -> tuple[int, int, int, int]:
             raise ConfigError(
                 f"dihedral {' '.join(map(str, atoms))}: atoms {a} ({sa}) and {b} ({sb}) are not bonded; "
                 "a dihedral i j k l needs bonds i-j, j-k and k-l (zero-based indices)"
+            )
+    for a in atoms[1:3]:
+        atom = mol.GetAtomWithIdx(a)
+        if atom.GetHybridization() == Chem.HybridizationType.SP:
+            raise ConfigError(
+                f"dihedral {' '.join(map(str, atoms))}: atom {a} ({atom.GetSymbol()}) is linear (sp), so the angle "
+                "at it is 180 degrees and the dihedral is undefined; choose a central bond between non-linear atoms"
             )
     return atoms
 

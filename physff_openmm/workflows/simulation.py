@@ -20,7 +20,7 @@ from rdkit import Chem
 
 from ..energy import pair_energy_terms
 from ..errors import ConfigError, ModelFailureError, MoleculeError
-from ..molecule import ensure_conformer, fragment_atom_indices, load_molecule, positions_angstrom
+from ..molecule import ensure_conformer, fragment_atom_indices, has_3d_conformer, load_molecule, positions_angstrom
 from .._progress import progress_bar, progress_enabled
 from ..parameters import ParameterSet, parameterize
 from ..system import create_system, get_platform
@@ -701,12 +701,23 @@ def interaction_energy(
         ``minimize`` moved a covalent bond more than :data:`BROKEN_BOND_FRACTION`.
     """
     tolerance_kcal_mol_a = in_units(tolerance_kcal_mol_a, _FORCE_UNIT, "tolerance_kcal_mol_a")
-    prep = prepare(molecule, model=model, backend=backend, charge=charge)
+    mol = load_molecule(molecule, charge=charge)
+    prep = prepare(mol, model=model, backend=backend, charge=charge)
     frags = fragment_atom_indices(prep.mol)
     if len(frags) < 2:
         raise MoleculeError(
             "an interaction energy needs a complex of at least two molecules; this input has one fragment "
-            "(give e.g. 'A.B' SMILES or a file with both molecules)"
+            "(give a file with both molecules, or e.g. 'A.B' SMILES)"
+        )
+    if not has_3d_conformer(mol):
+        warnings.warn(
+            "the input has no 3D coordinates, so its molecules were embedded side by side, at least 4 Angstrom "
+            "apart in an arbitrary orientation"
+            + (", and minimization does not find the complex's binding pose from there" if minimize else "")
+            + ": the interaction energy of that geometry says little about the complex; give a file with the "
+            "complex's geometry (SDF, PDB with CONECT records, XYZ)",
+            UserWarning,
+            stacklevel=2,
         )
     context = make_context(prep.system, platform)
     context.setPositions(prep.positions_nm * unit.nanometer)
