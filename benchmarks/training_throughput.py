@@ -4,7 +4,9 @@ Synthetic labels on real geometries: the smallest drug-like molecules of the
 shared conformer benchmark (SMILES only), RDKit ETKDG conformers, random
 energies, forces and kinetic-energy terms. Throughput does not depend on label
 values, and no quantum chemistry is needed. Each stage runs through the same
-Lightning modules as real training (``train_stage1`` / ``train_stage2``).
+Lightning modules as real training (``train_stage1`` / ``train_stage2``), with the
+shipped model's architecture (:data:`SHIPPED_ARCHITECTURE`: the refining phase of
+``training/default_model.yaml``) at each width of ``--hidden`` (128 is the shipped one).
 
 Usage::
 
@@ -29,6 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 import torch  # noqa: E402
+
+
+#: The shipped model's architecture other than its width (training/default_model.yaml): ModelConfig fields of
+#: stage 2, and the refining phase's additions, which stage 2's config takes at its top level.
+SHIPPED_ARCHITECTURE = {"n_steps": 4, "r_on": 5.0, "r_off": 6.0, "amplitude_ref": 10.0}
+SHIPPED_REFINE = {"path_embeddings": True, "resonance_features": True, "wall_factor": 0.55, "width_floor": 0.05,
+                  "curvature_max": 500.0}
 
 
 def synthetic_records(n_molecules: int, n_conformers: int, seed: int = 0):
@@ -71,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--molecules", type=int, default=60)
     p.add_argument("--conformers", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--hidden", type=int, nargs="+", default=[80, 128, 350])
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 350], help="widths (128: the shipped model's)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -92,16 +101,17 @@ def main(argv=None) -> int:
     common = {"data": {"split": [1.0, 0.0, 0.0], "batch_size": args.batch_size},
               "trainer": {"max_epochs": args.epochs, "patience": 0, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 50}}
     for hidden in args.hidden:
-        model = {"hidden": hidden, "n_steps": 4, "pair_hidden": min(hidden, 128)}
+        model = {**SHIPPED_ARCHITECTURE, "hidden": hidden, "pair_hidden": min(hidden, 128)}
         with tempfile.TemporaryDirectory() as tmp:
             dm1 = PhysFFDataModule(records=records, stage="embed", batch_size=args.batch_size, split=(1.0, 0.0, 0.0))
             r1 = train_stage1(dm1, Path(tmp) / "embed", {**common, "model": model})
-            dm2 = PhysFFDataModule(records=records, stage="energy", batch_size=args.batch_size, split=(1.0, 0.0, 0.0))
-            r2 = train_stage2(dm2, Path(tmp) / "energy", common, embed=r1.model_file)
+            dm2 = PhysFFDataModule(records=records, stage="energy", batch_size=args.batch_size, split=(1.0, 0.0, 0.0),
+                                   resonance=True)
+            r2 = train_stage2(dm2, Path(tmp) / "energy", {**common, **SHIPPED_REFINE}, embed=r1.model_file)
         entry = {
             "hidden": hidden,
             "pair_hidden": model["pair_hidden"],
-            "n_steps": 4,
+            "n_steps": SHIPPED_ARCHITECTURE["n_steps"],
             "parameters": int(sum(p.numel() for p in r2.model.parameters())),
             "stage1_molecules_per_second": r1.metrics["train_molecules_per_second"],
             "stage2_molecules_per_second": r2.metrics["train_molecules_per_second"],
@@ -117,6 +127,7 @@ def main(argv=None) -> int:
         "load_average_before": load_before,
         "load_average_after": _common.load_average(),
         "command": _common.command_line(),
+        "architecture": {**SHIPPED_ARCHITECTURE, **SHIPPED_REFINE},
         "settings": {"molecules": len(records), "conformers": n_conf, "atoms_min": min(n_atoms), "atoms_max": max(n_atoms),
                      "mean_atoms": float(np.mean(n_atoms)), "epochs": args.epochs, "batch_size": args.batch_size,
                      "torch_threads": args.threads, "device": "cpu"},
@@ -124,7 +135,16 @@ def main(argv=None) -> int:
     }
     rows = [[r["hidden"], r["parameters"], r["stage1_molecules_per_second"], r["stage2_molecules_per_second"]] for r in runs]
     md = _common.md_table(["hidden", "parameters", "stage 1 (mol/s)", "stage 2 (mol/s)"], rows, digits=1)
-    text = "# Training throughput (CPU)\n\n" + md + "\n"
+    info = payload["machine"]
+    text = (
+        "# Training throughput (CPU)\n\n"
+        f"Command: `{payload['command']}` ({info['date_utc']}, {info['cpu_model']}, {args.threads} torch threads; "
+        f"load average before {load_before}, after {payload['load_average_after']}).\n\n"
+        f"{len(records)} molecules of {min(n_atoms)}-{max(n_atoms)} atoms, {n_conf} conformers, synthetic labels, "
+        f"{args.epochs} epochs, batch size {args.batch_size}; the shipped model's architecture "
+        f"({ {**SHIPPED_ARCHITECTURE, **SHIPPED_REFINE} }; stage 1 without the refining phase's additions) at each width. Conformers (molecules) per second per training epoch, mean over epochs; stage 2 includes the "
+        "forces by autograd and the coordinate noise.\n\n" + md + "\n"
+    )
     print(text)
     _common.write_results("training_throughput", payload, text)
     return 0
