@@ -478,6 +478,9 @@ def test_restart_from_another_molecule_is_refused(model_path, tmp_path):
     wf.run_md("CCO", 10, model=model_path, platform=PLATFORM, checkpoint=ck, report_interval=10)
     with pytest.raises(ConfigError, match="holds 9 atoms but the molecule has 14"):
         wf.run_md("CCCC", 10, model=model_path, platform=PLATFORM, restart=ck)
+    # the same number of atoms (9), another molecule: its bonds do not fit the checkpoint's positions
+    with pytest.raises(ConfigError, match=r"does not fit this molecule: its bond .* probably a checkpoint of another"):
+        wf.run_md("COC", 10, model=model_path, platform=PLATFORM, restart=ck)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from ._files import atomic_output, check_output_path, kept_output
 from .simulation import (
     BROKEN_BOND_FRACTION,
     DEFAULT_TOLERANCE_KCAL_MOL_A,
+    bond_changes,
     build_simulation,
     check_bonds_kept,
     check_constraints,
@@ -397,6 +398,15 @@ def run_md(
     reference = context_positions_angstrom(sim.context)  # the input geometry: every bond is measured from it
     if restart is not None:
         load_checkpoint(sim, restart)
+        changes = bond_changes(sim.physff_bonds, reference, context_positions_angstrom(sim.context))
+        if len(changes) and not np.all(np.abs(changes) <= BROKEN_BOND_FRACTION):
+            k = int(np.nanargmax(np.where(np.isfinite(changes), np.abs(changes), np.inf)))
+            i, j = (int(a) for a in np.asarray(sim.physff_bonds)[k])
+            raise ConfigError(
+                f"restart file {str(restart)!r} does not fit this molecule: its bond {sim.physff_symbols[i]}{i}-"
+                f"{sim.physff_symbols[j]}{j} is {changes[k]:+.0%} from the input geometry's; it is probably a "
+                "checkpoint of another molecule (restart with the molecule file the checkpoint was run with)"
+            )
     else:
         if minimize_first:
             if periodic:  # a start for MD, not a converged minimum
