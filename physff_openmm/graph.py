@@ -13,7 +13,8 @@ Angstrom; 0 otherwise), around which the covalent core's minimum is placed.
 
 Resonance (:func:`resonance_structures`, for a model built with ``resonance_features``):
 where a molecule has other Lewis structures that only move formal charges between atoms of
-the same element (a carboxylate's two O, a nitro group, an amidinium's two N, imidazolium),
+the same element (a carboxylate's two O, a nitro group, an amidinium's two N, imidazolium,
+the O of a sulfonate, sulfate or phosphate),
 the formal-charge and bond-type one-hots and the reference bond lengths are averaged over
 those structures, so that resonance-equivalent atoms get equal embeddings, charges and
 parameters (aromatic bonds stay aromatic).
@@ -24,6 +25,8 @@ a model built with ``path_embeddings`` adds their embeddings to feats_net's inpu
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import torch
@@ -148,6 +151,7 @@ def resonance_structures(mol: Chem.Mol) -> list[Chem.Mol]:
     out, seen = [], set()
     with BlockLogs():  # RDKit logs the structures it rejects (an over-valent C) as errors
         forms = list(Chem.ResonanceMolSupplier(mol, 0, MAX_RESONANCE_STRUCTURES))
+    forms = [t for s in forms if s is not None for t in _oxyanion_structures(s)][:MAX_RESONANCE_STRUCTURES]
     for s in forms:
         if s is None:
             continue
@@ -160,11 +164,58 @@ def resonance_structures(mol: Chem.Mol) -> list[Chem.Mol]:
     return out if len(out) > 1 else [mol]
 
 
-def _charge_one_hot(structures: list[Chem.Mol]) -> np.ndarray:
-    """(n, len(_FORMAL_CHARGES)) formal-charge one-hots averaged over ``structures``."""
-    out = np.zeros((structures[0].GetNumAtoms(), len(_FORMAL_CHARGES)))
+def _oxyanion_structures(mol: Chem.Mol) -> list[Chem.Mol]:
+    """``mol`` and the structures that move the negative charge of an S or P oxyanion among its terminal O.
+
+    RDKit's resonance enumeration leaves the S=O and P=O bonds of sulfonates, sulfates and
+    phosphates alone, so that their O (and those of a thiophosphate's S) would differ by how the
+    SMILES is written. For every S or P atom, its terminal neighbours of one element that are
+    either ``X-`` on a single bond or ``X`` on a double bond take the charges in every
+    arrangement (a sulfonate's three O: three structures, a phosphate's four: four), the
+    counts of each kept; several such atoms give the product.
+    """
+    groups = []
+    for atom in mol.GetAtoms():
+        if atom.GetAtomicNum() not in (15, 16):
+            continue
+        by_element: dict[int, list[tuple[int, int]]] = {}
+        for bond in atom.GetBonds():
+            x = bond.GetOtherAtom(atom)
+            kind = (bond.GetBondType(), x.GetFormalCharge())
+            if x.GetDegree() == 1 and kind in ((Chem.BondType.SINGLE, -1), (Chem.BondType.DOUBLE, 0)):
+                by_element.setdefault(x.GetAtomicNum(), []).append((x.GetIdx(), bond.GetIdx()))
+        for members in by_element.values():
+            n_charged = sum(mol.GetAtomWithIdx(i).GetFormalCharge() == -1 for i, _ in members)
+            if 0 < n_charged < len(members):
+                groups.append((members, n_charged))
+    if not groups:
+        return [mol]
+    out = [Chem.RWMol(mol)]
+    for members, n_charged in groups:
+        hybridization = {mol.GetAtomWithIdx(i).GetFormalCharge(): mol.GetAtomWithIdx(i).GetHybridization() for i, _ in members}
+        grown = []
+        for base in out:
+            for charged in itertools.combinations(range(len(members)), n_charged):
+                m = Chem.RWMol(base)
+                for k, (i, b) in enumerate(members):
+                    q = -1 if k in charged else 0
+                    m.GetAtomWithIdx(i).SetFormalCharge(q)
+                    m.GetAtomWithIdx(i).SetHybridization(hybridization[q])
+                    m.GetBondWithIdx(b).SetBondType(Chem.BondType.SINGLE if q else Chem.BondType.DOUBLE)
+                grown.append(m)
+        out = grown[:MAX_RESONANCE_STRUCTURES]
+    return [m.GetMol() for m in out]
+
+
+def _charge_hybridization_one_hot(structures: list[Chem.Mol]) -> np.ndarray:
+    """(n, len(_FORMAL_CHARGES) + len(_HYBRIDIZATIONS) + 1) formal-charge and hybridization (with its "other"
+    slot) one-hots averaged over ``structures``."""
+    out = np.zeros((structures[0].GetNumAtoms(), len(_FORMAL_CHARGES) + len(_HYBRIDIZATIONS) + 1))
     for m in structures:
-        out += [_one_hot(a.GetFormalCharge(), _FORMAL_CHARGES)[:-1] for a in m.GetAtoms()]
+        out += [
+            _one_hot(a.GetFormalCharge(), _FORMAL_CHARGES)[:-1] + _one_hot(a.GetHybridization(), _HYBRIDIZATIONS)
+            for a in m.GetAtoms()
+        ]
     return out / len(structures)
 
 
@@ -177,7 +228,7 @@ def _bond_type_weights(bond: Chem.Bond, structures: list[Chem.Mol] | None) -> li
 
 
 def atom_features(mol: Chem.Mol, structures: list[Chem.Mol] | None = None) -> np.ndarray:
-    """(n_atoms, ATOM_FEATURES) float32 atom features; formal charges averaged over ``structures``
+    """(n_atoms, ATOM_FEATURES) float32 atom features; formal charges and hybridization averaged over ``structures``
     (:func:`resonance_structures`) when given."""
     rows = []
     for atom in mol.GetAtoms():
@@ -193,7 +244,7 @@ def atom_features(mol: Chem.Mol, structures: list[Chem.Mol] | None = None) -> np
         )
     out = np.asarray(rows, dtype=np.float32).reshape(-1, ATOM_FEATURES)
     if structures is not None and len(structures) > 1:
-        out[:, len(ELEMENTS):len(ELEMENTS) + len(_FORMAL_CHARGES)] = _charge_one_hot(structures)
+        out[:, len(ELEMENTS):len(ELEMENTS) + len(_FORMAL_CHARGES) + len(_HYBRIDIZATIONS) + 1] = _charge_hybridization_one_hot(structures)
     return out
 
 

@@ -44,7 +44,8 @@ __all__ = ["ParameterSet", "parameterize", "default_cache_dir", "CLASS_TOLERANCE
 
 #: Two atoms share a class when their embeddings differ by less than this (max abs).
 CLASS_TOLERANCE: float = 1e-6
-_CACHE_VERSION = 3
+#: Bumped when featurization changes the parameters of some molecule (4: S and P oxyanion resonance).
+_CACHE_VERSION = 4
 
 
 @dataclass

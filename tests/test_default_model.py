@@ -140,10 +140,14 @@ def test_the_shipped_model_runs_a_ligand_in_water(NAME, tmp_path):
 
 
 @pytest.mark.parametrize("NAME", [n for n in SHIPPED if pf.load_model(n).config.resonance_features])
-@pytest.mark.parametrize("smiles,equivalent", [("CC(=O)[O-]", (2, 3)), ("O=[N+]([O-])c1ccccc1", (0, 2)), ("NC(N)=[NH2+]", (0, 2))])
+@pytest.mark.parametrize("smiles,equivalent", [
+    ("CC(=O)[O-]", (2, 3)), ("O=[N+]([O-])c1ccccc1", (0, 2)), ("NC(N)=[NH2+]", (0, 2)),
+    ("CS(=O)(=O)[O-]", (2, 4)), ("[O-]S(=O)(=O)C", (0, 2)), ("COP(=O)([O-])[O-]", (3, 5)),
+])
 def test_resonance_equivalent_atoms_of_the_shipped_model_are_alike(NAME, smiles, equivalent):
-    """A carboxylate's two O (a nitro group's, a guanidinium's N) get one charge and bonds of one length."""
-    p = pf.parameterize(smiles, model=NAME)
+    """A carboxylate's two O (a nitro group's, a guanidinium's N, a sulfonate's or phosphate's O) get one charge
+    and bonds of one length."""
+    p = pf.parameterize(smiles, model=NAME, cache=False)
     a, b = equivalent
     assert p.charges[a] == pytest.approx(p.charges[b], abs=1e-9)
     bonds = {tuple(x): r for x, r in zip(p.covalent_pairs.tolist(), p.equilibrium_lengths())}

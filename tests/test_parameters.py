@@ -500,6 +500,22 @@ def test_resonance_structures_move_formal_charges_only_between_atoms_of_one_elem
     assert resonance_structures(phenolate) == [phenolate]
     paracetamol = load_molecule("CC(=O)Nc1ccc(O)cc1")
     assert resonance_structures(paracetamol) == [paracetamol]
+    # RDKit leaves S=O and P=O alone: the charge of an S or P oxyanion moves among its terminal O (or S)
+    for smiles, n_forms, centre, terminal in [
+        ("CS(=O)(=O)[O-]", 3, 1, [2, 3, 4]), ("[O-]S(=O)(=O)C", 3, 1, [0, 2, 3]),
+        ("[O-]S(=O)(=O)[O-]", 6, 1, [0, 2, 3, 4]), ("[O-]P(=O)([O-])[O-]", 4, 1, [0, 2, 3, 4]),
+        ("CCOP(=S)([S-])OCC", 2, 3, [4, 5]),
+    ]:
+        oxyanion = load_molecule(smiles)
+        forms = resonance_structures(oxyanion)
+        assert len(forms) == n_forms, smiles
+        x = atom_features(oxyanion, forms)
+        np.testing.assert_array_equal(x[terminal], np.repeat(x[terminal[:1]], len(terminal), axis=0))
+        f = pair_features(oxyanion, np.array([sorted((centre, k)) for k in terminal]), forms)
+        np.testing.assert_array_equal(f, np.repeat(f[:1], len(terminal), axis=0))
+        assert (x[:, charge_cols] @ np.arange(-2, 3)).sum() == pytest.approx(Chem.GetFormalCharge(oxyanion))
+    ester = load_molecule("COS(=O)(=O)C")  # no charge to move
+    assert resonance_structures(ester) == [ester]
     zwitterion = load_molecule("[O-]C1=CC=[S+]C1")  # RDKit rejects some of its structures, quietly
     capfd.readouterr()
     assert len(resonance_structures(zwitterion)) == 1
@@ -511,6 +527,8 @@ def test_resonance_structures_move_formal_charges_only_between_atoms_of_one_elem
     ("O=[N+]([O-])c1ccccc1", [(0, 2)]),
     ("NC(=[NH2+])c1ccccc1", [(0, 2)]),
     ("c1c[nH+]c[nH]1", [(2, 4)]),
+    ("CS(=O)(=O)[O-]", [(2, 4), (3, 4)]),
+    ("COP(=O)([O-])[O-]", [(3, 4), (3, 5)]),
 ])
 def test_a_resonance_model_parameterizes_resonance_equivalent_atoms_alike(test_model_path, smiles, equivalent):
     """With resonance_features the two O of a carboxylate (or nitro group, the two N of an amidinium or an
