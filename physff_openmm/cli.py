@@ -345,6 +345,9 @@ def _cmd_scan(args) -> int:
         for flag, value in (("--plot", args.plot), ("--step", args.step)):
             if value is not None:
                 raise _UsageError(f"{flag} is for torsion scans (--dihedral), not with --conformers", f"{PROG} scan")
+    if args.step is not None and (abs(360.0 / args.step - round(360.0 / args.step)) > 1e-9 or round(360.0 / args.step) < 2):
+        raise _UsageError(f"--step must divide 360 degrees into at least two points (15, 30, 45...), got {args.step:g}",
+                          f"{PROG} scan")
     out = check_output_path(args.output, what="scan CSV")
     plot = check_plot_path(args.plot) if args.plot else None
     sdf = None

@@ -69,7 +69,6 @@ _SUFFIXES: tuple[str, ...] = (".sdf", ".mol", ".pdb", ".xyz")
 #: by :func:`ensure_conformer` (the brief asks for at least 3 A).
 _FRAGMENT_GAP_ANGSTROM: float = 4.0
 
-#: ``charge=N`` (or ``charge: N``, ``charge=-1.0``) in an XYZ comment line.
 #: Two atoms closer than this (Angstrom) are not a physical geometry (the shortest bond, H-H, is 0.74 A).
 MIN_ATOM_DISTANCE_ANGSTROM = 0.5
 #: Records of one SDF file that are the same molecule and put atoms closer than this (Angstrom) to
@@ -77,7 +76,10 @@ MIN_ATOM_DISTANCE_ANGSTROM = 0.5
 #: molecules are longer than 1.5 A).
 CONFORMER_OVERLAP_ANGSTROM = 1.0
 
+#: ``charge=N`` (or ``charge: N``, ``charge=-1.0``) in an XYZ comment line.
 _CHARGE_TOKEN = re.compile(r"(?<![A-Za-z0-9_])charge\s*[=:]\s*([+-]?\d+)(?:\.0*)?(?![\d.])", re.IGNORECASE)
+#: Any ``charge=`` or ``charge:`` key, to refuse one whose value is not a whole number.
+_CHARGE_KEY = re.compile(r"(?<![A-Za-z0-9_])charge\s*[=:]\s*(\S*)", re.IGNORECASE)
 _TIMESTAMP = re.compile(r"^\[\d{2}:\d{2}:\d{2}\]\s?")
 
 
@@ -518,7 +520,8 @@ def ensure_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
         ETKDGv3, relaxed with MMFF94 when MMFF has parameters for it, and the
         fragments are laid out side by side along x so that atoms of different
         fragments are at least 4 Angstrom apart. Other (2D) conformers are
-        dropped from the copy.
+        dropped from the copy, with a warning: a drawing's coordinates are not
+        a geometry, and what follows is computed on the generated one.
 
     Raises
     ------
@@ -527,6 +530,13 @@ def ensure_conformer(mol: Chem.Mol, *, seed: int = 0xF00D) -> Chem.Mol:
     """
     if has_3d_conformer(mol):
         return mol
+    if mol.GetNumConformers():
+        warnings.warn(
+            "the input has 2D coordinates only (a drawing: every z is 0); a 3D geometry was generated from its "
+            "structure (RDKit ETKDG, then MMFF94), and energies and runs are of that geometry",
+            UserWarning,
+            stacklevel=2,
+        )
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
     n_atoms = out.GetNumAtoms()
@@ -912,8 +922,14 @@ def _xyz_frame_to_mol(
         q, source = charge, "from the charge argument"
     else:
         match = _CHARGE_TOKEN.search(comment)
+        key = _CHARGE_KEY.search(comment)
         if match:
             q, source = int(match.group(1)), f"from 'charge=' on line {comment_no}"
+        elif key:
+            raise ChargeError(
+                f"{label}: line {comment_no} gives the charge as {key.group(0)!r}, not a whole number; "
+                f"write 'charge=N' (e.g. charge=-1) or give --charge N"
+            )
         else:
             q, source = 0, "default; no charge argument and no 'charge=N' in the comment line"
     rw = Chem.RWMol()

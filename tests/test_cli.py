@@ -272,7 +272,7 @@ BAD_INPUTS = {
     "dihedral not bonded": (
         ["scan", "CCCC", "--dihedral", "0", "2", "1", "3", "-o", "{tmp}/s.csv"], r"atoms 0 \(C\) and 2 \(C\) are not bonded"),
     "dihedral negative": (["scan", "CCCC", "--dihedral", "0", "1", "2", "-1", "-o", "{tmp}/s.csv"], "--dihedral"),
-    "scan step": (["scan", "CCCC", "--dihedral", "0", "1", "2", "3", "--step", "7", "-o", "{tmp}/s.csv"], "divide 360"),
+    "scan step": (["scan", "CCCC", "--dihedral", "0", "1", "2", "3", "--step", "7", "-o", "{tmp}/s.csv"], "--step must divide 360"),
     "zero steps": (["md", "CCO", "--steps", "0", "-o", "{tmp}/t.dcd"], "--steps: must be a positive integer"),
     "negative timestep": (["md", "CCO", "--steps", "10", "--timestep", "-1", "-o", "{tmp}/t.dcd"], "--timestep"),
     "zero timestep": (["md", "CCO", "--steps", "10", "--timestep", "0", "-o", "{tmp}/t.dcd"], "--timestep"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +238,12 @@ def test_xyz_charge_from_comment_argument_and_default(tmp_path):
     # even electron count but impossible charge: bond perception fails
     with pytest.raises(ChargeError, match=r"total charge of \+1 .*charge may be wrong"):
         load_molecule(with_token, charge=1)
+    # a charge key that is not a whole number is refused, not read as 0; the argument still wins
+    for token in ("charge=abc", "charge: -0.5", "charge="):
+        unreadable = write(tmp_path / "d.xyz", xyz_block(ref, f"acetate {token}"))
+        with pytest.raises(ChargeError, match=r"line 2 gives the charge as .*not a whole number"):
+            load_molecule(unreadable)
+        assert sum(charges(load_molecule(unreadable, charge=-1))) == -1
 
 
 def test_xyz_wrong_charge_that_charges_carbon_is_refused(tmp_path):
@@ -534,8 +541,12 @@ def test_ensure_conformer_replaces_2d_coordinates():
 
     mol = load_molecule("CCO")
     AllChem.Compute2DCoords(mol)
-    out = ensure_conformer(mol)
+    with pytest.warns(UserWarning, match=r"2D coordinates only .* a 3D geometry was generated"):
+        out = ensure_conformer(mol)
     assert out is not mol and out.GetNumConformers() == 1 and out.GetConformer().Is3D()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a SMILES has no coordinates to replace: nothing to warn about
+        ensure_conformer(load_molecule("CCO"))
 
 
 def test_combine_molecules():
